@@ -1,0 +1,1 @@
+"""Analytics snapshots and per-shop settings (filled in by the analytics issue)."""

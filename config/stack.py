@@ -1,0 +1,90 @@
+"""Run the app's processes together (web, worker, beat) and stop them all on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from config.errors import StartupError
+from config.services import port_open
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Stack:
+    """Child processes started for the demo; `stop()` ends every one of them."""
+
+    env: dict[str, str]
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, argv: Sequence[str], *, log: Path | None = None) -> subprocess.Popen[bytes]:
+        out = open(log, "ab") if log else None  # noqa: SIM115 - owned by the child for its life
+        proc = subprocess.Popen(  # noqa: S603
+            list(argv), cwd=BASE_DIR, env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise StartupError(f"{name} exited with code {proc.returncode}; see var/{name}.log")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        deadline = time.monotonic() + 10
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def ensure_port_free(port: int, *, what: str) -> None:
+    if port_open("127.0.0.1", port):
+        raise StartupError(f"port {port} is already in use, so the {what} cannot listen there: "
+                           f"stop what uses it or set PORT to another port")
+
+
+def web_argv(port: int) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
+            "--workers", "2", "--threads", "8", "--worker-class", "gthread", "--access-logfile", "-",
+            "--graceful-timeout", "5", "--timeout", "60"]
+
+
+def worker_argv(queues: str = "default,webhooks,sync,backfill,analytics", *, name: str = "demo") -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "-Q", queues,
+            "--concurrency", "2", "-n", f"{name}@%h"]
+
+
+def beat_argv() -> list[str]:
+    schedule = BASE_DIR / "var" / "celerybeat-schedule"
+    return [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO", "-s", str(schedule)]
+
+
+def wait_http_ok(url: str, *, seconds: float, stack: Stack) -> None:
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise StartupError(f"{url} did not answer 200 within {seconds:.0f} s; see var/web.log")

@@ -1,0 +1,18 @@
+#!/usr/bin/env python
+"""Django's command-line utility for Tenure."""
+
+import os
+import sys
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    from django.core.management import execute_from_command_line
+
+    from config.errors import run_friendly
+
+    run_friendly(execute_from_command_line, sys.argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+from django.contrib import admin
+from django.http import HttpRequest
+
+from shops.models import Shop, WebhookEvent
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Staff may look; changing synced or received data by hand would break it."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Shop)
+class ShopAdmin(admin.ModelAdmin):
+    list_display = ["domain", "name", "state", "currency", "iana_timezone", "plan", "installed_at"]
+    list_filter = ["state"]
+    search_fields = ["domain", "name"]
+    # Credentials are deliberately absent: tokens are never shown, even encrypted.
+    readonly_fields = ["domain", "shopify_gid", "scopes", "installed_at", "uninstalled_at", "redacted_at",
+                       "created_at", "updated_at"]
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdmin):
+    list_display = ["webhook_id", "topic", "shop_domain", "status", "received_at", "processed_at"]
+    list_filter = ["status", "topic"]
+    search_fields = ["webhook_id", "shop_domain"]
+    exclude = ["payload"]

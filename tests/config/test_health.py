@@ -1,0 +1,37 @@
+import pytest
+from django.test import Client
+
+from config import health
+
+
+@pytest.mark.django_db
+def test_healthz_ok_when_database_and_redis_answer(client: Client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+
+
+@pytest.mark.django_db
+def test_healthz_503_when_redis_is_down(client: Client, settings) -> None:
+    # A port nothing listens on: a real connection failure, not a mock.
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["database"] == "ok"
+    assert body["redis"].startswith("error: ")
+
+
+@pytest.mark.django_db
+def test_database_status_reports_unreachable_server() -> None:
+    import psycopg
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    wrapper = DatabaseWrapper({
+        "ENGINE": "django.db.backends.postgresql", "NAME": "x", "USER": "postgres", "PASSWORD": "",
+        "HOST": "127.0.0.1", "PORT": "1", "OPTIONS": {"connect_timeout": 1}, "TIME_ZONE": None,
+        "CONN_MAX_AGE": 0, "CONN_HEALTH_CHECKS": False, "AUTOCOMMIT": True, "ATOMIC_REQUESTS": False,
+    })
+    assert psycopg  # the driver is the real one
+    assert health.database_status(connection=wrapper).startswith("error: ")

@@ -1,0 +1,40 @@
+"""Production settings refuse to start without secrets, naming the missing one in one line."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FULL = {
+    "DJANGO_SECRET_KEY": "x" * 50,
+    "SHOPIFY_API_KEY": "key",
+    "SHOPIFY_API_SECRET": "secret",
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "TOKEN_ENCRYPTION_KEY": "lg8sqq89PcDx46fCsOmPM1FWprUit3ZDB-QtuOdJp7U=",
+}
+
+
+def run_check(env_overrides: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in FULL}
+    env.update(env_overrides)
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings.production"
+    return subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_production_names_the_missing_setting_in_one_line() -> None:
+    env = dict(FULL)
+    del env["TOKEN_ENCRYPTION_KEY"]
+    result = run_check(env)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "TOKEN_ENCRYPTION_KEY" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_production_starts_with_every_setting() -> None:
+    result = run_check(FULL)
+    assert result.returncode == 0, result.stderr
