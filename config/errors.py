@@ -11,18 +11,40 @@ class StartupError(Exception):
     """A problem the operator can fix; its message names the thing and what to do."""
 
 
+def _describe(exc: BaseException) -> str | None:
+    """A one-line explanation for errors an operator can fix, else None."""
+    if isinstance(exc, StartupError):
+        return str(exc)
+    try:
+        from django.db.utils import OperationalError as DjangoOperationalError
+    except ImportError:  # pragma: no cover
+        DjangoOperationalError = ()  # type: ignore[assignment,misc]  # noqa: N806
+    if isinstance(exc, DjangoOperationalError) or exc.__class__.__name__ == "OperationalError":
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        return f"cannot reach the database ({first}): start PostgreSQL or fix DATABASE_URL"
+    try:
+        import kombu.exceptions
+        import redis
+
+        if isinstance(exc, redis.ConnectionError | kombu.exceptions.OperationalError):
+            return f"cannot reach Redis ({exc}): start Redis or fix REDIS_URL"
+    except ImportError:  # pragma: no cover
+        pass
+    return None
+
+
 def run_friendly(func: Callable[..., Any], *args: Any) -> Any:
-    """Run `func`, turning a StartupError (or one raised while loading settings) into one line."""
+    """Run `func`, turning operator-fixable errors (also when wrapped) into one line on stderr."""
     try:
         return func(*args)
-    except StartupError as exc:
-        print(f"tenure: error: {exc}", file=sys.stderr)  # noqa: T201
-        raise SystemExit(1) from None
     except Exception as exc:
-        cause = exc
-        while cause is not None and not isinstance(cause, StartupError):
-            cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
-        if isinstance(cause, StartupError):
-            print(f"tenure: error: {cause}", file=sys.stderr)  # noqa: T201
-            raise SystemExit(1) from None
+        seen: set[int] = set()
+        cause: BaseException | None = exc
+        while cause is not None and id(cause) not in seen:
+            seen.add(id(cause))
+            message = _describe(cause)
+            if message:
+                print(f"tenure: error: {message}", file=sys.stderr)  # noqa: T201
+                raise SystemExit(1) from None
+            cause = cause.__cause__ or cause.__context__
         raise

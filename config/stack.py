@@ -88,3 +88,17 @@ def wait_http_ok(url: str, *, seconds: float, stack: Stack) -> None:
             pass
         time.sleep(0.3)
     raise StartupError(f"{url} did not answer 200 within {seconds:.0f} s; see var/web.log")
+
+
+def preflight() -> None:
+    """Fail in one line, before starting anything, when PostgreSQL or Redis cannot be reached."""
+    import redis
+    from django.conf import settings
+    from django.db import connection
+
+    connection.ensure_connection()  # OperationalError becomes a one-line error in manage.py
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2).ping()
+    except redis.RedisError as exc:
+        raise StartupError(f"cannot reach Redis at {settings.REDIS_URL} ({exc.__class__.__name__}): "
+                           "start Redis or fix REDIS_URL") from exc

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from config.services import BASE_DIR
-from config.stack import Stack, beat_argv, ensure_port_free, wait_http_ok, web_argv, worker_argv
+from config.stack import Stack, beat_argv, ensure_port_free, preflight, wait_http_ok, web_argv, worker_argv
 
 
 class Command(BaseCommand):
@@ -24,6 +24,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **opts: Any) -> None:
         port: int = opts["port"]
         ensure_port_free(port, what="web server")
+        preflight()
         db = settings.DATABASES["default"]
         self.stdout.write(f"==> PostgreSQL: {db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db['NAME']}")
         self.stdout.write(f"==> Redis: {settings.REDIS_URL}")
