@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.http import HttpRequest
 
-from shops.models import Shop, WebhookEvent
+from shops.models import CustomerDataReport, Shop, WebhookEvent
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -16,7 +16,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Shop)
 class ShopAdmin(admin.ModelAdmin):
-    list_display = ["domain", "name", "state", "currency", "iana_timezone", "plan", "installed_at"]
+    list_display = ["domain", "name", "state", "currency", "iana_timezone", "plan", "installed_at",
+                    "needs_reauth_reason"]
     list_filter = ["state"]
     search_fields = ["domain", "name"]
     # Credentials are deliberately absent: tokens are never shown, even encrypted.
@@ -26,7 +27,16 @@ class ShopAdmin(admin.ModelAdmin):
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ReadOnlyAdmin):
-    list_display = ["webhook_id", "topic", "shop_domain", "status", "received_at", "processed_at"]
+    list_display = ["webhook_id", "topic", "shop_domain", "status", "outcome", "received_at", "processed_at"]
     list_filter = ["status", "topic"]
     search_fields = ["webhook_id", "shop_domain"]
     exclude = ["payload"]
+
+
+@admin.register(CustomerDataReport)
+class CustomerDataReportAdmin(ReadOnlyAdmin):
+    """customers/data_request answers: staff send `report` to the merchant."""
+
+    list_display = ["shop", "customer_shopify_id", "data_request_id", "created_at"]
+    search_fields = ["shop__domain", "customer_shopify_id", "data_request_id"]
+    readonly_fields = ["shop", "customer_shopify_id", "data_request_id", "webhook_event", "created_at", "report"]

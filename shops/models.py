@@ -120,3 +120,22 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.topic} {self.webhook_id}"
+
+
+class CustomerDataReport(models.Model):
+    """What Tenure held on one customer when their shop forwarded a data request.
+
+    Written by the customers/data_request handler; staff read it in the Django admin
+    and send it to the merchant. Holds ids, dates and money only (Tenure keeps no PII).
+    """
+
+    shop = models.ForeignKey(Shop, on_delete=models.CASCADE, related_name="customer_data_reports")
+    customer_shopify_id = models.BigIntegerField()
+    data_request_id = models.CharField(max_length=64, blank=True, default="")
+    webhook_event = models.OneToOneField(WebhookEvent, null=True, blank=True, on_delete=models.SET_NULL,
+                                         related_name="customer_data_report")
+    created_at = models.DateTimeField(auto_now_add=True)
+    report = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return f"data request {self.data_request_id or self.pk} for customer {self.customer_shopify_id}"

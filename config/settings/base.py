@@ -89,6 +89,8 @@ SHOPIFY_SCOPES = ["read_orders", "read_all_orders", "read_customers"]
 SHOPIFY_API_BASE_URL = env("SHOPIFY_API_BASE_URL")
 # Where Shopify's admin lives (frame-ancestors); devstore sets its own origin.
 SHOPIFY_ADMIN_ORIGIN = env("SHOPIFY_ADMIN_ORIGIN", "https://admin.shopify.com")
+# The App Bridge script embedded pages load; devstore serves a stand-in at /cdn/app-bridge.js.
+SHOPIFY_APP_BRIDGE_URL = env("SHOPIFY_APP_BRIDGE_URL", "https://cdn.shopify.com/shopifycloud/app-bridge.js")
 APP_URL = env("APP_URL", "http://127.0.0.1:8000")
 TOKEN_ENCRYPTION_KEY = env("TOKEN_ENCRYPTION_KEY")
 
@@ -128,6 +130,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "options": {"queue": queue, "expires": 55},
     }
     for queue in ("webhooks", "sync", "analytics")
+}
+# Deliveries recorded while Redis was down (or whose task was lost) are processed here.
+CELERY_BEAT_SCHEDULE["webhook-sweep"] = {
+    "task": "shops.tasks.webhook_sweep",
+    "schedule": 60.0,
+    "options": {"queue": "webhooks", "expires": 55},
 }
 SYNC_INCREMENTAL_EVERY = timedelta(minutes=int(env("SYNC_INCREMENTAL_MINUTES", "15") or 15))
 

@@ -1,0 +1,659 @@
+"""Writes of the shops app: installs, tokens, uninstall and the privacy webhooks.
+
+Network calls (token exchange, refresh, the shop query) go through
+``sync.client.shopify_http_client()`` and happen outside long transactions, except
+the refresh, which holds the credential's row lock on purpose so two workers never
+spend the same refresh token.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+from shopify_app import ShopifyApp, TokenExchangeAccessToken
+
+from config.logging import log_context
+from shops.models import CustomerDataReport, Shop, ShopCredential, WebhookEvent
+from shops.security import scopes_cover
+from sync.client import shopify_http_client
+
+logger = logging.getLogger(__name__)
+
+# Refresh this long before Shopify's expiry, so a token never dies mid-request.
+REFRESH_MARGIN = timedelta(minutes=5)
+OAUTH_STATE_TTL_SECONDS = 10 * 60
+_STATE_KEY = "tenure:oauth-state:{}"
+
+
+class ShopAuthError(Exception):
+    """The shop's token is gone or cannot be renewed: the merchant must open the app again."""
+
+
+class ShopifyTokenError(Exception):
+    """Shopify did not answer a token request usefully (network, 5xx, 429): try again later."""
+
+
+class InstallError(Exception):
+    """An install step failed; the message is safe to show (no secrets)."""
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    access_token_expires_at: datetime | None
+    refresh_token: str
+    refresh_token_expires_at: datetime | None
+    scopes: str
+
+
+def shopify_app() -> ShopifyApp:
+    return ShopifyApp(settings.SHOPIFY_API_KEY or "", settings.SHOPIFY_API_SECRET or "",
+                      settings.SHOPIFY_API_SECRET_PREVIOUS or None)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def token_pair_from_library(token: TokenExchangeAccessToken) -> TokenPair:
+    return TokenPair(
+        access_token=token.token,
+        access_token_expires_at=_parse_time(token.expires),
+        refresh_token=token.refresh_token or "",
+        refresh_token_expires_at=_parse_time(token.refresh_token_expires),
+        scopes=token.scope or "",
+    )
+
+
+def token_pair_from_response(data: Mapping[str, Any], *, now: datetime) -> TokenPair:
+    """A pair from Shopify's /admin/oauth/access_token JSON (code grant, ``expiring=1``)."""
+    expires_in = data.get("expires_in")
+    refresh_in = data.get("refresh_token_expires_in")
+    return TokenPair(
+        access_token=str(data.get("access_token") or ""),
+        access_token_expires_at=now + timedelta(seconds=int(expires_in)) if expires_in is not None else None,
+        refresh_token=str(data.get("refresh_token") or ""),
+        refresh_token_expires_at=now + timedelta(seconds=int(refresh_in)) if refresh_in is not None else None,
+        scopes=str(data.get("scope") or ""),
+    )
+
+
+# --- OAuth state (single use) --------------------------------------------------
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+
+
+def oauth_state_create(*, shop_domain: str) -> str:
+    """A fresh nonce bound to the shop, valid for ten minutes and for one callback."""
+    nonce = secrets.token_urlsafe(32)
+    _redis().set(_STATE_KEY.format(nonce), shop_domain, ex=OAUTH_STATE_TTL_SECONDS)
+    return nonce
+
+
+def oauth_state_consume(*, state: str, shop_domain: str) -> bool:
+    """True once for a nonce we issued for this shop; GETDEL makes a replay find nothing."""
+    if not state or len(state) > 128:
+        return False
+    stored = _redis().getdel(_STATE_KEY.format(state))
+    return isinstance(stored, bytes) and secrets.compare_digest(stored, shop_domain.encode())
+
+
+# --- Admin GraphQL (install-time only) ------------------------------------------
+
+SHOP_QUERY = "query TenureShop { shop { id name currencyCode ianaTimezone plan { publicDisplayName } } }"
+WEBHOOK_SUBSCRIBE = """
+mutation TenureWebhook($topic: WebhookSubscriptionTopic!, $sub: WebhookSubscriptionInput!) {
+  webhookSubscriptionCreate(topic: $topic, webhookSubscription: $sub) {
+    webhookSubscription { id }
+    userErrors { field message }
+  }
+}
+"""
+
+
+def admin_graphql(*, shop_domain: str, access_token: str, query: str,
+                  variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One Admin GraphQL call for install-time work (shop details, webhook subscriptions).
+
+    TODO(sync): use sync.client's ShopifyClient once it lands; it owns throttling and
+    retries for the bulk pull. These two calls are single and cheap, so a plain POST
+    through the shared HTTP door is enough here.
+    """
+    url = f"https://{shop_domain}/admin/api/{settings.SHOPIFY_API_VERSION}/graphql.json"
+    with shopify_http_client() as client:
+        try:
+            response = client.post(url, json={"query": query, "variables": variables or {}},
+                                   headers={"X-Shopify-Access-Token": access_token})
+        except Exception as exc:  # httpx errors; sync.client is the only module importing httpx
+            raise InstallError(f"Shopify could not be reached ({exc.__class__.__name__})") from exc
+    if response.status_code in (401, 403):
+        raise ShopAuthError(f"Shopify refused the token ({response.status_code})")
+    if response.status_code != 200:
+        raise InstallError(f"Shopify answered {response.status_code} to a GraphQL call")
+    body = response.json()
+    if body.get("errors"):
+        raise InstallError(f"GraphQL errors: {[e.get('message') for e in body['errors']]}")
+    return dict(body.get("data") or {})
+
+
+def shop_details_fetch(*, shop_domain: str, access_token: str) -> dict[str, str]:
+    data = admin_graphql(shop_domain=shop_domain, access_token=access_token, query=SHOP_QUERY)
+    shop = data.get("shop") or {}
+    plan = shop.get("plan") or {}
+    return {
+        "shopify_gid": str(shop.get("id") or ""),
+        "name": str(shop.get("name") or ""),
+        "currency": str(shop.get("currencyCode") or ""),
+        "iana_timezone": str(shop.get("ianaTimezone") or "UTC"),
+        "plan": str(plan.get("publicDisplayName") or plan.get("displayName") or ""),
+    }
+
+
+def app_declared_webhook_topics() -> set[str]:
+    """Topics shopify.app.toml subscribes app-wide (Shopify sends those to every shop)."""
+    import tomllib
+
+    path = settings.BASE_DIR / "shopify.app.toml"
+    try:
+        config = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return set()
+    topics: set[str] = set()
+    for sub in config.get("webhooks", {}).get("subscriptions", []):
+        topics.update(sub.get("topics", []))
+        topics.update(sub.get("compliance_topics", []))
+    return topics
+
+
+# Every topic Tenure handles per shop (compliance topics can only be app-wide).
+SHOP_WEBHOOK_TOPICS = (
+    "app/uninstalled", "app/scopes_update", "orders/create", "orders/updated", "orders/cancelled",
+    "orders/delete", "refunds/create", "customers/create", "customers/update", "customers/delete",
+    "bulk_operations/finish",
+)
+
+
+def webhooks_subscribe(*, shop_domain: str, access_token: str, topics: list[str] | None = None) -> list[str]:
+    """Create per-shop subscriptions for the topics shopify.app.toml does not declare; returns those created."""
+    if topics is None:
+        declared = app_declared_webhook_topics()
+        topics = [t for t in SHOP_WEBHOOK_TOPICS if t not in declared]
+    created = []
+    uri = (settings.APP_URL or "").rstrip("/") + "/webhooks"
+    for topic in topics:
+        data = admin_graphql(
+            shop_domain=shop_domain, access_token=access_token, query=WEBHOOK_SUBSCRIBE,
+            variables={"topic": topic.upper().replace("/", "_"), "sub": {"uri": uri, "format": "JSON"}},
+        )
+        result = data.get("webhookSubscriptionCreate") or {}
+        errors = result.get("userErrors") or []
+        # "already taken" means a previous install subscribed it: nothing to do.
+        if errors and not all("taken" in str(e.get("message", "")).lower() for e in errors):
+            raise InstallError(f"webhook subscription for {topic} failed: {[e.get('message') for e in errors]}")
+        created.append(topic)
+    return created
+
+
+# --- Install ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class InstallResult:
+    shop: Shop
+    fresh: bool  # first install or reinstall: the caller enqueues the first backfill
+
+
+def _shop_data_purge(*, shop: Shop, keep: tuple[type[models.Model], ...]) -> dict[str, int]:
+    """Delete every row that hangs off the shop (synced data, snapshots, settings) but `keep`."""
+    counts: dict[str, int] = {}
+    for rel in Shop._meta.related_objects:
+        model = rel.related_model
+        if not isinstance(model, type) or model in keep or rel.on_delete is not models.CASCADE:
+            continue
+        deleted, _ = model._default_manager.filter(**{rel.field.name: shop}).delete()
+        if deleted:
+            counts[model._meta.label] = deleted
+    return counts
+
+
+def credential_store(*, shop: Shop, pair: TokenPair) -> ShopCredential:
+    credential, _ = ShopCredential.objects.get_or_create(shop=shop)
+    credential.access_token = pair.access_token
+    credential.access_token_expires_at = pair.access_token_expires_at
+    credential.refresh_token = pair.refresh_token
+    credential.refresh_token_expires_at = pair.refresh_token_expires_at
+    credential.previous_refresh_token_encrypted = ""
+    credential.scopes = pair.scopes
+    credential.save()
+    return credential
+
+
+def shop_install(*, shop_domain: str, pair: TokenPair) -> InstallResult:
+    """Store a fresh token pair, the shop's details and its webhooks; reinstalls start clean.
+
+    The shop query and the subscriptions run before the transaction (network), the
+    database writes in one transaction; the caller enqueues the backfill when
+    ``fresh`` (first install, or reinstall after uninstall/redaction).
+    """
+    required = settings.SHOPIFY_SCOPES
+    if not scopes_cover(pair.scopes, required):
+        raise InstallError(f"granted scopes {pair.scopes!r} do not cover {','.join(required)}")
+    details = shop_details_fetch(shop_domain=shop_domain, access_token=pair.access_token)
+    now = timezone.now()
+    with transaction.atomic():
+        shop, created = Shop.objects.select_for_update().get_or_create(domain=shop_domain)
+        fresh = created or shop.state != Shop.State.INSTALLED or shop.installed_at is None
+        with log_context(shop=shop_domain):
+            if fresh and not created:
+                # Whatever we held from before the uninstall may be stale (orders deleted while
+                # we could not hear about it): start from nothing, the backfill rebuilds it.
+                purged = _shop_data_purge(shop=shop, keep=(ShopCredential, WebhookEvent, CustomerDataReport))
+                logger.info("reinstall: previous data purged", extra={"purged": purged})
+            for field, value in details.items():
+                setattr(shop, field, value)
+            shop.scopes = pair.scopes
+            shop.state = Shop.State.INSTALLED
+            shop.needs_reauth_reason = ""
+            shop.paused_reason = ""
+            if fresh:
+                shop.installed_at = now
+                shop.uninstalled_at = None
+                shop.redacted_at = None
+            shop.save()
+            credential_store(shop=shop, pair=pair)
+            logger.info("shop installed" if fresh else "shop token renewed")
+    try:
+        webhooks_subscribe(shop_domain=shop_domain, access_token=pair.access_token)
+    except (InstallError, ShopAuthError) as exc:
+        # Not fatal: shopify.app.toml declares the topics app-wide; the log says what is missing.
+        logger.warning("webhook subscription failed: %s", exc, extra={"shop": shop_domain})
+    return InstallResult(shop=shop, fresh=fresh)
+
+
+def token_exchange(*, id_token: Any) -> TokenPair:
+    """Exchange a verified session token (shopify_app IdTokenDetails) for an expiring offline token."""
+    with shopify_http_client() as client:
+        result = shopify_app().exchange_using_token_exchange("offline", id_token=id_token, expiring=True,
+                                                             http_client=client)
+    if not result.ok or result.access_token is None:
+        code = result.log.code
+        if code in ("invalid_subject_token", "invalid_client"):
+            raise ShopAuthError(f"token exchange refused: {code}")
+        raise InstallError(f"token exchange failed: {code}")
+    return token_pair_from_library(result.access_token)
+
+
+def authorization_code_exchange(*, shop_domain: str, code: str) -> TokenPair:
+    """The code grant's last step, asking for an expiring offline token (``expiring=1``).
+
+    shopifyapp has no code-grant helper (Shopify steers embedded apps to token
+    exchange), so this is the one POST it would make, through the same HTTP door.
+    """
+    url = f"https://{shop_domain}/admin/oauth/access_token"
+    body = {"client_id": settings.SHOPIFY_API_KEY, "client_secret": settings.SHOPIFY_API_SECRET,
+            "code": code, "expiring": 1}
+    now = timezone.now()
+    with shopify_http_client() as client:
+        try:
+            response = client.post(url, json=body, headers={"Accept": "application/json"})
+        except Exception as exc:  # network: sync.client owns httpx
+            raise InstallError(f"Shopify could not be reached ({exc.__class__.__name__})") from exc
+    if response.status_code != 200:
+        raise InstallError(f"code exchange answered {response.status_code}")
+    pair = token_pair_from_response(response.json(), now=now)
+    if not pair.access_token:
+        raise InstallError("code exchange returned no access token")
+    return pair
+
+
+# --- Tokens for the sync client ----------------------------------------------------
+
+def _refresh_once(*, shop: Shop, refresh_token: str, refresh_expires_at: datetime | None) -> TokenPair | str:
+    """One refresh call; a TokenPair on success, the library's error code otherwise."""
+    name = shop.domain.removesuffix(".myshopify.com")
+    request = {
+        "shop": name, "refresh_token": refresh_token, "access_mode": "offline",
+        # An empty `expires` makes the library refresh now instead of second-guessing our margin.
+        "expires": "",
+        "refresh_token_expires": refresh_expires_at.isoformat() if refresh_expires_at else "",
+    }
+    with shopify_http_client() as client:
+        result = shopify_app().refresh_token_exchanged_access_token(request, http_client=client)
+    if result.ok and result.access_token is not None and result.access_token.token:
+        return token_pair_from_library(result.access_token)
+    return result.log.code
+
+
+_TRANSIENT_REFRESH_CODES = {"network_error", "server_error", "rate_limit_exceeded"}
+
+
+def shop_needs_reauth_mark(*, shop: Shop, reason: str) -> None:
+    Shop.objects.filter(pk=shop.pk).update(needs_reauth_reason=reason, updated_at=timezone.now())
+    shop.needs_reauth_reason = reason
+    logger.warning("shop needs the merchant to open the app again: %s", reason, extra={"shop": shop.domain})
+
+
+def credential_refresh(*, shop: Shop, force: bool = False) -> str:
+    """Renew the access token under the credential's row lock and return the valid one.
+
+    Two workers racing: the second waits for the lock, then sees the new expiry and
+    returns the token the first one stored. Both tokens of the new pair are saved in
+    the same UPDATE; the old refresh token is kept for one retry, since a refresh
+    whose answer was lost has already spent it on Shopify's side but not on ours.
+    """
+    with transaction.atomic():
+        try:
+            credential = ShopCredential.objects.select_for_update().get(shop=shop)
+        except ShopCredential.DoesNotExist as exc:
+            raise ShopAuthError("no stored credential") from exc
+        now = timezone.now()
+        if not force and not credential.expires_within(int(REFRESH_MARGIN.total_seconds()), now=now):
+            return credential.access_token
+        current = credential.refresh_token
+        if not current:
+            shop_needs_reauth_mark(shop=shop, reason="the token cannot be refreshed (no refresh token)")
+            raise ShopAuthError("no refresh token")
+        candidates = [current]
+        previous = crypto_decrypt_or_empty(credential.previous_refresh_token_encrypted)
+        if previous and previous != current:
+            candidates.append(previous)
+        codes = []
+        for token in candidates:
+            expires_at = credential.refresh_token_expires_at if token == current else None
+            outcome = _refresh_once(shop=shop, refresh_token=token, refresh_expires_at=expires_at)
+            if isinstance(outcome, TokenPair):
+                credential.access_token = outcome.access_token
+                credential.access_token_expires_at = outcome.access_token_expires_at
+                credential.refresh_token = outcome.refresh_token
+                credential.refresh_token_expires_at = outcome.refresh_token_expires_at
+                credential.previous_refresh_token_encrypted = crypto_encrypt(token)
+                if outcome.scopes:
+                    credential.scopes = outcome.scopes
+                credential.save()
+                if shop.needs_reauth_reason:
+                    Shop.objects.filter(pk=shop.pk).update(needs_reauth_reason="")
+                    shop.needs_reauth_reason = ""
+                logger.info("access token refreshed", extra={"shop": shop.domain})
+                return outcome.access_token
+            codes.append(outcome)
+            if outcome in _TRANSIENT_REFRESH_CODES:
+                raise ShopifyTokenError(f"token refresh failed transiently: {outcome}")
+    shop_needs_reauth_mark(shop=shop, reason=f"token refresh failed ({', '.join(codes)}); open Tenure in Shopify")
+    raise ShopAuthError(f"token refresh failed: {codes}")
+
+
+def crypto_encrypt(value: str) -> str:
+    from shops import crypto
+
+    return crypto.encrypt(value)
+
+
+def crypto_decrypt_or_empty(value: str) -> str:
+    from shops import crypto
+
+    try:
+        return crypto.decrypt(value)
+    except ValueError:
+        return ""
+
+
+def access_token_get(*, shop: Shop) -> str:
+    """The shop's offline access token, refreshed first when it expires within five minutes.
+
+    Raises ShopAuthError when the shop is not installed or its token cannot be renewed
+    (the shop is then marked needs-reauth), ShopifyTokenError when Shopify is briefly
+    unreachable (retry later).
+    """
+    if shop.state != Shop.State.INSTALLED:
+        raise ShopAuthError(f"shop is {shop.state}")
+    credential = ShopCredential.objects.filter(shop=shop).first()
+    if credential is None or not credential.access_token_encrypted:
+        raise ShopAuthError("no stored credential")
+    if credential.expires_within(int(REFRESH_MARGIN.total_seconds()), now=timezone.now()):
+        return credential_refresh(shop=shop)
+    return credential.access_token
+
+
+# --- Webhook handling ----------------------------------------------------------------
+
+def shop_uninstall(*, shop: Shop) -> str:
+    """app/uninstalled: the token is already dead, so no API call; drop it and stop work."""
+    from sync.models import SyncRun
+
+    with transaction.atomic():
+        ShopCredential.objects.filter(shop=shop).delete()
+        shop.state = Shop.State.UNINSTALLED
+        shop.uninstalled_at = timezone.now()
+        shop.needs_reauth_reason = ""
+        shop.save(update_fields=["state", "uninstalled_at", "needs_reauth_reason", "updated_at"])
+        # Schedules only pick installed shops; runs already queued stop at their next check.
+        stopped = SyncRun.objects.filter(
+            shop=shop, status__in=[SyncRun.Status.PENDING, SyncRun.Status.RUNNING],
+        ).update(status=SyncRun.Status.CANCELLED, finished_at=timezone.now(), error="app uninstalled")
+    return f"uninstalled; credentials dropped; {stopped} sync run(s) cancelled"
+
+
+def shop_scopes_update(*, shop: Shop, payload: Mapping[str, Any]) -> str:
+    current = payload.get("current")
+    scopes = ",".join(str(s) for s in current) if isinstance(current, list) else str(current or "")
+    shop.scopes = scopes
+    fields = ["scopes", "updated_at"]
+    if not scopes_cover(scopes, settings.SHOPIFY_SCOPES):
+        shop.needs_reauth_reason = f"scopes reduced to {scopes or 'none'}; open Tenure in Shopify to grant them"
+        fields.append("needs_reauth_reason")
+    shop.save(update_fields=fields)
+    ShopCredential.objects.filter(shop=shop).update(scopes=scopes)
+    return f"scopes now {scopes or 'none'}"
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def customer_data_report_build(*, shop: Shop, customer_id: int, order_ids: list[int]) -> dict[str, Any]:
+    """Everything Tenure holds on one customer: their row, orders, refunds (ids, dates, money)."""
+    from sync.models import Customer, Order, Refund
+
+    def rows(qs: models.QuerySet[Any], fields: list[str]) -> list[dict[str, Any]]:
+        return [{k: (str(v) if v is not None and not isinstance(v, (int, bool, list)) else v)
+                 for k, v in row.items()} for row in qs.values(*fields)]
+
+    orders = Order.objects.filter(shop=shop).filter(
+        models.Q(customer_shopify_id=customer_id) | models.Q(shopify_id__in=order_ids))
+    order_fields = ["shopify_id", "name", "processed_at", "created_at", "updated_at", "cancelled_at", "test",
+                    "financial_status", "currency", "subtotal", "current_subtotal", "total", "current_total",
+                    "total_refunded", "tags"]
+    order_rows = rows(orders.order_by("processed_at"), order_fields)
+    refunds = Refund.objects.filter(shop=shop, order_shopify_id__in=[o["shopify_id"] for o in order_rows])
+    return {
+        "customer_shopify_id": customer_id,
+        "customers": rows(Customer.objects.filter(shop=shop, shopify_id=customer_id),
+                          ["shopify_id", "created_at", "updated_at", "rfm_group", "number_of_orders",
+                           "amount_spent", "amount_spent_currency", "tags"]),
+        "orders": order_rows,
+        "refunds": rows(refunds.order_by("created_at"), ["shopify_id", "order_shopify_id", "created_at",
+                                                         "processed_at", "amount", "subtotal_amount"]),
+        "personal_data_held": "none: Tenure stores no names, emails, phones or addresses",
+    }
+
+
+def customer_data_request(*, shop: Shop, event: WebhookEvent, payload: Mapping[str, Any]) -> str:
+    customer_id = _int_or_none((payload.get("customer") or {}).get("id"))
+    if customer_id is None:
+        return "no customer id in payload; nothing to report"
+    order_ids = [i for i in (_int_or_none(o) for o in payload.get("orders_requested") or []) if i is not None]
+    report = customer_data_report_build(shop=shop, customer_id=customer_id, order_ids=order_ids)
+    request_id = str((payload.get("data_request") or {}).get("id") or "")
+    CustomerDataReport.objects.update_or_create(
+        webhook_event=event,
+        defaults={"shop": shop, "customer_shopify_id": customer_id, "data_request_id": request_id, "report": report},
+    )
+    outcome = (f"report ready in admin for customer {customer_id}: {len(report['customers'])} customer row(s), "
+               f"{len(report['orders'])} order(s), {len(report['refunds'])} refund(s)")
+    logger.info("customers/data_request: %s", outcome, extra={"shop": shop.domain, "data_request": request_id})
+    return outcome
+
+
+def customer_redact(*, shop: Shop, payload: Mapping[str, Any]) -> str:
+    """Delete the customer; detach their orders (see docs/DECISIONS.md, "customers/redact").
+
+    Orders stay as anonymous (guest-like) rows so the shop's revenue figures stay right,
+    with the customer id and tags cleared; the webhook payloads that named the customer
+    lose their body.
+    """
+    from sync.models import Customer, Order
+
+    customer_id = _int_or_none((payload.get("customer") or {}).get("id"))
+    order_ids = [i for i in (_int_or_none(o) for o in payload.get("orders_to_redact") or []) if i is not None]
+    if customer_id is None and not order_ids:
+        return "no customer id or orders in payload; nothing to redact"
+    with transaction.atomic():
+        deleted = 0
+        if customer_id is not None:
+            deleted, _ = Customer.objects.filter(shop=shop, shopify_id=customer_id).delete()
+        link = models.Q(shopify_id__in=order_ids)
+        if customer_id is not None:
+            link |= models.Q(customer_shopify_id=customer_id)
+        detached = Order.objects.filter(shop=shop).filter(link).update(customer_shopify_id=None, tags=[])
+        scrubbed = 0
+        if customer_id is not None:
+            mentions = (models.Q(topic__startswith="customers/", payload__id=customer_id)
+                        | models.Q(topic__startswith="orders/", payload__customer__id=customer_id)
+                        | models.Q(topic__startswith="customers/", payload__customer__id=customer_id))
+            scrubbed = WebhookEvent.objects.filter(shop=shop).filter(mentions).update(payload=None)
+        if customer_id is not None:
+            CustomerDataReport.objects.filter(shop=shop, customer_shopify_id=customer_id).delete()
+    _analytics_refresh_later(shop_id=shop.pk)
+    return (f"customer {customer_id} redacted: {deleted} row(s) deleted, {detached} order(s) detached, "
+            f"{scrubbed} webhook payload(s) cleared")
+
+
+def shop_redact(*, shop: Shop) -> str:
+    """shop/redact (48 h after uninstall): delete everything we hold for the shop."""
+    with transaction.atomic():
+        purged = _shop_data_purge(shop=shop, keep=(WebhookEvent,))
+        ShopCredential.objects.filter(shop=shop).delete()
+        payloads = WebhookEvent.objects.filter(shop=shop).update(payload=None)
+        shop.state = Shop.State.REDACTED
+        shop.redacted_at = timezone.now()
+        shop.name = shop.shopify_gid = shop.plan = shop.scopes = ""
+        shop.needs_reauth_reason = shop.paused_reason = ""
+        shop.save()
+    return f"shop redacted: {sum(purged.values())} row(s) deleted, {payloads} webhook payload(s) cleared"
+
+
+def _analytics_refresh_later(*, shop_id: int) -> None:
+    def enqueue() -> None:
+        try:
+            from analytics import tasks as analytics_tasks  # type: ignore[attr-defined,unused-ignore]
+        except ImportError:
+            return
+        refresh = getattr(analytics_tasks, "refresh_shop_later", None)
+        if refresh is not None:
+            try:
+                refresh.delay(shop_id)
+            except Exception:  # broker down: the next scheduled refresh catches up
+                logger.warning("analytics refresh not enqueued", exc_info=True)
+
+    transaction.on_commit(enqueue)
+
+
+def _sync_apply(*, shop: Shop, event: WebhookEvent, payload: Mapping[str, Any]) -> str:
+    from sync import services as sync_services
+
+    # Written by the sync helper: upserts keyed on (shop, shopify_id), so replays are harmless.
+    sync_services.webhook_apply(shop=shop, topic=event.topic, payload=dict(payload))  # type: ignore[attr-defined]
+    return "applied"
+
+
+Handler = Callable[[Shop, WebhookEvent, Mapping[str, Any]], str]
+SYNC_TOPICS = frozenset({
+    "orders/create", "orders/updated", "orders/cancelled", "orders/delete", "orders/paid", "orders/edited",
+    "orders/fulfilled", "orders/partially_fulfilled", "refunds/create",
+    "customers/create", "customers/update", "customers/delete", "customers/enable", "customers/disable",
+    "bulk_operations/finish",
+})
+COMPLIANCE_TOPICS = frozenset({"customers/data_request", "customers/redact", "shop/redact"})
+HANDLERS: dict[str, Handler] = {
+    **{topic: (lambda shop, event, payload: _sync_apply(shop=shop, event=event, payload=payload))
+       for topic in SYNC_TOPICS},
+    "app/uninstalled": lambda shop, event, payload: shop_uninstall(shop=shop),
+    "app/scopes_update": lambda shop, event, payload: shop_scopes_update(shop=shop, payload=payload),
+    "customers/data_request": lambda shop, event, payload: customer_data_request(shop=shop, event=event,
+                                                                                payload=payload),
+    "customers/redact": lambda shop, event, payload: customer_redact(shop=shop, payload=payload),
+    "shop/redact": lambda shop, event, payload: shop_redact(shop=shop),
+}
+MAX_ATTEMPTS = 5
+
+
+def webhook_event_process(*, event_id: int) -> str | None:
+    """Run the handler of one recorded delivery, exactly once, and mark the outcome.
+
+    The event row is locked (SKIP LOCKED) so the task and the sweep never run the same
+    event together; the handler's writes and the status change commit together.
+    Returns the new status, or None when there was nothing to do.
+    """
+    with transaction.atomic():
+        event = (WebhookEvent.objects.select_for_update(skip_locked=True)
+                 .filter(pk=event_id, status__in=[WebhookEvent.Status.RECEIVED, WebhookEvent.Status.FAILED])
+                 .first())
+        if event is None:
+            return None
+        shop = Shop.objects.filter(pk=event.shop_id).first() if event.shop_id else None
+        with log_context(shop=event.shop_domain, webhook=event.webhook_id, topic=event.topic):
+            event.attempts += 1
+            handler = HANDLERS.get(event.topic)
+            drop = ("unknown topic" if handler is None
+                    else "unknown or redacted shop" if shop is None or shop.state == Shop.State.REDACTED
+                    else "shop not installed" if event.topic in SYNC_TOPICS and shop.state != Shop.State.INSTALLED
+                    else "")
+            if drop or shop is None or handler is None:
+                event.status = WebhookEvent.Status.DROPPED
+                event.outcome = drop
+                logger.info("webhook dropped: %s", drop)
+            else:
+                try:
+                    with transaction.atomic():
+                        event.outcome = handler(shop, event, event.payload or {})
+                    event.status = WebhookEvent.Status.PROCESSED
+                except Exception as exc:  # recorded on the event; the sweep retries a bounded number of times
+                    event.status = WebhookEvent.Status.FAILED
+                    event.outcome = f"{exc.__class__.__name__}: {exc}"[:2000]
+                    logger.exception("webhook handler failed")
+            event.processed_at = timezone.now()
+            event.save(update_fields=["status", "outcome", "attempts", "processed_at"])
+            return str(event.status)
+
+
+def webhook_events_pending(*, older_than: timedelta, limit: int = 500) -> list[int]:
+    """Ids of deliveries still waiting (their task was never enqueued or was lost)."""
+    cutoff = timezone.now() - older_than
+    return list(
+        WebhookEvent.objects.filter(
+            models.Q(status=WebhookEvent.Status.RECEIVED)
+            | models.Q(status=WebhookEvent.Status.FAILED, attempts__lt=MAX_ATTEMPTS),
+            received_at__lt=cutoff,
+        ).order_by("received_at").values_list("pk", flat=True)[:limit]
+    )
+
+
+def webhook_events_sweep(*, older_than: timedelta = timedelta(seconds=30), limit: int = 500) -> int:
+    """Process what the on-commit enqueue left behind (Redis down, worker lost); returns how many ran."""
+    done = 0
+    for event_id in webhook_events_pending(older_than=older_than, limit=limit):
+        if webhook_event_process(event_id=event_id) is not None:
+            done += 1
+    return done

@@ -1,0 +1,181 @@
+"""Install and auth entry points: the app home, the code grant, the bounce page."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.http import require_GET
+
+from config.logging import log_context
+from shops import services
+from shops.auth import (
+    BOUNCE_PATH,
+    bounce_response,
+    frame_headers_set,
+    session_failure_response,
+    session_token_check,
+    shop_ready,
+)
+from shops.models import Shop
+from shops.security import oauth_query_valid, oauth_timestamp_fresh, shop_domain_clean
+
+logger = logging.getLogger(__name__)
+
+# What the overview keeps from the admin's launch URL.
+_EMBED_PARAMS = ("shop", "host", "embedded", "id_token", "locale")
+
+
+def _bad_request(message: str, shop: str | None = None) -> HttpResponse:
+    return frame_headers_set(HttpResponse(message, status=400, content_type="text/plain"), shop)
+
+
+def _backfill_enqueue(shop_id: int) -> None:
+    """The first backfill, after the install commits (sync.tasks.backfill_start)."""
+
+    def enqueue() -> None:
+        try:
+            from sync.tasks import backfill_start  # type: ignore[attr-defined]
+        except ImportError:
+            logger.error("sync.tasks.backfill_start is missing: first backfill not enqueued")
+            return
+        try:
+            backfill_start.delay(shop_id)
+        except Exception:  # broker down: the scheduled sync will find a shop without a backfill
+            logger.exception("first backfill not enqueued")
+
+    transaction.on_commit(enqueue)
+
+
+def _admin_app_url(shop: str) -> str:
+    """Where the merchant sees Tenure inside their admin."""
+    base = settings.SHOPIFY_API_BASE_URL
+    if base:  # devstore: its admin frame, chosen by the shop parameter
+        return f"{base.rstrip('/')}/admin/apps/{settings.SHOPIFY_API_KEY}?{urlencode({'shop': shop})}"
+    return f"https://{shop}/admin/apps/{settings.SHOPIFY_API_KEY}"
+
+
+def _overview_redirect(request: HttpRequest, shop: str) -> HttpResponse:
+    params = [(k, request.GET[k]) for k in _EMBED_PARAMS if k in request.GET]
+    try:
+        target = reverse("analytics:overview")
+    except NoReverseMatch:
+        response = HttpResponse("Tenure is installed. Your reports appear here once the first sync finishes.",
+                                content_type="text/plain")
+        return frame_headers_set(response, shop)
+    return frame_headers_set(HttpResponseRedirect(f"{target}?{urlencode(params)}"), shop)
+
+
+@require_GET
+def app_home(request: HttpRequest) -> HttpResponse:
+    """`/`: the admin's first load installs (token exchange), later loads go to the overview."""
+    has_token = bool(request.GET.get("id_token") or request.headers.get("Authorization"))
+    if not has_token:
+        shop = shop_domain_clean(request.GET.get("shop"))
+        if request.GET.get("hmac") and request.GET.get("embedded") != "1":
+            # A non-embedded launch (install link, App Store): the code grant, or back into the admin.
+            if shop is None:
+                return _bad_request("invalid shop domain")
+            installed = shop_ready(Shop.objects.filter(domain=shop).first())
+            target = _admin_app_url(shop) if installed else f"/auth/install?{request.GET.urlencode()}"
+            return HttpResponseRedirect(target)
+        return bounce_response(request)
+
+    check = session_token_check(request)
+    if not check.ok or check.shop_domain is None or check.id_token is None:
+        return session_failure_response(request, check)
+    shop_domain = check.shop_domain
+    with log_context(shop=shop_domain):
+        if not shop_ready(Shop.objects.filter(domain=shop_domain).first()):
+            try:
+                pair = services.token_exchange(id_token=check.id_token)
+                result = services.shop_install(shop_domain=shop_domain, pair=pair)
+            except services.ShopAuthError:
+                return session_failure_response(request, check)
+            except services.InstallError as exc:
+                logger.error("install failed: %s", exc)
+                response = HttpResponse("Tenure could not finish installing; reload to try again.",
+                                        status=502, content_type="text/plain")
+                return frame_headers_set(response, shop_domain)
+            if result.fresh:
+                _backfill_enqueue(result.shop.pk)
+        return _overview_redirect(request, shop_domain)
+
+
+@require_GET
+def session_token_bounce(request: HttpRequest) -> HttpResponse:
+    """Loads App Bridge, which reloads `shopify-reload` with a fresh `id_token`."""
+    shop = shop_domain_clean(request.GET.get("shop"))
+    reload_path = request.GET.get("shopify-reload", "")
+    # Same-origin paths only: "//evil.example" or "/\\evil" would leave the app.
+    if shop is None or not reload_path.startswith("/") or reload_path.startswith(("//", "/\\")):
+        return _bad_request("invalid bounce request")
+    response = render(request, "shops/bounce.html", {
+        "api_key": settings.SHOPIFY_API_KEY,
+        "app_bridge_url": settings.SHOPIFY_APP_BRIDGE_URL,
+        "reload_path": reload_path,
+    })
+    return frame_headers_set(response, shop)
+
+
+@require_GET
+def auth_install(request: HttpRequest) -> HttpResponse:
+    """Code grant, step 1: verify the install request and send the merchant to consent."""
+    shop = shop_domain_clean(request.GET.get("shop"))
+    if shop is None:
+        return _bad_request("invalid shop domain")
+    if not oauth_query_valid(request.META.get("QUERY_STRING", ""), secret=settings.SHOPIFY_API_SECRET or "",
+                             previous_secret=settings.SHOPIFY_API_SECRET_PREVIOUS):
+        return _bad_request("invalid hmac", shop)
+    if not oauth_timestamp_fresh(request.GET.get("timestamp")):
+        return _bad_request("stale request", shop)
+    state = services.oauth_state_create(shop_domain=shop)
+    params = {
+        "client_id": settings.SHOPIFY_API_KEY,
+        "scope": ",".join(settings.SHOPIFY_SCOPES),
+        "redirect_uri": (settings.APP_URL or "").rstrip("/") + "/auth/callback",
+        "state": state,
+    }
+    base = settings.SHOPIFY_API_BASE_URL
+    if base:  # devstore serves every shop's consent page; the shop parameter picks it
+        url = f"{base.rstrip('/')}/admin/oauth/authorize?{urlencode({**params, 'shop': shop})}"
+    else:
+        url = f"https://{shop}/admin/oauth/authorize?{urlencode(params)}"
+    return HttpResponseRedirect(url)
+
+
+@require_GET
+def auth_callback(request: HttpRequest) -> HttpResponse:
+    """Code grant, step 2: shop, hmac, timestamp and single-use state, then the exchange."""
+    shop = shop_domain_clean(request.GET.get("shop"))
+    if shop is None:
+        return _bad_request("invalid shop domain")
+    if not oauth_query_valid(request.META.get("QUERY_STRING", ""), secret=settings.SHOPIFY_API_SECRET or "",
+                             previous_secret=settings.SHOPIFY_API_SECRET_PREVIOUS):
+        return _bad_request("invalid hmac", shop)
+    if not oauth_timestamp_fresh(request.GET.get("timestamp")):
+        return _bad_request("stale request", shop)
+    if not services.oauth_state_consume(state=request.GET.get("state", ""), shop_domain=shop):
+        return _bad_request("unknown or used state", shop)
+    code = request.GET.get("code", "")
+    if not code:
+        return _bad_request("missing code", shop)
+    with log_context(shop=shop):
+        try:
+            pair = services.authorization_code_exchange(shop_domain=shop, code=code)
+            result = services.shop_install(shop_domain=shop, pair=pair)
+        except (services.InstallError, services.ShopAuthError) as exc:
+            logger.error("code grant install failed: %s", exc)
+            return HttpResponse("Tenure could not finish installing; start again from your Shopify admin.",
+                                status=502, content_type="text/plain")
+        if result.fresh:
+            _backfill_enqueue(result.shop.pk)
+    return HttpResponseRedirect(_admin_app_url(shop))
+
+
+__all__ = ["BOUNCE_PATH", "app_home", "auth_callback", "auth_install", "session_token_bounce"]
