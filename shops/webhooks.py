@@ -75,7 +75,8 @@ class _FastPublisher:
 
     PAUSE_AFTER_FAILURE = 5.0
 
-    def __init__(self) -> None:
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url  # None: the app's broker
         self._connection: Any = None
         self._lock = threading.Lock()
         self._paused_until = 0.0
@@ -88,7 +89,7 @@ class _FastPublisher:
                 options = {**(app.conf.broker_transport_options or {}), "max_retries": 1, "interval_start": 0,
                            "interval_step": 0.1, "connect_retries_timeout": 1, "socket_connect_timeout": 1,
                            "socket_timeout": 2}
-                self._connection = app.connection_for_write(transport_options=options)
+                self._connection = app.connection_for_write(url=self.url, transport_options=options)
             return self._connection
 
     def publish(self, event_id: int) -> bool:

@@ -1,0 +1,141 @@
+"""POST /webhooks: signature first, record once, PII never stored, every bad input answered right."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from shops import webhooks
+from shops.models import Shop, WebhookEvent
+from shops.services import webhook_event_process, webhook_events_sweep
+from tests.shops.conftest import post_webhook, shop_create, webhook_headers
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORDER = {"id": 1001, "name": "#1001", "email": "ann@example.com", "customer": {"id": 7, "first_name": "Ann"},
+         "total_price": "12.50", "updated_at": "2026-11-22T08:00:00Z"}
+
+
+@pytest.fixture(autouse=True)
+def broker_down_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unless a test starts a worker, publish to a closed port: the endpoint must not care."""
+    monkeypatch.setattr(webhooks.publisher, "url", "redis://127.0.0.1:1/0")
+    monkeypatch.setattr(webhooks.publisher, "_connection", None)
+    monkeypatch.setattr(webhooks.publisher, "_paused_until", 0.0)
+
+
+def test_missing_or_wrong_hmac_is_401_and_nothing_stored(client, shop_a) -> None:
+    body = json.dumps(ORDER).encode()
+    headers = webhook_headers(body, topic="orders/create", shop=shop_a.domain)
+    del headers["HTTP_X_SHOPIFY_HMAC_SHA256"]
+    assert client.generic("POST", "/webhooks", body, content_type="application/json", **headers).status_code == 401
+    assert post_webhook(client, ORDER, topic="orders/create", shop=shop_a.domain, secret="wrong").status_code == 401
+    tampered = webhook_headers(body, topic="orders/create", shop=shop_a.domain)
+    assert client.generic("POST", "/webhooks", body + b" ", content_type="application/json",
+                          **tampered).status_code == 401
+    # A bad signature is refused before the body is looked at, even when it is not JSON.
+    assert post_webhook(client, None, raw=b"not json", topic="orders/create", shop=shop_a.domain,
+                        secret="wrong").status_code == 401
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_valid_delivery_recorded_once_without_pii(client, shop_a) -> None:
+    response = post_webhook(client, ORDER, topic="orders/create", shop=shop_a.domain, webhook_id="w-1")
+    assert response.status_code == 200
+    event = WebhookEvent.objects.get(webhook_id="w-1")
+    assert (event.shop_id, event.topic, event.status, event.api_version) == (shop_a.pk, "orders/create",
+                                                                             "received", "2026-10")
+    assert event.triggered_at is not None
+    assert event.payload == {"id": 1001, "name": "#1001", "customer": {"id": 7}, "total_price": "12.50",
+                             "updated_at": "2026-11-22T08:00:00Z"}
+    # The same delivery again (Shopify retries): 200 and still one row.
+    again = post_webhook(client, ORDER, topic="orders/create", shop=shop_a.domain, webhook_id="w-1")
+    assert again.status_code == 200
+    assert WebhookEvent.objects.filter(webhook_id="w-1").count() == 1
+
+
+def test_previous_secret_accepted_during_rotation(client, shop_a, settings) -> None:
+    response = post_webhook(client, ORDER, topic="orders/create", shop=shop_a.domain,
+                            secret=settings.SHOPIFY_API_SECRET_PREVIOUS)
+    assert response.status_code == 200
+    assert WebhookEvent.objects.count() == 1
+
+
+def test_not_json_is_400_and_recorded_rejected(client, shop_a) -> None:
+    response = post_webhook(client, None, raw=b"{not json", topic="orders/create", shop=shop_a.domain,
+                            webhook_id="w-bad")
+    assert response.status_code == 400
+    event = WebhookEvent.objects.get(webhook_id="w-bad")
+    assert (event.status, event.payload, event.outcome) == ("rejected", None, "body is not JSON")
+    assert post_webhook(client, None, raw=b"[1, 2]", topic="orders/create", shop=shop_a.domain).status_code == 400
+
+
+def test_body_over_5_mb_is_413(client, shop_a) -> None:
+    big = json.dumps({"id": 1, "blob": "x" * (5 * 1024 * 1024)}).encode()
+    response = post_webhook(client, None, raw=big, topic="orders/create", shop=shop_a.domain)
+    assert response.status_code == 413
+    assert WebhookEvent.objects.count() == 0
+    # Exactly 5 MB is still accepted.
+    pad = 5 * 1024 * 1024 - len(json.dumps({"id": 1, "blob": ""}))
+    exact = json.dumps({"id": 1, "blob": "x" * pad}).encode()
+    assert len(exact) == 5 * 1024 * 1024
+    assert post_webhook(client, None, raw=exact, topic="orders/create", shop=shop_a.domain).status_code == 200
+
+
+@pytest.mark.parametrize("header", ["evil.com", "acme.myshopify.com.evil.com", "acme.myshopify.com:8443",
+                                    "https://acme.myshopify.com", ""])
+def test_bad_shop_header_is_400(client, shop_a, header: str) -> None:
+    assert post_webhook(client, ORDER, topic="orders/create", shop=header).status_code == 400
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_unknown_and_redacted_shops_are_dropped_with_200(client, db) -> None:
+    shop_create("gone.myshopify.com", state=Shop.State.REDACTED)
+    assert post_webhook(client, ORDER, topic="orders/create", shop="nobody.myshopify.com",
+                        webhook_id="w-u").status_code == 200
+    assert post_webhook(client, ORDER, topic="orders/create", shop="gone.myshopify.com",
+                        webhook_id="w-r").status_code == 200
+    unknown, redacted = WebhookEvent.objects.get(webhook_id="w-u"), WebhookEvent.objects.get(webhook_id="w-r")
+    assert (unknown.status, unknown.shop_id, unknown.outcome) == ("dropped", None, "unknown or redacted shop")
+    assert (redacted.status, redacted.outcome) == ("dropped", "unknown or redacted shop")
+
+
+def test_unknown_topic_is_200_and_logged(client, shop_a, caplog) -> None:
+    caplog.set_level("INFO", logger="shops.webhooks")
+    assert post_webhook(client, {"id": 1}, topic="products/create", shop=shop_a.domain,
+                        webhook_id="w-p").status_code == 200
+    event = WebhookEvent.objects.get(webhook_id="w-p")
+    assert (event.status, event.outcome) == ("dropped", "unknown topic")
+    assert any(r.getMessage() == "webhook dropped" and r.topic == "products/create" for r in caplog.records)
+
+
+def test_get_is_405(client) -> None:
+    assert client.get("/webhooks").status_code == 405
+
+
+def test_redis_down_still_records_and_sweep_processes(client, shop_a) -> None:
+    """Broker unreachable (closed port): answered 200 fast, left 'received', the sweep runs it."""
+    import time
+
+    started = time.monotonic()
+    response = post_webhook(client, {"id": 1, "previous": [], "current": ["read_orders", "read_all_orders",
+                                                                         "read_customers", "read_products"]},
+                            topic="app/scopes_update", shop=shop_a.domain, webhook_id="w-down")
+    assert response.status_code == 200
+    assert time.monotonic() - started < 1.0
+    event = WebhookEvent.objects.get(webhook_id="w-down")
+    assert event.status == "received"
+    # Too recent for the sweep's 30 s grace: nothing happens yet.
+    assert webhook_events_sweep() == 0
+    WebhookEvent.objects.filter(pk=event.pk).update(received_at=timezone.now() - timedelta(minutes=2))
+    assert webhook_events_sweep() == 1
+    event.refresh_from_db()
+    assert (event.status, event.attempts) == ("processed", 1)
+    shop_a.refresh_from_db()
+    assert shop_a.scopes == "read_orders,read_all_orders,read_customers,read_products"
+    # A second sweep (or a late task) finds nothing left to do.
+    assert webhook_events_sweep() == 0
+    assert webhook_event_process(event_id=event.pk) is None
