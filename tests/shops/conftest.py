@@ -51,8 +51,8 @@ def session_token(shop: str, *, aud: str | None = None, secret: str | None = Non
     return jwt.encode(claims, secret or settings.SHOPIFY_API_SECRET, algorithm="HS256")
 
 
-def shop_create(domain: str, *, state: str = Shop.State.INSTALLED, token: str = "shpat_test",
-                expires_in: int = 3600, refresh_token: str = "shprt_test") -> Shop:
+def shop_create(domain: str, *, state: str = Shop.State.INSTALLED, token: str = "shpat_test",  # noqa: S107
+                expires_in: int = 3600, refresh_token: str = "shprt_test") -> Shop:  # noqa: S107
     shop = Shop.objects.create(domain=domain, state=state, name=domain.split(".")[0].title(), currency="NZD",
                                iana_timezone="Pacific/Auckland", scopes=",".join(settings.SHOPIFY_SCOPES),
                                installed_at=timezone.now())

@@ -49,7 +49,8 @@ def test_token_for_shop_a_never_shows_shop_b(client, orders, shop_a, shop_b) -> 
     # The shop parameter names B, the token A: refused, not A's data under B's name nor B's data.
     response = client.get("/t/orders", {"shop": shop_b.domain, "id_token": token_a})
     assert response.status_code == 401
-    assert b"99" not in response.content and b"orders" not in response.content
+    assert b"99" not in response.content
+    assert b"orders" not in response.content
     # A token whose iss and dest disagree.
     forged = session_token(shop_a.domain, dest=f"https://{shop_b.domain}")
     response = client.get("/t/orders", HTTP_AUTHORIZATION=f"Bearer {forged}")
@@ -57,7 +58,8 @@ def test_token_for_shop_a_never_shows_shop_b(client, orders, shop_a, shop_b) -> 
     # A token for B signed with someone else's secret.
     stolen = session_token(shop_b.domain, secret="attacker")
     response = client.get("/t/orders", HTTP_AUTHORIZATION=f"Bearer {stolen}")
-    assert response.status_code == 401 and response["X-Shopify-Retry-Invalid-Session-Request"] == "1"
+    assert response.status_code == 401
+    assert response["X-Shopify-Retry-Invalid-Session-Request"] == "1"
 
 
 def test_plain_navigation_without_token_bounces(client, shop_a) -> None:
@@ -88,7 +90,8 @@ def test_bounce_page_uses_app_bridge_setting_and_refuses_offsite_reload(client, 
 def test_expired_token_bounces_on_load_and_401s_on_fetch(client, orders, shop_a) -> None:
     expired = session_token(shop_a.domain, exp_in=-60)
     load = client.get("/t/orders", {"shop": shop_a.domain, "id_token": expired})
-    assert load.status_code == 302 and load["Location"].startswith("/auth/session-token?")
+    assert load.status_code == 302
+    assert load["Location"].startswith("/auth/session-token?")
     fetch = client.get("/t/orders", HTTP_AUTHORIZATION=f"Bearer {expired}")
     assert fetch.status_code == 401
     assert fetch["X-Shopify-Retry-Invalid-Session-Request"] == "1"
@@ -107,7 +110,8 @@ def test_token_for_another_app_is_401(client, orders, shop_a) -> None:
     other = session_token(shop_a.domain, aud="someone-elses-app")
     assert client.get("/t/orders", {"shop": shop_a.domain, "id_token": other}).status_code == 401
     fetch = client.get("/t/orders", HTTP_AUTHORIZATION=f"Bearer {other}")
-    assert fetch.status_code == 401 and b"orders" not in fetch.content
+    assert fetch.status_code == 401
+    assert b"orders" not in fetch.content
 
 
 def test_uninstalled_shop_gets_no_data(client, orders, shop_a) -> None:
@@ -117,7 +121,8 @@ def test_uninstalled_shop_gets_no_data(client, orders, shop_a) -> None:
     assert fetch.status_code == 401
     # A document load goes through the app home (which would exchange the token again).
     load = client.get("/t/orders", {"shop": shop_a.domain, "id_token": token})
-    assert load.status_code == 302 and urlparse(load["Location"]).path == "/"
+    assert load.status_code == 302
+    assert urlparse(load["Location"]).path == "/"
 
 
 def test_admin_origin_setting_is_added(client, orders, shop_a, settings) -> None:

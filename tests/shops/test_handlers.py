@@ -10,7 +10,6 @@ import pytest
 from shops.models import CustomerDataReport, Shop, ShopCredential, WebhookEvent
 from shops.services import webhook_event_process
 from sync.models import Customer, Order, Refund, SyncRun
-from tests.shops.conftest import shop_create
 
 pytestmark = pytest.mark.django_db
 
@@ -86,7 +85,8 @@ def test_shop_redact_deletes_everything_of_that_shop_only(shop_a, shop_b) -> Non
         assert not model.objects.filter(shop=shop_a).exists()
         assert model.objects.filter(shop=shop_b).exists()
     event.refresh_from_db()
-    assert event.payload is None and event.status == "processed"
+    assert event.payload is None
+    assert event.status == "processed"
     # After redaction further deliveries for the shop are dropped.
     later = record(shop_a, "orders/create", {"id": 5}, "w-late")
     assert webhook_event_process(event_id=later.pk) == "dropped"
@@ -97,7 +97,8 @@ def test_app_uninstalled_drops_credentials_and_stops_runs(shop_a) -> None:
     event = record(shop_a, "app/uninstalled", {"id": 1, "domain": shop_a.domain}, "w-un")
     assert webhook_event_process(event_id=event.pk) == "processed"
     shop_a.refresh_from_db()
-    assert shop_a.state == "uninstalled" and shop_a.uninstalled_at is not None
+    assert shop_a.state == "uninstalled"
+    assert shop_a.uninstalled_at is not None
     assert not ShopCredential.objects.filter(shop=shop_a).exists()
     run.refresh_from_db()
     assert run.status == "cancelled"
@@ -122,4 +123,5 @@ def test_failing_handler_is_marked_failed_and_retried_boundedly(shop_a) -> None:
     event = record(shop_a, "customers/redact", {"customer": "not-a-dict"}, "w-f")
     assert webhook_event_process(event_id=event.pk) == "failed"
     event.refresh_from_db()
-    assert event.attempts == 1 and event.outcome.startswith("AttributeError")
+    assert event.attempts == 1
+    assert event.outcome.startswith("AttributeError")
