@@ -18,6 +18,13 @@ def webhook_process(event_id: int) -> None:
     services.webhook_event_process(event_id=event_id)
 
 
+@shared_task(name="shops.tasks.webhook_process_batch", ignore_result=True, acks_late=True)
+def webhook_process_batch(event_ids: list[int]) -> None:
+    """What the endpoint's publisher sends: the ids committed since its last message."""
+    for event_id in event_ids:
+        services.webhook_event_process(event_id=event_id)
+
+
 @shared_task(name="shops.tasks.webhook_sweep", ignore_result=True, expires=55)
 def webhook_sweep() -> None:
     """Beat, every minute: deliveries whose task never ran (Redis was down, worker lost)."""

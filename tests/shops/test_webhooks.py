@@ -20,11 +20,16 @@ ORDER = {"id": 1001, "name": "#1001", "email": "ann@example.com", "customer": {"
 
 
 @pytest.fixture(autouse=True)
-def broker_down_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Unless a test starts a worker, publish to a closed port: the endpoint must not care."""
+def broker_down(monkeypatch: pytest.MonkeyPatch):
+    """Publish to a closed port: recording and answering must not depend on Redis."""
+    webhooks.publisher.flush()
     monkeypatch.setattr(webhooks.publisher, "url", "redis://127.0.0.1:1/0")
     monkeypatch.setattr(webhooks.publisher, "_connection", None)
     monkeypatch.setattr(webhooks.publisher, "_paused_until", 0.0)
+    yield
+    webhooks.publisher.flush()
+    webhooks.publisher._connection = None
+    webhooks.publisher._paused_until = 0.0
 
 
 def test_missing_or_wrong_hmac_is_401_and_nothing_stored(client, shop_a) -> None:

@@ -1,0 +1,248 @@
+"""Load test of POST /webhooks: gunicorn + real PostgreSQL/Redis, driven from this process.
+
+    .venv/bin/python bench/webhooks_load.py [--per-level 3000] [--levels 25,50,100,200,300]
+                                            [--max-seconds 40]
+
+What it does:
+  1. creates a scratch database (tenure_bench_webhooks) on the PostgreSQL at
+     BENCH_DATABASE_URL (default: the system server on 127.0.0.1:5432) and migrates it;
+  2. starts the app as `make demo` does (config.stack.web_argv: gunicorn, 2 workers x 8
+     threads) on a free port, with the broker on BENCH_REDIS_URL (default Redis DB 3);
+  3. from this process (asyncio, raw HTTP/1.1 keep-alive sockets on loopback) sends signed
+     orders/create deliveries, each with its own webhook id, at each concurrency level in
+     turn (that many requests in flight), bounded by --per-level and --max-seconds;
+  4. checks in the database that every delivery answered 200 was recorded exactly once;
+  5. prints one JSON line per level and a final summary line, then stops gunicorn, drops
+     the scratch database and flushes the bench Redis DB (the queued tasks are not run:
+     this measures the endpoint, not the handlers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SECRET = "bench-webhook-secret"
+SHOP = "bench.myshopify.com"
+DB_NAME = "tenure_bench_webhooks"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def order_payload(n: int) -> bytes:
+    """A realistic orders/create body (~2.5 KB) including the PII the endpoint must strip."""
+    return json.dumps({
+        "id": 5_000_000 + n, "name": f"#{1000 + n}", "email": "ann@example.com", "phone": "+6421000000",
+        "created_at": "2026-11-22T08:00:00+13:00", "updated_at": "2026-11-22T08:00:00+13:00",
+        "processed_at": "2026-11-22T08:00:00+13:00", "cancelled_at": None, "test": False,
+        "financial_status": "paid", "currency": "NZD", "presentment_currency": "NZD",
+        "subtotal_price": "40.00", "current_subtotal_price": "40.00", "total_price": "46.00",
+        "current_total_price": "46.00", "total_tax": "6.00", "tags": "vip, repeat",
+        "customer": {"id": 9_000 + n % 500, "email": "ann@example.com", "first_name": "Ann", "last_name": "Lee",
+                     "default_address": {"address1": "1 Queen St", "city": "Auckland", "zip": "1010"}},
+        "billing_address": {"name": "Ann Lee", "address1": "1 Queen St", "city": "Auckland", "zip": "1010"},
+        "shipping_address": {"name": "Ann Lee", "address1": "1 Queen St", "city": "Auckland", "zip": "1010"},
+        "line_items": [{"id": 70_000 + n * 10 + i, "title": f"Widget {i}", "quantity": 1, "price": "10.00",
+                        "sku": f"W-{i}", "variant_id": 800 + i, "product_id": 600 + i} for i in range(4)],
+        "refunds": [], "note": "leave at the door", "browser_ip": "203.0.113.7",
+    }).encode()
+
+
+def request_bytes(port: int, n: int) -> tuple[str, bytes]:
+    body = order_payload(n)
+    webhook_id = str(uuid.uuid4())
+    signature = base64.b64encode(hmac.new(SECRET.encode(), body, hashlib.sha256).digest()).decode()
+    head = (
+        f"POST /webhooks HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nX-Shopify-Topic: orders/create\r\nX-Shopify-Hmac-Sha256: {signature}\r\n"
+        f"X-Shopify-Shop-Domain: {SHOP}\r\nX-Shopify-Webhook-Id: {webhook_id}\r\n"
+        f"X-Shopify-Event-Id: {webhook_id}\r\nX-Shopify-Api-Version: 2026-10\r\n"
+        f"X-Shopify-Triggered-At: 2026-11-22T08:00:00.000Z\r\n\r\n"
+    )
+    return webhook_id, head.encode() + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length = 0
+    for line in lines[1:]:
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def run_level(port: int, *, concurrency: int, count: int, max_seconds: float,
+                    start_n: int) -> tuple[list[float], dict[str, int], float, list[str]]:
+    """`concurrency` connections, each sending one delivery at a time, until `count` are sent."""
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    accepted_ids: list[str] = []
+    next_n = start_n
+    end_n = start_n + count
+    deadline = time.monotonic() + max_seconds
+
+    async def connection() -> None:
+        nonlocal next_n
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while next_n < end_n and time.monotonic() < deadline:
+                n = next_n
+                next_n += 1
+                webhook_id, data = request_bytes(port, n)
+                started = time.perf_counter()
+                try:
+                    writer.write(data)
+                    await writer.drain()
+                    status = await read_response(reader)
+                except (ConnectionError, asyncio.IncompleteReadError):
+                    # The server closed a keep-alive connection: reconnect and count it as an error.
+                    statuses["conn_error"] = statuses.get("conn_error", 0) + 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    continue
+                latencies.append((time.perf_counter() - started) * 1000)
+                statuses[str(status)] = statuses.get(str(status), 0) + 1
+                if status == 200:
+                    accepted_ids.append(webhook_id)
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    return latencies, statuses, time.perf_counter() - started, accepted_ids
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-level", type=int, default=3000, help="deliveries per concurrency level")
+    parser.add_argument("--levels", default="25,50,100,200,300", help="requests in flight, in turn")
+    parser.add_argument("--max-seconds", type=float, default=40.0, help="time bound per level")
+    parser.add_argument("--warmup", type=int, default=300)
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+
+    import psycopg
+
+    admin_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
+    db_url = admin_url.rsplit("/", 1)[0] + f"/{DB_NAME}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.local", "DATABASE_URL": db_url,
+           "REDIS_URL": redis_url, "SHOPIFY_API_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO shops_shop (domain, shopify_gid, name, currency, iana_timezone, plan, scopes, "
+                     "state, needs_reauth_reason, paused_reason, created_at, updated_at) VALUES "
+                     "(%s, '', 'Bench', 'NZD', 'Pacific/Auckland', '', '', 'installed', '', '', now(), now())",
+                     (SHOP,))
+
+    from config.stack import web_argv
+
+    port = free_port()
+    log_path = ROOT / "var" / "bench-webhooks-web.log"
+    log_path.parent.mkdir(exist_ok=True)
+    log = open(log_path, "wb")  # noqa: SIM115 - the child's for its life
+    web = subprocess.Popen(web_argv(port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                           start_new_session=True)
+    results = []
+    sent_total = 0
+    accepted_all: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or web.poll() is not None:
+                    raise SystemExit(f"gunicorn did not start; see {log_path}") from None
+                time.sleep(0.2)
+        n = 0
+        # Warm-up: imports, connections and the first queries, not measured (but checked below).
+        _, _, _, ids = asyncio.run(run_level(port, concurrency=10, count=args.warmup, max_seconds=30, start_n=n))
+        accepted_all += ids
+        n += args.warmup
+        sent_total += args.warmup
+        for concurrency in levels:
+            lat, statuses, elapsed, ids = asyncio.run(run_level(
+                port, concurrency=concurrency, count=args.per_level, max_seconds=args.max_seconds, start_n=n))
+            sent = sum(statuses.values())
+            n += args.per_level
+            sent_total += sent
+            accepted_all += ids
+            line = {
+                "bench": "webhooks_load", "concurrency": concurrency, "sent": sent, "statuses": statuses,
+                "accepted_per_s": round(len(ids) / elapsed, 1), "p50_ms": round(percentile(lat, 0.50), 1),
+                "p99_ms": round(percentile(lat, 0.99), 1), "max_ms": round(max(lat or [0.0]), 1),
+                "mean_ms": round(statistics.fmean(lat), 1) if lat else 0.0, "seconds": round(elapsed, 2),
+            }
+            results.append(line)
+            print(json.dumps(line), flush=True)
+    finally:
+        os.killpg(web.pid, signal.SIGTERM)
+        web.wait(timeout=20)
+        log.close()
+
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT webhook_id, count(*) FROM shops_webhookevent GROUP BY webhook_id").fetchall()
+        payload_pii = conn.execute(
+            "SELECT count(*) FROM shops_webhookevent WHERE payload::text LIKE '%%ann@example.com%%'").fetchone()
+    recorded = {wid: c for wid, c in rows}
+    lost = sum(1 for wid in accepted_all if recorded.get(wid) != 1)
+    duplicates = sum(1 for c in recorded.values() if c != 1)
+    top = max(results, key=lambda r: r["accepted_per_s"])
+    at_200 = next((r for r in results if r["concurrency"] >= 200), results[-1])
+    summary = {
+        "bench": "webhooks_load", "summary": True, "cpus": os.cpu_count(), "deliveries_sent": sent_total,
+        "accepted": len(accepted_all), "recorded": len(recorded), "lost": lost, "duplicates": duplicates,
+        "pii_rows": payload_pii[0] if payload_pii else None,
+        "accepted_per_s": at_200["accepted_per_s"], "p50_ms": at_200["p50_ms"], "p99_ms": at_200["p99_ms"],
+        "at_concurrency": at_200["concurrency"], "best_accepted_per_s": top["accepted_per_s"],
+        "best_at_concurrency": top["concurrency"],
+    }
+    print(json.dumps(summary), flush=True)
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    return 0 if lost == 0 and duplicates == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
