@@ -1,0 +1,232 @@
+"""The `predictive` block of the report document: fits, totals, per-customer figures, backtest."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from analytics.predictive.backtest import backtest_compute
+from analytics.predictive.bgnbd import BgNbdFit, bgnbd_fit
+from analytics.predictive.clv import DAYS_PER_MONTH, Predictions, predictions_compute
+from analytics.predictive.errors import PredictiveError
+from analytics.predictive.gamma_gamma import GammaGammaFit, gamma_gamma_fit
+from analytics.predictive.summary import (
+    UNIT_DAYS,
+    Summary,
+    TimeUnit,
+    holdout_purchases_for_shop,
+    repeat_days_for_shop,
+    summary_for_shop,
+)
+from shops.models import Shop
+
+logger = logging.getLogger(__name__)
+
+CENT = Decimal("0.01")
+MIN_HOLDOUT_DAYS = 28
+# The weekly tracking series starts at most this long before the calibration end.
+MAX_SERIES_DAYS = 3 * 365
+NOT_IN_RFM = "not_in_rfm"
+
+
+def _money(value: float) -> str:
+    return str(Decimal(repr(float(value))).quantize(CENT))
+
+
+def _as_date(as_of: dt.date | dt.datetime, shop: Shop) -> dt.date:
+    if isinstance(as_of, dt.datetime):
+        if as_of.tzinfo is not None:
+            return as_of.astimezone(ZoneInfo(shop.iana_timezone or "UTC")).date()
+        return as_of.date()
+    return as_of
+
+
+def _bgnbd_diagnostics(fit: BgNbdFit) -> dict[str, Any]:
+    return {
+        "log_likelihood": round(fit.log_likelihood, 4),
+        "converged": fit.converged,
+        "iterations": fit.iterations,
+        "customers": fit.n_customers,
+        "repeat_customers": fit.n_repeaters,
+        "distinct_rows": fit.n_distinct_rows,
+    }
+
+
+def _gg_diagnostics(fit: GammaGammaFit) -> dict[str, Any]:
+    return {
+        "log_likelihood": round(fit.log_likelihood, 4),
+        "converged": fit.converged,
+        "iterations": fit.iterations,
+        "customers": fit.n_customers,
+        "distinct_rows": fit.n_distinct_rows,
+    }
+
+
+def _totals(pred: Predictions, idx: np.ndarray) -> dict[str, Any]:
+    n = len(idx)
+    out: dict[str, Any] = {
+        "customers": n,
+        "expected_alive": round(float(pred.p_alive[idx].sum()), 2),
+        "mean_p_alive": round(float(pred.p_alive[idx].mean()), 4) if n else None,
+        "expected_purchases": round(float(pred.expected_purchases[idx].sum()), 2),
+        "predicted_clv": None,
+        "predicted_clv_per_customer": None,
+    }
+    if pred.clv is not None:
+        total = float(pred.clv[idx].sum())
+        out["predicted_clv"] = _money(total)
+        out["predicted_clv_per_customer"] = _money(total / n) if n else None
+    return out
+
+
+def _backtest_for_shop(
+    *, shop: Shop, as_of: dt.date, summary: Summary, horizon_days: int, basis: str, unit: TimeUnit
+) -> dict[str, Any]:
+    if not len(summary):
+        return {"available": False, "message": "No counted orders yet."}
+    history_days = (as_of - summary.first_day.min().item()).days
+    holdout_days = min(horizon_days, history_days // 2)
+    if holdout_days < MIN_HOLDOUT_DAYS:
+        return {
+            "available": False,
+            "message": f"The backtest needs at least {2 * MIN_HOLDOUT_DAYS} days of orders "
+            f"(half to fit, half to check); this shop has {history_days}.",
+        }
+    calibration_end = as_of - dt.timedelta(days=holdout_days)
+    calibration = summary_for_shop(shop=shop, as_of=calibration_end, order_value_basis=basis, unit=unit)
+    try:
+        fit = bgnbd_fit(x=calibration.x, t_x=calibration.t_x, T=calibration.T)
+    except PredictiveError as exc:
+        return {"available": False, "message": f"Backtest: {exc}"}
+    hold_ids, hold_counts = holdout_purchases_for_shop(shop=shop, start=calibration_end, end=as_of)
+    holdout = np.zeros(len(calibration))
+    if len(hold_ids):
+        pos = np.clip(np.searchsorted(hold_ids, calibration.customer_id), 0, len(hold_ids) - 1)
+        match = hold_ids[pos] == calibration.customer_id
+        holdout[match] = hold_counts[pos[match]]
+    series_start = max(
+        calibration.first_day.min().item(), calibration_end - dt.timedelta(days=MAX_SERIES_DAYS)
+    )
+    days, counts = repeat_days_for_shop(shop=shop, cohort_end=calibration_end, start=series_start, end=as_of)
+    return backtest_compute(
+        calibration=calibration,
+        holdout_counts=holdout,
+        holdout_days=holdout_days,
+        repeat_days=days,
+        repeat_counts=counts,
+        series_start=series_start,
+        fit=fit,
+    )
+
+
+def predictive_block(
+    *,
+    shop: Shop,
+    as_of: dt.date | dt.datetime,
+    horizon_days: int = 365,
+    discount_rate: float = 0.10,
+    include_customers: bool = False,
+    rfm_groups: dict[int, str] | None = None,
+    order_value_basis: str = "subtotal",
+    time_unit: TimeUnit = "days",
+    include_backtest: bool = True,
+) -> dict[str, Any]:
+    """The report's `predictive` key. Never raises for a shop's data: when the models cannot be
+    fitted the block says why (`available: false`, `message`) and carries no numbers."""
+    as_of_date = _as_date(as_of, shop)
+    unit_days = UNIT_DAYS[time_unit]
+    block: dict[str, Any] = {
+        "available": False,
+        "message": None,
+        "spend_available": False,
+        "parameters": {
+            "as_of": str(as_of_date),
+            "horizon_days": horizon_days,
+            "discount_rate": discount_rate,
+            "time_unit": time_unit,
+            "order_value_basis": order_value_basis,
+            "discounting": (
+                f"expected purchases per {DAYS_PER_MONTH:.2f}-day step x expected order value, "
+                "discounted by (1 + rate)^(-days/365) at each step's end"
+            ),
+        },
+        "bgnbd": None,
+        "gamma_gamma": None,
+        "diagnostics": {"bgnbd": None, "gamma_gamma": None, "fit_seconds": None},
+        "totals": None,
+        "groups": None,
+        "backtest": None,
+    }
+    if include_customers:
+        block["customers"] = []
+    summary = summary_for_shop(shop=shop, as_of=as_of_date, order_value_basis=order_value_basis, unit=time_unit)
+    started = time.perf_counter()
+    try:
+        bg = bgnbd_fit(x=summary.x, t_x=summary.t_x, T=summary.T)
+    except PredictiveError as exc:
+        block["message"] = str(exc)
+        block["error_code"] = exc.code
+        return block
+    gg: GammaGammaFit | None = None
+    try:
+        gg = gamma_gamma_fit(x=summary.x, m=summary.m)
+    except PredictiveError as exc:
+        block["message"] = str(exc)
+        block["error_code"] = exc.code
+    block["diagnostics"]["fit_seconds"] = round(time.perf_counter() - started, 4)
+    block["available"] = True
+    block["spend_available"] = gg is not None
+    block["bgnbd"] = bg.params.as_dict()
+    block["diagnostics"]["bgnbd"] = _bgnbd_diagnostics(bg)
+    if gg is not None:
+        block["gamma_gamma"] = gg.params.as_dict()
+        block["diagnostics"]["gamma_gamma"] = _gg_diagnostics(gg)
+
+    pred = predictions_compute(
+        bg.params,
+        gg.params if gg else None,
+        x=summary.x,
+        t_x=summary.t_x,
+        T=summary.T,
+        m=summary.m,
+        horizon_days=horizon_days,
+        discount_rate=discount_rate,
+        unit_days=unit_days,
+    )
+    block["totals"] = _totals(pred, np.arange(len(summary)))
+    if rfm_groups is not None:
+        labels = np.array([rfm_groups.get(int(c), NOT_IN_RFM) for c in summary.customer_id], dtype=object)
+        block["groups"] = {
+            str(name): _totals(pred, np.flatnonzero(labels == name)) for name in sorted(set(labels.tolist()))
+        }
+    if include_customers:
+        aov, clv = pred.expected_aov, pred.clv
+        block["customers"] = [
+            {
+                "customer_id": int(summary.customer_id[i]),
+                "x": int(summary.x[i]),
+                "t_x": float(summary.t_x[i]),
+                "T": float(summary.T[i]),
+                "p_alive": round(float(pred.p_alive[i]), 4),
+                "expected_purchases": round(float(pred.expected_purchases[i]), 4),
+                "expected_aov": _money(aov[i]) if aov is not None else None,
+                "predicted_clv": _money(clv[i]) if clv is not None else None,
+            }
+            for i in range(len(summary))
+        ]
+    if include_backtest:
+        block["backtest"] = _backtest_for_shop(
+            shop=shop,
+            as_of=as_of_date,
+            summary=summary,
+            horizon_days=horizon_days,
+            basis=order_value_basis,
+            unit=time_unit,
+        )
+    return block
