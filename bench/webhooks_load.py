@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SECRET = "bench-webhook-secret"
+SECRET = "bench-webhook-secret"  # noqa: S105 - a throwaway app secret for the scratch server
 SHOP = "bench.myshopify.com"
 DB_NAME = "tenure_bench_webhooks"
 
@@ -101,8 +101,10 @@ async def run_level(port: int, *, concurrency: int, count: int, max_seconds: flo
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     accepted_ids: list[str] = []
-    next_n = start_n
-    end_n = start_n + count
+    # Built before the clock starts so the generator's own CPU stays off the measured window.
+    prepared = [request_bytes(port, n) for n in range(start_n, start_n + count)]
+    next_n = 0
+    end_n = count
     deadline = time.monotonic() + max_seconds
 
     async def connection() -> None:
@@ -112,7 +114,7 @@ async def run_level(port: int, *, concurrency: int, count: int, max_seconds: flo
             while next_n < end_n and time.monotonic() < deadline:
                 n = next_n
                 next_n += 1
-                webhook_id, data = request_bytes(port, n)
+                webhook_id, data = prepared[n]
                 started = time.perf_counter()
                 try:
                     writer.write(data)
@@ -136,6 +138,54 @@ async def run_level(port: int, *, concurrency: int, count: int, max_seconds: flo
     return latencies, statuses, time.perf_counter() - started, accepted_ids
 
 
+async def run_rate(port: int, *, rate: float, count: int, max_inflight: int,
+                   start_n: int) -> tuple[list[float], dict[str, int], float, list[str]]:
+    """Open loop: deliveries arrive every 1/rate s whatever the server does (up to max_inflight
+    at once); latency counts from the scheduled arrival, so queueing is not hidden."""
+    prepared = [request_bytes(port, n) for n in range(start_n, start_n + count)]
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    accepted_ids: list[str] = []
+    free: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    opened = 0
+
+    async def one(i: int, scheduled: float) -> None:
+        nonlocal opened
+        if free.empty() and opened < max_inflight:
+            opened += 1
+            free.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+        reader, writer = await free.get()
+        webhook_id, data = prepared[i]
+        try:
+            writer.write(data)
+            await writer.drain()
+            status = await read_response(reader)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            statuses["conn_error"] = statuses.get("conn_error", 0) + 1
+            writer.close()
+            free.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+            return
+        latencies.append((time.perf_counter() - scheduled) * 1000)
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+        if status == 200:
+            accepted_ids.append(webhook_id)
+        free.put_nowait((reader, writer))
+
+    tasks = []
+    started = time.perf_counter()
+    for i in range(count):
+        scheduled = started + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, scheduled)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - started
+    while not free.empty():
+        free.get_nowait()[1].close()
+    return latencies, statuses, elapsed, accepted_ids
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -149,6 +199,10 @@ def main() -> int:
     parser.add_argument("--levels", default="25,50,100,200,300", help="requests in flight, in turn")
     parser.add_argument("--max-seconds", type=float, default=40.0, help="time bound per level")
     parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--rates", default="500,1000", help="open-loop arrival rates (deliveries/s), in turn")
+    parser.add_argument("--no-access-log", action="store_true",
+                        help="drop gunicorn's per-request access log from web_argv (measures its cost)")
+    parser.add_argument("--rate-seconds", type=float, default=5.0, help="duration of each open-loop rate")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
@@ -176,9 +230,14 @@ def main() -> int:
     log_path = ROOT / "var" / "bench-webhooks-web.log"
     log_path.parent.mkdir(exist_ok=True)
     log = open(log_path, "wb")  # noqa: SIM115 - the child's for its life
-    web = subprocess.Popen(web_argv(port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    argv = web_argv(port)
+    if args.no_access_log:
+        i = argv.index("--access-logfile")
+        del argv[i:i + 2]
+    web = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                            start_new_session=True)
     results = []
+    rate_results: list[dict[str, object]] = []
     sent_total = 0
     accepted_all: list[str] = []
     try:
@@ -197,9 +256,19 @@ def main() -> int:
         accepted_all += ids
         n += args.warmup
         sent_total += args.warmup
+        import psutil
+
+        def cpu_seconds() -> tuple[float, float]:
+            procs = [psutil.Process(web.pid), *psutil.Process(web.pid).children(recursive=True)]
+            server = sum(p.cpu_times().user + p.cpu_times().system for p in procs)
+            me = psutil.Process().cpu_times()
+            return server, me.user + me.system
+
         for concurrency in levels:
+            server_before, me_before = cpu_seconds()
             lat, statuses, elapsed, ids = asyncio.run(run_level(
                 port, concurrency=concurrency, count=args.per_level, max_seconds=args.max_seconds, start_n=n))
+            server_after, me_after = cpu_seconds()
             sent = sum(statuses.values())
             n += args.per_level
             sent_total += sent
@@ -209,8 +278,31 @@ def main() -> int:
                 "accepted_per_s": round(len(ids) / elapsed, 1), "p50_ms": round(percentile(lat, 0.50), 1),
                 "p99_ms": round(percentile(lat, 0.99), 1), "max_ms": round(max(lat or [0.0]), 1),
                 "mean_ms": round(statistics.fmean(lat), 1) if lat else 0.0, "seconds": round(elapsed, 2),
+                # CPU the app server (gunicorn, all workers) and this load generator spent per delivery.
+                "app_cpu_ms_per_delivery": round((server_after - server_before) * 1000 / max(sent, 1), 3),
+                "loadgen_cpu_ms_per_delivery": round((me_after - me_before) * 1000 / max(sent, 1), 3),
+                "loadavg_1m": round(os.getloadavg()[0], 2),
             }
             results.append(line)
+            print(json.dumps(line), flush=True)
+        for rate in [float(x) for x in args.rates.split(",") if x]:
+            count = int(rate * args.rate_seconds)
+            server_before, me_before = cpu_seconds()
+            lat, statuses, elapsed, ids = asyncio.run(run_rate(port, rate=rate, count=count, max_inflight=max(levels),
+                                                               start_n=n))
+            server_after, me_after = cpu_seconds()
+            n += count
+            sent_total += sum(statuses.values())
+            accepted_all += ids
+            line = {
+                "bench": "webhooks_load", "mode": "open_loop", "rate": rate, "sent": sum(statuses.values()),
+                "statuses": statuses, "accepted_per_s": round(len(ids) / elapsed, 1),
+                "p50_ms": round(percentile(lat, 0.50), 1), "p99_ms": round(percentile(lat, 0.99), 1),
+                "max_ms": round(max(lat or [0.0]), 1), "seconds": round(elapsed, 2),
+                "app_cpu_ms_per_delivery": round((server_after - server_before) * 1000 / max(count, 1), 3),
+                "loadavg_1m": round(os.getloadavg()[0], 2),
+            }
+            rate_results.append(line)
             print(json.dumps(line), flush=True)
     finally:
         os.killpg(web.pid, signal.SIGTERM)
@@ -227,12 +319,13 @@ def main() -> int:
     top = max(results, key=lambda r: r["accepted_per_s"])
     at_200 = next((r for r in results if r["concurrency"] >= 200), results[-1])
     summary = {
-        "bench": "webhooks_load", "summary": True, "cpus": os.cpu_count(), "deliveries_sent": sent_total,
+        "bench": "webhooks_load", "summary": True, "cpus": os.cpu_count(), "access_log": not args.no_access_log, "deliveries_sent": sent_total,
         "accepted": len(accepted_all), "recorded": len(recorded), "lost": lost, "duplicates": duplicates,
         "pii_rows": payload_pii[0] if payload_pii else None,
         "accepted_per_s": at_200["accepted_per_s"], "p50_ms": at_200["p50_ms"], "p99_ms": at_200["p99_ms"],
         "at_concurrency": at_200["concurrency"], "best_accepted_per_s": top["accepted_per_s"],
         "best_at_concurrency": top["concurrency"],
+        "open_loop": [{k: r[k] for k in ("rate", "accepted_per_s", "p50_ms", "p99_ms")} for r in rate_results],
     }
     print(json.dumps(summary), flush=True)
 

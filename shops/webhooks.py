@@ -80,6 +80,7 @@ class _BatchPublisher:
 
     PAUSE_AFTER_FAILURE = 5.0
     MAX_BATCH = 200
+    LINGER = 0.01
 
     def __init__(self, url: str | None = None) -> None:
         self.url = url  # None: the app's broker
@@ -128,6 +129,9 @@ class _BatchPublisher:
             with self._cond:
                 while not self._pending:
                     self._cond.wait()
+            # Let a burst accumulate: one message per LINGER instead of one per delivery.
+            time.sleep(self.LINGER)
+            with self._cond:
                 batch, self._pending = self._pending[: self.MAX_BATCH], self._pending[self.MAX_BATCH:]
                 self._in_flight = len(batch)
             self._send(batch)
