@@ -319,7 +319,8 @@ def main() -> int:
     top = max(results, key=lambda r: r["accepted_per_s"])
     at_200 = next((r for r in results if r["concurrency"] >= 200), results[-1])
     summary = {
-        "bench": "webhooks_load", "summary": True, "cpus": os.cpu_count(), "access_log": not args.no_access_log, "deliveries_sent": sent_total,
+        "bench": "webhooks_load", "summary": True, "cpus": os.cpu_count(),
+        "access_log": not args.no_access_log, "deliveries_sent": sent_total,
         "accepted": len(accepted_all), "recorded": len(recorded), "lost": lost, "duplicates": duplicates,
         "pii_rows": payload_pii[0] if payload_pii else None,
         "accepted_per_s": at_200["accepted_per_s"], "p50_ms": at_200["p50_ms"], "p99_ms": at_200["p99_ms"],
