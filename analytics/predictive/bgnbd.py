@@ -78,14 +78,7 @@ class _Data:
 def _loglik_and_grad(theta: FloatArray, d: _Data) -> tuple[float, FloatArray]:
     r, alpha, a, b = theta
     ux = d.ux
-    lg = (
-        gammaln(r + ux)
-        - gammaln(r)
-        + gammaln(a + b)
-        + gammaln(b + ux)
-        - gammaln(b)
-        - gammaln(a + b + ux)
-    )
+    lg = gammaln(r + ux) - gammaln(r) + gammaln(a + b) + gammaln(b + ux) - gammaln(b) - gammaln(a + b + ux)
     ll = float(d.Wx @ lg) + r * np.log(alpha) * d.total_w
     dr = float(d.Wx @ (digamma(r + ux) - digamma(r))) + np.log(alpha) * d.total_w
     dalpha = r / alpha * d.total_w
@@ -128,9 +121,7 @@ def bgnbd_loglik(
     return _loglik_and_grad(np.array([params.r, params.alpha, params.a, params.b]), d)
 
 
-def bgnbd_fit(
-    *, x: FloatArray, t_x: FloatArray, T: FloatArray, weights: FloatArray | None = None
-) -> BgNbdFit:
+def bgnbd_fit(*, x: FloatArray, t_x: FloatArray, T: FloatArray, weights: FloatArray | None = None) -> BgNbdFit:
     """Maximum-likelihood BG/NBD parameters; raises InsufficientDataError or FitFailedError."""
     x = np.asarray(x, dtype=np.float64)
     t_x = np.asarray(t_x, dtype=np.float64)

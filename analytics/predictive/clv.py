@@ -56,9 +56,7 @@ def predictions_compute(
     inv = rows.inverse
     p_alive = bgnbd_p_alive(bg, x=ux, t_x=ut_x, T=uT)
     ends, factors = discount_steps(horizon_days=horizon_days, discount_rate=discount_rate)
-    cumulative = np.stack(
-        [bgnbd_expected_purchases(bg, t=end / unit_days, x=ux, t_x=ut_x, T=uT) for end in ends]
-    )
+    cumulative = np.stack([bgnbd_expected_purchases(bg, t=end / unit_days, x=ux, t_x=ut_x, T=uT) for end in ends])
     expected = cumulative[-1]
     if gg is None:
         return Predictions(p_alive[inv], expected[inv], None, None)

@@ -110,9 +110,7 @@ def _backtest_for_shop(
         pos = np.clip(np.searchsorted(hold_ids, calibration.customer_id), 0, len(hold_ids) - 1)
         match = hold_ids[pos] == calibration.customer_id
         holdout[match] = hold_counts[pos[match]]
-    series_start = max(
-        calibration.first_day.min().item(), calibration_end - dt.timedelta(days=MAX_SERIES_DAYS)
-    )
+    series_start = max(calibration.first_day.min().item(), calibration_end - dt.timedelta(days=MAX_SERIES_DAYS))
     days, counts = repeat_days_for_shop(shop=shop, cohort_end=calibration_end, start=series_start, end=as_of)
     return backtest_compute(
         calibration=calibration,

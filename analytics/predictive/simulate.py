@@ -15,9 +15,7 @@ from analytics.predictive.gamma_gamma import GammaGammaParams
 from analytics.predictive.rows import FloatArray
 
 
-def bgnbd_simulate(
-    params: BgNbdParams, *, T: FloatArray, rng: np.random.Generator
-) -> tuple[FloatArray, FloatArray]:
+def bgnbd_simulate(params: BgNbdParams, *, T: FloatArray, rng: np.random.Generator) -> tuple[FloatArray, FloatArray]:
     """x and t_x for customers observed for T each (vectorised over customers)."""
     T = np.asarray(T, dtype=np.float64)
     n = len(T)

@@ -150,14 +150,10 @@ def summary_for_shop(
     repeat = np.fromiter((float(r[4] or Decimal(0)) for r in rows), dtype=np.float64, count=n)
     first = np.array([r[5] for r in rows], dtype="datetime64[D]") if n else np.zeros(0, dtype="datetime64[D]")
     m = np.divide(repeat, x, out=np.zeros_like(x), where=x > 0)
-    return Summary(
-        customer_id=cid, x=x, t_x=t_x, T=T, m=m, first_day=first, last_observed=last_observed, unit=unit
-    )
+    return Summary(customer_id=cid, x=x, t_x=t_x, T=T, m=m, first_day=first, last_observed=last_observed, unit=unit)
 
 
-def holdout_purchases_for_shop(
-    *, shop: Shop, start: dt.date, end: dt.date
-) -> tuple[np.ndarray, FloatArray]:
+def holdout_purchases_for_shop(*, shop: Shop, start: dt.date, end: dt.date) -> tuple[np.ndarray, FloatArray]:
     """Purchase days per customer in [start, end) (shop zone): customer ids (sorted) and counts."""
     tz = ZoneInfo(shop.iana_timezone or "UTC")
     sql = f"WITH days AS ({_days_sql('subtotal')}) SELECT cid, COUNT(*) FROM days GROUP BY cid ORDER BY cid"  # noqa: S608
@@ -181,7 +177,7 @@ def repeat_days_for_shop(
     """Repeat purchase days per calendar day in [start, end), for customers first buying before cohort_end."""
     tz = ZoneInfo(shop.iana_timezone or "UTC")
     sql = f"""
-        WITH days AS ({_days_sql('subtotal')}),
+        WITH days AS ({_days_sql("subtotal")}),
         firsts AS (SELECT cid, day, MIN(day) OVER (PARTITION BY cid) AS first_day FROM days)
         SELECT day, COUNT(*) FROM firsts
         WHERE day > first_day AND first_day < %(cohort_end)s AND day >= %(from)s
