@@ -1049,7 +1049,10 @@ def _throttle(store: ShopStore) -> Throttle:
     with store._lock:
         th = state.get("throttle")
         if th is None:
-            th = state["throttle"] = Throttle(lambda: plan_limits(store.plan, store.faults))
+            # The store's clock, so devstore's virtual time (clock_advance) also refills buckets.
+            th = state["throttle"] = Throttle(
+                lambda: plan_limits(store.plan, store.faults), clock=lambda: store.clock()
+            )
         return th  # type: ignore[no-any-return]
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import itertools
 import os
 import random
 import secrets
@@ -1191,7 +1190,8 @@ def _load_transactions(path: Path, currency: str | None) -> _LoadedRows:
         if missing:
             raise DataFileError(path, 1, f"missing column(s): {', '.join(missing)}")
         reader.fieldnames = fields
-        for line, row in zip(itertools.count(2), reader, strict=False):
+        for row in reader:
+            line = reader.line_num  # physical line: blank lines and quoted newlines count
             if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
                 continue
             if None in row:
@@ -1356,7 +1356,8 @@ def _load_shopify_export(path: Path, currency: str | None) -> _LoadedRows:
         missing = [c for c in required if c not in fields]
         if missing:
             raise DataFileError(path, 1, f"missing column(s): {', '.join(missing)}")
-        for line, row in zip(itertools.count(2), reader, strict=False):
+        for row in reader:
+            line = reader.line_num  # physical line: blank lines and quoted newlines count
             name = (row.get("Name") or "").strip()
             if not name:
                 raise DataFileError(path, line, "Name is empty")

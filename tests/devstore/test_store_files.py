@@ -1,0 +1,154 @@
+"""Loading a shop from a merchant's file: transactions CSV and Shopify's Orders export."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from devstore.store import SHOPIFY_EXPORT_COLUMNS, DataFileError, ShopStore
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+TRANSACTIONS = """customer_id,order_id,processed_at,amount,currency,test,cancelled_at,refunded_amount,refunded_at
+501,9001,2026-01-05T10:00:00Z,120.50,EUR,,,,
+501,9002,2026-03-01 09:30:00,80.00,EUR,,,20.00,2026-03-04T08:00:00Z
+502,9003,2026-02-10,15.25,EUR,true,,,
+,9004,2026-02-11T12:00:00+01:00,42.00,EUR,,,,
+503,9005,2026-04-01T00:00:00Z,60.00,EUR,,2026-04-02T00:00:00Z,,
+"""
+
+
+def test_transactions_csv_keeps_ids_and_amounts(tmp_path: Path) -> None:
+    path = write(tmp_path, "tx.csv", TRANSACTIONS)
+    store = ShopStore.from_file(path, name="fileshop", iana_timezone="Europe/Berlin", now=1_790_000_000)
+    truth = store.ground_truth()
+    assert truth["shop"]["currency"] == "EUR"  # from the file
+    assert truth["shop"]["iana_timezone"] == "Europe/Berlin"
+    orders = {o["shopify_id"]: o for o in truth["orders"]}
+    assert set(orders) == {9001, 9002, 9003, 9004, 9005}
+    assert orders[9001]["customer_shopify_id"] == 501
+    assert orders[9001]["total"] == Decimal("120.50")
+    assert orders[9001]["processed_at"] == datetime(2026, 1, 5, 10, tzinfo=UTC)
+    # A naive time is in the shop's zone? No: transactions default to UTC unless an offset is given.
+    assert orders[9002]["processed_at"] == datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    assert orders[9004]["processed_at"] == datetime(2026, 2, 11, 11, tzinfo=UTC)
+    assert orders[9004]["customer_shopify_id"] is None
+    assert orders[9003]["test"] is True
+    assert orders[9002]["total_refunded"] == Decimal("20.00")
+    assert orders[9002]["current_total"] == Decimal("60.00")
+    assert orders[9002]["financial_status"] == "PARTIALLY_REFUNDED"
+    assert orders[9005]["cancelled_at"] == datetime(2026, 4, 2, tzinfo=UTC)
+    assert orders[9005]["financial_status"] == "VOIDED"
+    (refund,) = truth["refunds"]
+    assert refund["order_shopify_id"] == 9002
+    assert refund["created_at"] == datetime(2026, 3, 4, 8, tzinfo=UTC)
+    customers = {c["shopify_id"]: c for c in truth["customers"]}
+    assert set(customers) == {501, 502, 503}
+    assert customers[501]["number_of_orders"] == 2
+    assert customers[501]["amount_spent"] == Decimal("180.50")
+    assert customers[502]["number_of_orders"] == 0  # its only order is a test order
+    assert customers[503]["amount_spent"] == Decimal("0.00")  # voided
+
+
+def test_transactions_currency_option_wins(tmp_path: Path) -> None:
+    path = write(tmp_path, "tx.csv", "customer_id,order_id,processed_at,amount\n1,2,2026-01-01,10\n")
+    store = ShopStore.from_file(path, name="plain", currency="JPY")
+    truth = store.ground_truth()
+    assert truth["shop"]["currency"] == "JPY"
+    assert truth["shop"]["iana_timezone"] == "UTC"
+    assert truth["orders"][0]["total"] == Decimal("10")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        ("customer_id,order_id,processed_at,amount\n1,2,2026-01-01,10\n1,3,yesterday,5\n", 3, "processed_at"),
+        ("customer_id,order_id,processed_at,amount\n1,2,2026-01-01,10\n1,3,2026-01-02,ten\n", 3, "amount"),
+        ("customer_id,order_id,processed_at,amount\n1,2,2026-01-01,10\n\n1,2,2026-01-02,5\n", 4, "appears twice"),
+        ("customer_id,order_id,processed_at,amount\nx,2,2026-01-01,10\n", 2, "customer_id"),
+        ("customer_id,order_id,processed_at,amount\n1,2,2026-01-01,-4\n", 2, "non-negative"),
+        ("customer_id,order_id,amount\n1,2,10\n", 1, "processed_at"),
+        (
+            "customer_id,order_id,processed_at,amount,refunded_amount\n1,2,2026-01-01,10,11\n",
+            2,
+            "larger than amount",
+        ),
+    ],
+)
+def test_bad_rows_report_their_line(tmp_path: Path, text: str, line: int, fragment: str) -> None:
+    path = write(tmp_path, "bad.csv", text)
+    with pytest.raises(DataFileError) as exc:
+        ShopStore.from_file(path, name="bad")
+    assert exc.value.line == line
+    assert fragment in str(exc.value)
+    assert f"line {line}" in str(exc.value)
+
+
+def export_row(**values: str) -> str:
+    return ",".join(f'"{values.get(col, "")}"' for col in SHOPIFY_EXPORT_COLUMNS)
+
+
+def test_shopify_orders_export(tmp_path: Path) -> None:
+    header = ",".join(SHOPIFY_EXPORT_COLUMNS)
+    assert header.startswith("Name,Email,Financial Status,Paid at,")
+    rows = [
+        header,
+        export_row(**{
+            "Name": "#1050", "Email": "Anna@Example.com", "Financial Status": "paid",
+            "Paid at": "2026-05-01 10:00:00 +0200", "Currency": "GBP", "Subtotal": "100.90", "Shipping": "5.00",
+            "Total": "105.90", "Created at": "2026-05-01 09:59:00 +0200", "Lineitem quantity": "1",
+            "Lineitem name": "Tea", "Billing Name": "Anna Jansen", "Id": "4500001", "Tags": "vip, tea",
+        }),
+        # Second line item of the same order: order-level fields are empty.
+        export_row(**{"Name": "#1050", "Email": "anna@example.com", "Lineitem quantity": "2", "Lineitem name": "Cup"}),
+        export_row(**{
+            "Name": "#1051", "Email": "anna@example.com", "Financial Status": "partially_refunded",
+            "Paid at": "2026-06-01 10:00:00 +0200", "Currency": "GBP", "Subtotal": "40.00", "Total": "40.00",
+            "Created at": "2026-06-01 10:00:00 +0200", "Refunded Amount": "15.00", "Id": "4500002",
+        }),
+        export_row(**{
+            "Name": "#1052", "Email": "", "Financial Status": "paid", "Currency": "GBP", "Subtotal": "9.99",
+            "Total": "9.99", "Created at": "2026-06-02 10:00:00 +0000", "Id": "4500003",
+        }),
+    ]
+    path = write(tmp_path, "orders_export.csv", "\n".join(rows) + "\n")
+    store = ShopStore.from_file(path, name="exported", iana_timezone="Europe/London")
+    truth = store.ground_truth()
+    assert truth["shop"]["currency"] == "GBP"
+    orders = {o["shopify_id"]: o for o in truth["orders"]}
+    assert set(orders) == {4500001, 4500002, 4500003}
+    first = orders[4500001]
+    assert first["name"] == "#1050"
+    assert first["total"] == Decimal("105.90")
+    assert first["subtotal"] == Decimal("100.90")
+    assert first["created_at"] == datetime(2026, 5, 1, 7, 59, tzinfo=UTC)
+    assert first["processed_at"] == datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+    assert first["tags"] == ["vip", "tea"]
+    assert orders[4500002]["total_refunded"] == Decimal("15.00")
+    assert orders[4500003]["customer_shopify_id"] is None
+    # Both of Anna's orders belong to one customer (the export keys customers by email).
+    assert first["customer_shopify_id"] == orders[4500002]["customer_shopify_id"] is not None
+    (anna,) = truth["customers"]
+    assert anna["number_of_orders"] == 2
+    assert anna["amount_spent"] == Decimal("130.90")
+
+
+def test_shopify_export_bad_row_line_number(tmp_path: Path) -> None:
+    header = ",".join(SHOPIFY_EXPORT_COLUMNS)
+    good = export_row(**{"Name": "#1", "Currency": "USD", "Subtotal": "1", "Total": "1",
+                         "Created at": "2026-01-01 00:00:00 +0000", "Id": "11"})
+    bad = export_row(**{"Name": "#2", "Currency": "USD", "Subtotal": "1", "Total": "abc",
+                        "Created at": "2026-01-01 00:00:00 +0000", "Id": "12"})
+    path = write(tmp_path, "orders_export.csv", "\n".join([header, good, bad]) + "\n")
+    with pytest.raises(DataFileError) as exc:
+        ShopStore.from_file(path, name="bad-export")
+    assert exc.value.line == 3
+    assert "Total" in str(exc.value)
