@@ -1,1 +1,118 @@
-"""Analytics snapshots and per-shop settings (filled in by the analytics issue)."""
+"""Per-shop analytics settings, the merchant's marketing inputs, and precomputed snapshots.
+
+The figures themselves are defined in docs/METRICS.md and computed set-based in
+PostgreSQL by ``analytics.metrics``; these tables only hold what the merchant chose and
+what a refresh produced, so pages and the report command read without recomputing.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+
+from shops.models import Shop
+
+PERIOD_PRESETS = (90, 180, 365, 730)
+
+
+class AnalyticsSettings(models.Model):
+    class OrderValueBasis(models.TextChoices):
+        SUBTOTAL = "subtotal", "Subtotal (after discounts, no shipping or taxes)"
+        TOTAL = "total", "Total (shipping and taxes included)"
+
+    class RefundDating(models.TextChoices):
+        ORDER_DATE = "order_date", "On the order's date"
+        REFUND_DATE = "refund_date", "On the refund's date"
+
+    class RfmMethod(models.TextChoices):
+        QUANTILE = "quantile", "Quantile (equal-count bins, ties kept together)"
+        RANGE = "range", "Range (equal-width bins between min and max)"
+
+    shop = models.OneToOneField(Shop, on_delete=models.CASCADE, related_name="analytics_settings")
+    period_days = models.PositiveIntegerField(default=365)
+    activity_window_days = models.PositiveIntegerField(default=365)
+    order_value_basis = models.CharField(max_length=16, choices=OrderValueBasis.choices,
+                                         default=OrderValueBasis.SUBTOTAL)
+    refund_dating = models.CharField(max_length=16, choices=RefundDating.choices, default=RefundDating.ORDER_DATE)
+    rfm_scale = models.PositiveSmallIntegerField(choices=[(3, "1 to 3"), (5, "1 to 5")], default=3)
+    rfm_method = models.CharField(max_length=16, choices=RfmMethod.choices, default=RfmMethod.QUANTILE)
+    lifespan_override_years = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    excluded_order_tags = ArrayField(models.CharField(max_length=255), default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"analytics settings for {self.shop_id}"
+
+
+class MarketingInput(models.Model):
+    """Spend and conversion the merchant enters for one period (Shopify's order data has none)."""
+
+    shop = models.ForeignKey(Shop, on_delete=models.CASCADE, related_name="marketing_inputs")
+    period_start = models.DateField()
+    period_end = models.DateField(help_text="exclusive, like the report period's end")
+    acquisition_spend = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+    retention_spend = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+    conversion_rate = models.DecimalField(max_digits=7, decimal_places=4, null=True, blank=True,
+                                          help_text="campaign conversion rate, percent")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["shop", "period_start", "period_end"],
+                                               name="marketinginput_shop_period")]
+
+    def __str__(self) -> str:
+        return f"marketing {self.period_start}..{self.period_end} for {self.shop_id}"
+
+
+class AnalyticsSnapshot(models.Model):
+    """One computed report document for a shop, an as-of date and a set of settings."""
+
+    shop = models.ForeignKey(Shop, on_delete=models.CASCADE, related_name="analytics_snapshots")
+    as_of = models.DateField()
+    settings_hash = models.CharField(max_length=64)
+    params = models.JSONField(default=dict)
+    document = models.JSONField(default=dict)
+    computed_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(default=0)
+    # Per-customer rows are pruned on older snapshots to bound the table; the document stays.
+    has_customers = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["shop", "as_of", "settings_hash"],
+                                               name="snapshot_shop_asof_settings")]
+        indexes = [models.Index(fields=["shop", "computed_at"], name="snapshot_shop_computed")]
+
+    def __str__(self) -> str:
+        return f"snapshot {self.shop_id} as of {self.as_of}"
+
+
+class CustomerScore(models.Model):
+    """One row of the RFM customer table of a snapshot (customers with an order in the period)."""
+
+    snapshot = models.ForeignKey(AnalyticsSnapshot, on_delete=models.CASCADE, related_name="customer_scores")
+    customer_shopify_id = models.BigIntegerField()
+    recency_days = models.IntegerField()
+    frequency = models.IntegerField()
+    monetary = models.DecimalField(max_digits=20, decimal_places=4, default=Decimal(0))
+    r = models.SmallIntegerField()
+    f = models.SmallIntegerField()
+    m = models.SmallIntegerField()
+    total = models.SmallIntegerField()
+    rfm_group = models.CharField(max_length=8)
+    segment = models.CharField(max_length=32, blank=True, default="")
+    lifecycle_stage = models.CharField(max_length=16, blank=True, default="")
+    shopify_rfm_group = models.CharField(max_length=32, blank=True, default="")
+    orders_lifetime = models.IntegerField(default=0)
+    spend_lifetime = models.DecimalField(max_digits=20, decimal_places=4, default=Decimal(0))
+    shopify_number_of_orders = models.BigIntegerField(null=True, blank=True)
+    shopify_amount_spent = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+    reconcile_cause = models.CharField(max_length=32, blank=True, default="")
+    predicted_clv = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["snapshot", "customer_shopify_id"], name="score_snapshot_customer")]
+
+    def __str__(self) -> str:
+        return f"score {self.customer_shopify_id} in snapshot {self.snapshot_id}"

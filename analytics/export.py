@@ -1,0 +1,50 @@
+"""CSV export of the RFM customer table, streamed row by row from the stored snapshot."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import date
+
+from analytics import selectors, services
+from analytics.metrics.numbers import money
+from analytics.models import CustomerScore
+from shops.models import Shop
+
+HEADER = ["customer_id", "recency_days", "frequency", "monetary", "r", "f", "m", "rfm_total", "rfm_group",
+          "segment", "lifecycle_stage", "shopify_rfm_group", "orders_lifetime", "spend_lifetime"]
+
+
+def rfm_csv(*, shop: Shop, as_of: date | None = None, period_days: int | None = None,
+            rfm_scale: int | None = None, rfm_method: str | None = None) -> Iterator[str]:
+    """Yield CSV lines (header first); pass to StreamingHttpResponse. A missing snapshot is computed first."""
+    params = selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days, rfm_scale=rfm_scale,
+                                         rfm_method=rfm_method)
+    snapshot = selectors.snapshot_find(shop=shop, params=params)
+    if snapshot is None or not snapshot.has_customers:
+        snapshot = services.snapshot_refresh(shop=shop, as_of=params.as_of, period_days=params.period_days,
+                                             rfm_scale=params.rfm_scale, rfm_method=params.rfm_method)
+    predictive = snapshot.document.get("predictive") or {}
+    with_prediction = bool(predictive.get("available"))
+    currency = snapshot.document.get("currency", "")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    writer.writerow(HEADER + (["predicted_clv"] if with_prediction else []))
+    yield flush()
+    rows = CustomerScore.objects.filter(snapshot=snapshot).order_by("-total", "customer_shopify_id")
+    for row in rows.iterator(chunk_size=5000):
+        line = [row.customer_shopify_id, row.recency_days, row.frequency, money(row.monetary, currency), row.r,
+                row.f, row.m, row.total, row.rfm_group, row.segment, row.lifecycle_stage, row.shopify_rfm_group,
+                row.orders_lifetime, money(row.spend_lifetime, currency)]
+        if with_prediction:
+            line.append("" if row.predicted_clv is None else money(row.predicted_clv, currency))
+        writer.writerow(line)
+        yield flush()

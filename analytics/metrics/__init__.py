@@ -1,0 +1,1 @@
+"""The figures of docs/METRICS.md: parameters, set-based SQL, and the report document."""

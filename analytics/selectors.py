@@ -1,0 +1,83 @@
+"""Reads: the shop's analytics settings, its marketing inputs for a period, stored snapshots."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.db.models import Q
+from django.utils import timezone
+
+from analytics.metrics.numbers import money
+from analytics.metrics.params import ReportParams
+from analytics.models import AnalyticsSettings, AnalyticsSnapshot, CustomerScore, MarketingInput
+from shops.models import Shop
+
+
+def analytics_settings_get(*, shop: Shop) -> AnalyticsSettings:
+    """The shop's settings, or unsaved defaults when the merchant never changed them."""
+    found = AnalyticsSettings.objects.filter(shop=shop).first()
+    return found or AnalyticsSettings(shop=shop)
+
+
+def shop_today(*, shop: Shop, now: datetime | None = None) -> date:
+    """Today's date in the shop's zone: the default as-of date (its midnight is the period's end)."""
+    return (now or timezone.now()).astimezone(ZoneInfo(shop.iana_timezone or "UTC")).date()
+
+
+def report_params_for(*, shop: Shop, as_of: date | None = None, period_days: int | None = None,
+                      rfm_scale: int | None = None, rfm_method: str | None = None) -> ReportParams:
+    s = analytics_settings_get(shop=shop)
+    return ReportParams(
+        as_of=as_of or shop_today(shop=shop),
+        period_days=int(period_days or s.period_days),
+        activity_window_days=int(s.activity_window_days),
+        order_value_basis=s.order_value_basis,
+        refund_dating=s.refund_dating,
+        rfm_scale=int(rfm_scale or s.rfm_scale),
+        rfm_method=rfm_method or s.rfm_method,
+        lifespan_override_years=s.lifespan_override_years,
+        excluded_order_tags=tuple(s.excluded_order_tags or ()),
+    )
+
+
+def snapshot_find(*, shop: Shop, params: ReportParams) -> AnalyticsSnapshot | None:
+    return AnalyticsSnapshot.objects.filter(shop=shop, as_of=params.as_of,
+                                            settings_hash=params.settings_hash()).first()
+
+
+def marketing_inputs_for_period(*, shop: Shop, start: date, end: date) -> dict[str, Any] | None:
+    """The inputs entered for exactly this period, else the latest entry overlapping it."""
+    qs = MarketingInput.objects.filter(shop=shop)
+    found = qs.filter(period_start=start, period_end=end).first() or (
+        qs.filter(Q(period_start__lt=end) & Q(period_end__gt=start)).order_by("-period_end", "-updated_at").first()
+    )
+    if found is None:
+        return None
+    return {
+        "acquisition_spend": found.acquisition_spend,
+        "retention_spend": found.retention_spend,
+        "conversion_rate": found.conversion_rate,
+        "period": {"start": found.period_start.isoformat(), "end": found.period_end.isoformat()},
+    }
+
+
+def customer_rows(*, snapshot: AnalyticsSnapshot) -> list[dict[str, Any]]:
+    """The document's `rfm.customers` list, best total first."""
+    currency = snapshot.document.get("currency", "")
+    rows = CustomerScore.objects.filter(snapshot=snapshot).order_by("-total", "customer_shopify_id")
+    return [
+        {
+            "customer_id": row.customer_shopify_id, "recency_days": row.recency_days, "frequency": row.frequency,
+            "monetary": money(row.monetary, currency), "r": row.r, "f": row.f, "m": row.m,
+            "total": row.total, "group": row.rfm_group, "segment": row.segment or None,
+            "lifecycle_stage": row.lifecycle_stage, "shopify_rfm_group": row.shopify_rfm_group or None,
+            "orders_lifetime": row.orders_lifetime, "shopify_number_of_orders": row.shopify_number_of_orders,
+            "shopify_amount_spent": None if row.shopify_amount_spent is None else str(row.shopify_amount_spent),
+            "reconcile_cause": row.reconcile_cause or None,
+            "predicted_clv": None if row.predicted_clv is None else str(row.predicted_clv),
+        }
+        for row in rows.iterator(chunk_size=5000)
+    ]
+

@@ -1,0 +1,265 @@
+"""Writes: settings and marketing inputs (validated), snapshot refresh; and the one report reader.
+
+Pages, the report command and CSV exports all read ``report_document`` (or the snapshot's
+customer rows), so every surface shows the same numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from analytics import selectors
+from analytics.metrics.document import document_build, marketing_apply
+from analytics.metrics.engine import metrics_collect
+from analytics.metrics.params import bounds_for
+from analytics.models import AnalyticsSettings, AnalyticsSnapshot, CustomerScore, MarketingInput
+from shops.models import Shop
+
+logger = logging.getLogger(__name__)
+
+PERIOD_DAYS_RANGE = (7, 3660)
+ACTIVITY_DAYS_RANGE = (7, 3660)
+LIFESPAN_RANGE = (Decimal("0.01"), Decimal(50))
+MAX_TAGS = 50
+# Per-customer rows are kept for this many of a shop's most recent snapshots.
+KEEP_CUSTOMER_ROWS = 4
+PREDICTIVE_HORIZON_DAYS = 365
+PREDICTIVE_DISCOUNT_RATE = 0.10
+
+Errors = dict[str, list[str]]
+
+
+def _int_in(data: dict[str, Any], key: str, lo: int, hi: int, errors: Errors) -> int | None:
+    raw = data.get(key)
+    try:
+        value = int(str(raw).strip())
+    except (TypeError, ValueError):
+        errors.setdefault(key, []).append("Enter a whole number.")
+        return None
+    if not lo <= value <= hi:
+        errors.setdefault(key, []).append(f"Enter a number from {lo} to {hi}.")
+        return None
+    return value
+
+
+def _choice(data: dict[str, Any], key: str, choices: list[str], errors: Errors) -> str | None:
+    value = str(data.get(key, "")).strip()
+    if value not in choices:
+        errors.setdefault(key, []).append(f"Choose one of: {', '.join(choices)}.")
+        return None
+    return value
+
+
+def _decimal(data: dict[str, Any], key: str, errors: Errors, *, lo: Decimal, hi: Decimal | None,
+             places: int, lo_inclusive: bool = True) -> Decimal | None:
+    """A Decimal from form text; blank means 'not set' (None)."""
+    raw = data.get(key)
+    if raw is None or str(raw).strip() == "":
+        return None
+    try:
+        value = Decimal(str(raw).strip().replace(",", ""))
+    except InvalidOperation:
+        errors.setdefault(key, []).append("Enter a number.")
+        return None
+    if not value.is_finite():
+        errors.setdefault(key, []).append("Enter a number.")
+        return None
+    if value < lo or (not lo_inclusive and value == lo) or (hi is not None and value > hi):
+        bound = f"more than {lo}" if not lo_inclusive else f"at least {lo}"
+        errors.setdefault(key, []).append(f"Enter a number {bound}" + (f" and at most {hi}." if hi else "."))
+        return None
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > places:
+        errors.setdefault(key, []).append(f"Use at most {places} decimal places.")
+        return None
+    return value
+
+
+def _tags(raw: Any, errors: Errors) -> list[str] | None:
+    items = raw.split(",") if isinstance(raw, str) else list(raw or [])
+    tags: list[str] = []
+    for item in items:
+        tag = str(item).strip()
+        if not tag:
+            continue
+        if len(tag) > 255:
+            errors.setdefault("excluded_order_tags", []).append("A tag has at most 255 characters.")
+            return None
+        if tag.lower() not in {t.lower() for t in tags}:
+            tags.append(tag)
+    if len(tags) > MAX_TAGS:
+        errors.setdefault("excluded_order_tags", []).append(f"Exclude at most {MAX_TAGS} tags.")
+        return None
+    return tags
+
+
+def settings_update(*, shop: Shop, data: dict[str, Any]) -> tuple[AnalyticsSettings | None, Errors]:
+    """Validate and save the shop's analytics settings; keys absent from `data` keep their value.
+
+    Returns (settings, {}) on success, (None, {field: [messages]}) otherwise; nothing is saved
+    unless every field is valid.
+    """
+    current = selectors.analytics_settings_get(shop=shop)
+    errors: Errors = {}
+    values: dict[str, Any] = {}
+    if "period_days" in data:
+        values["period_days"] = _int_in(data, "period_days", *PERIOD_DAYS_RANGE, errors)
+    if "activity_window_days" in data:
+        values["activity_window_days"] = _int_in(data, "activity_window_days", *ACTIVITY_DAYS_RANGE, errors)
+    if "order_value_basis" in data:
+        values["order_value_basis"] = _choice(data, "order_value_basis",
+                                              list(AnalyticsSettings.OrderValueBasis.values), errors)
+    if "refund_dating" in data:
+        values["refund_dating"] = _choice(data, "refund_dating", list(AnalyticsSettings.RefundDating.values), errors)
+    if "rfm_scale" in data:
+        scale = _choice(data, "rfm_scale", ["3", "5"], errors)
+        values["rfm_scale"] = None if scale is None else int(scale)
+    if "rfm_method" in data:
+        values["rfm_method"] = _choice(data, "rfm_method", list(AnalyticsSettings.RfmMethod.values), errors)
+    if "lifespan_override_years" in data:
+        values["lifespan_override_years"] = _decimal(data, "lifespan_override_years", errors,
+                                                     lo=LIFESPAN_RANGE[0], hi=LIFESPAN_RANGE[1], places=2)
+    if "excluded_order_tags" in data:
+        values["excluded_order_tags"] = _tags(data["excluded_order_tags"], errors)
+    if errors:
+        return None, errors
+    for key, value in values.items():
+        setattr(current, key, value)
+    current.save()
+    return current, {}
+
+
+def _date(data: dict[str, Any], key: str, errors: Errors) -> date | None:
+    raw = data.get(key)
+    if isinstance(raw, date):
+        return raw
+    try:
+        return date.fromisoformat(str(raw).strip())
+    except (TypeError, ValueError):
+        errors.setdefault(key, []).append("Enter a date as YYYY-MM-DD.")
+        return None
+
+
+def marketing_inputs_update(*, shop: Shop, data: dict[str, Any]) -> tuple[MarketingInput | None, Errors]:
+    """Validate and save the merchant's spend and conversion rate for one period [start, end)."""
+    errors: Errors = {}
+    start = _date(data, "period_start", errors)
+    end = _date(data, "period_end", errors)
+    if start and end and end <= start:
+        errors.setdefault("period_end", []).append("The period must end after it starts.")
+    acq = _decimal(data, "acquisition_spend", errors, lo=Decimal(0), hi=None, places=4)
+    ret = _decimal(data, "retention_spend", errors, lo=Decimal(0), hi=None, places=4)
+    conv = _decimal(data, "conversion_rate", errors, lo=Decimal(0), hi=Decimal(100), places=4, lo_inclusive=False)
+    if errors or start is None or end is None:
+        return None, errors
+    row, _ = MarketingInput.objects.update_or_create(
+        shop=shop, period_start=start, period_end=end,
+        defaults={"acquisition_spend": acq, "retention_spend": ret, "conversion_rate": conv},
+    )
+    return row, {}
+
+
+def _predictive(*, shop: Shop, as_of: date, snapshot_id: int, cursor: Any) -> dict[str, Any]:
+    try:
+        from analytics.predictive.service import predictive_block  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return {"available": False, "error": "The predictive model is not installed."}
+    from analytics.predictive.errors import PredictiveError
+
+    try:
+        block: dict[str, Any] = predictive_block(shop=shop, as_of=as_of, horizon_days=PREDICTIVE_HORIZON_DAYS,
+                                                 discount_rate=PREDICTIVE_DISCOUNT_RATE, include_customers=True)
+    except PredictiveError as exc:
+        return {"available": False, "error": str(exc), "code": getattr(exc, "code", "predictive_error")}
+    except Exception:  # noqa: BLE001 - a model failure must not take the descriptive figures down with it
+        logger.exception("predictive block failed", extra={"shop": shop.pk})
+        return {"available": False, "error": "The predictive figures could not be computed.", "code": "failed"}
+    block = dict(block)
+    customers = block.pop("customers", None) or []
+    pairs = []
+    for row in customers:
+        cid = row.get("customer_id")
+        value = row.get("clv", row.get("predicted_clv"))
+        if cid is not None and value is not None:
+            pairs.append((int(cid), Decimal(str(value)).quantize(Decimal("0.0001"))))
+    if pairs:
+        cursor.execute("CREATE TEMP TABLE an_pred (c bigint, v numeric) ON COMMIT DROP")
+        with cursor.cursor.copy("COPY an_pred (c, v) FROM STDIN") as cp:
+            for pair in pairs:
+                cp.write_row(pair)
+        cursor.execute("UPDATE analytics_customerscore s SET predicted_clv = p.v FROM an_pred p "
+                       "WHERE s.snapshot_id = %s AND s.customer_shopify_id = p.c", [snapshot_id])
+        cursor.execute("DROP TABLE an_pred")
+    block.setdefault("available", True)
+    return block
+
+
+def snapshot_refresh(*, shop: Shop, as_of: date | None = None, period_days: int | None = None,
+                     rfm_scale: int | None = None, rfm_method: str | None = None,
+                     predictive: bool = True) -> AnalyticsSnapshot:
+    """Compute every figure for the shop and store the document (replacing the same key's snapshot)."""
+    params = selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days, rfm_scale=rfm_scale,
+                                         rfm_method=rfm_method)
+    bounds = bounds_for(params, shop.iana_timezone or "UTC")
+    started = time.perf_counter()
+    with transaction.atomic():
+        snapshot, _ = AnalyticsSnapshot.objects.get_or_create(
+            shop=shop, as_of=params.as_of, settings_hash=params.settings_hash(),
+            defaults={"computed_at": timezone.now(), "params": params.settings_dict()},
+        )
+        snapshot = AnalyticsSnapshot.objects.select_for_update().get(pk=snapshot.pk)
+        CustomerScore.objects.filter(snapshot=snapshot).delete()
+        with connection.cursor() as cursor:
+            raw = metrics_collect(cursor=cursor, shop_id=shop.pk, params=params, bounds=bounds,
+                                  snapshot_id=snapshot.pk)
+            document = document_build(raw=raw, params=params, bounds=bounds, shop_domain=shop.domain,
+                                      currency=shop.currency or "")
+            if predictive:
+                document["predictive"] = _predictive(shop=shop, as_of=params.as_of, snapshot_id=snapshot.pk,
+                                                     cursor=cursor)
+            else:
+                document["predictive"] = None
+        snapshot.document = document
+        snapshot.params = params.settings_dict()
+        snapshot.computed_at = timezone.now()
+        snapshot.duration_ms = int((time.perf_counter() - started) * 1000)
+        snapshot.has_customers = True
+        snapshot.save()
+        _prune_customer_rows(shop=shop)
+    return snapshot
+
+
+def _prune_customer_rows(*, shop: Shop) -> None:
+    keep = list(AnalyticsSnapshot.objects.filter(shop=shop, has_customers=True)
+                .order_by("-computed_at").values_list("pk", flat=True)[:KEEP_CUSTOMER_ROWS])
+    old = AnalyticsSnapshot.objects.filter(shop=shop, has_customers=True).exclude(pk__in=keep)
+    CustomerScore.objects.filter(snapshot__in=old).delete()
+    old.update(has_customers=False)
+
+
+def report_document(*, shop: Shop, as_of: date | None = None, period_days: int | None = None,
+                    rfm_scale: int | None = None, rfm_method: str | None = None,
+                    include_customers: bool = False) -> dict[str, Any]:
+    """The METRICS.md document from the stored snapshot (computed first when there is none)."""
+    params = selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days, rfm_scale=rfm_scale,
+                                         rfm_method=rfm_method)
+    snapshot = selectors.snapshot_find(shop=shop, params=params)
+    if snapshot is None or (include_customers and not snapshot.has_customers):
+        snapshot = snapshot_refresh(shop=shop, as_of=params.as_of, period_days=params.period_days,
+                                    rfm_scale=params.rfm_scale, rfm_method=params.rfm_method)
+    doc = copy.deepcopy(snapshot.document)
+    bounds = bounds_for(params, shop.iana_timezone or "UTC")
+    marketing_apply(doc, selectors.marketing_inputs_for_period(shop=shop, start=bounds.start_date,
+                                                                end=bounds.end_date))
+    if include_customers:
+        doc["rfm"]["customers"] = selectors.customer_rows(snapshot=snapshot)
+    doc["computed_at"] = snapshot.computed_at.isoformat()
+    return doc
