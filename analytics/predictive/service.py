@@ -85,8 +85,24 @@ def _totals(pred: Predictions, idx: np.ndarray) -> dict[str, Any]:
     return out
 
 
+def _shop_settings(shop: Shop) -> tuple[str, tuple[str, ...]]:
+    """The shop's order-value basis and excluded order tags (analytics settings), defaults when unset."""
+    # A missing one-to-one row raises an AttributeError subclass, so getattr covers it.
+    settings = getattr(shop, "analytics_settings", None)
+    basis = str(getattr(settings, "order_value_basis", "") or "subtotal")
+    tags = tuple(getattr(settings, "excluded_order_tags", None) or ())
+    return basis, tags
+
+
 def _backtest_for_shop(
-    *, shop: Shop, as_of: dt.date, summary: Summary, horizon_days: int, basis: str, unit: TimeUnit
+    *,
+    shop: Shop,
+    as_of: dt.date,
+    summary: Summary,
+    horizon_days: int,
+    basis: str,
+    unit: TimeUnit,
+    excluded_tags: tuple[str, ...],
 ) -> dict[str, Any]:
     if not len(summary):
         return {"available": False, "message": "No counted orders yet."}
@@ -99,19 +115,25 @@ def _backtest_for_shop(
             f"(half to fit, half to check); this shop has {history_days}.",
         }
     calibration_end = as_of - dt.timedelta(days=holdout_days)
-    calibration = summary_for_shop(shop=shop, as_of=calibration_end, order_value_basis=basis, unit=unit)
+    calibration = summary_for_shop(
+        shop=shop, as_of=calibration_end, order_value_basis=basis, unit=unit, excluded_tags=excluded_tags
+    )
     try:
         fit = bgnbd_fit(x=calibration.x, t_x=calibration.t_x, T=calibration.T)
     except PredictiveError as exc:
         return {"available": False, "message": f"Backtest: {exc}"}
-    hold_ids, hold_counts = holdout_purchases_for_shop(shop=shop, start=calibration_end, end=as_of)
+    hold_ids, hold_counts = holdout_purchases_for_shop(
+        shop=shop, start=calibration_end, end=as_of, excluded_tags=excluded_tags
+    )
     holdout = np.zeros(len(calibration))
     if len(hold_ids):
         pos = np.clip(np.searchsorted(hold_ids, calibration.customer_id), 0, len(hold_ids) - 1)
         match = hold_ids[pos] == calibration.customer_id
         holdout[match] = hold_counts[pos[match]]
     series_start = max(calibration.first_day.min().item(), calibration_end - dt.timedelta(days=MAX_SERIES_DAYS))
-    days, counts = repeat_days_for_shop(shop=shop, cohort_end=calibration_end, start=series_start, end=as_of)
+    days, counts = repeat_days_for_shop(
+        shop=shop, cohort_end=calibration_end, start=series_start, end=as_of, excluded_tags=excluded_tags
+    )
     return backtest_compute(
         calibration=calibration,
         holdout_counts=holdout,
@@ -131,13 +153,19 @@ def predictive_block(
     discount_rate: float = 0.10,
     include_customers: bool = False,
     rfm_groups: dict[int, str] | None = None,
-    order_value_basis: str = "subtotal",
+    order_value_basis: str | None = None,
+    excluded_order_tags: tuple[str, ...] | None = None,
     time_unit: TimeUnit = "days",
     include_backtest: bool = True,
 ) -> dict[str, Any]:
     """The report's `predictive` key. Never raises for a shop's data: when the models cannot be
-    fitted the block says why (`available: false`, `message`) and carries no numbers."""
+    fitted the block says why (`available: false`, `message`) and carries no numbers.
+
+    `order_value_basis` and `excluded_order_tags` default to the shop's analytics settings."""
     as_of_date = _as_date(as_of, shop)
+    setting_basis, setting_tags = _shop_settings(shop)
+    order_value_basis = order_value_basis or setting_basis
+    excluded_tags = setting_tags if excluded_order_tags is None else tuple(excluded_order_tags)
     unit_days = UNIT_DAYS[time_unit]
     block: dict[str, Any] = {
         "available": False,
@@ -149,6 +177,7 @@ def predictive_block(
             "discount_rate": discount_rate,
             "time_unit": time_unit,
             "order_value_basis": order_value_basis,
+            "excluded_order_tags": list(excluded_tags),
             "discounting": (
                 f"expected purchases per {DAYS_PER_MONTH:.2f}-day step x expected order value, "
                 "discounted by (1 + rate)^(-days/365) at each step's end"
@@ -163,7 +192,9 @@ def predictive_block(
     }
     if include_customers:
         block["customers"] = []
-    summary = summary_for_shop(shop=shop, as_of=as_of_date, order_value_basis=order_value_basis, unit=time_unit)
+    summary = summary_for_shop(
+        shop=shop, as_of=as_of_date, order_value_basis=order_value_basis, unit=time_unit, excluded_tags=excluded_tags
+    )
     started = time.perf_counter()
     try:
         bg = bgnbd_fit(x=summary.x, t_x=summary.t_x, T=summary.T)
@@ -226,5 +257,6 @@ def predictive_block(
             horizon_days=horizon_days,
             basis=order_value_basis,
             unit=time_unit,
+            excluded_tags=excluded_tags,
         )
     return block

@@ -12,6 +12,7 @@ day before, so a customer whose first order is on that day has T = 0.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -105,6 +106,7 @@ _DAYS_SQL = """
     WHERE shop_id = %(shop_id)s AND NOT test AND cancelled_at IS NULL
       AND customer_shopify_id IS NOT NULL
       AND processed_at >= %(start)s AND processed_at < %(end)s
+      AND NOT (tags && %(excluded)s::varchar[])
     GROUP BY 1, 2
 """
 
@@ -115,7 +117,12 @@ def _days_sql(basis: str) -> str:
 
 
 def summary_for_shop(
-    *, shop: Shop, as_of: dt.date, order_value_basis: str = "subtotal", unit: TimeUnit = "days"
+    *,
+    shop: Shop,
+    as_of: dt.date,
+    order_value_basis: str = "subtotal",
+    unit: TimeUnit = "days",
+    excluded_tags: Sequence[str] = (),
 ) -> Summary:
     """Counted orders before `as_of` (a date in the shop's zone, exclusive), summarised in SQL."""
     tz = ZoneInfo(shop.iana_timezone or "UTC")
@@ -134,6 +141,7 @@ def summary_for_shop(
     params: dict[str, Any] = {
         "tz": str(tz),
         "shop_id": shop.pk,
+        "excluded": list(excluded_tags),
         "start": dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
         "end": _day_start(as_of, tz),
         "last": last_observed,
@@ -153,13 +161,16 @@ def summary_for_shop(
     return Summary(customer_id=cid, x=x, t_x=t_x, T=T, m=m, first_day=first, last_observed=last_observed, unit=unit)
 
 
-def holdout_purchases_for_shop(*, shop: Shop, start: dt.date, end: dt.date) -> tuple[np.ndarray, FloatArray]:
+def holdout_purchases_for_shop(
+    *, shop: Shop, start: dt.date, end: dt.date, excluded_tags: Sequence[str] = ()
+) -> tuple[np.ndarray, FloatArray]:
     """Purchase days per customer in [start, end) (shop zone): customer ids (sorted) and counts."""
     tz = ZoneInfo(shop.iana_timezone or "UTC")
     sql = f"WITH days AS ({_days_sql('subtotal')}) SELECT cid, COUNT(*) FROM days GROUP BY cid ORDER BY cid"  # noqa: S608
     params: dict[str, Any] = {
         "tz": str(tz),
         "shop_id": shop.pk,
+        "excluded": list(excluded_tags),
         "start": _day_start(start, tz),
         "end": _day_start(end, tz),
     }
@@ -172,7 +183,7 @@ def holdout_purchases_for_shop(*, shop: Shop, start: dt.date, end: dt.date) -> t
 
 
 def repeat_days_for_shop(
-    *, shop: Shop, cohort_end: dt.date, start: dt.date, end: dt.date
+    *, shop: Shop, cohort_end: dt.date, start: dt.date, end: dt.date, excluded_tags: Sequence[str] = ()
 ) -> tuple[np.ndarray, FloatArray]:
     """Repeat purchase days per calendar day in [start, end), for customers first buying before cohort_end."""
     tz = ZoneInfo(shop.iana_timezone or "UTC")
@@ -186,6 +197,7 @@ def repeat_days_for_shop(
     params: dict[str, Any] = {
         "tz": str(tz),
         "shop_id": shop.pk,
+        "excluded": list(excluded_tags),
         "start": dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
         "end": _day_start(end, tz),
         "cohort_end": cohort_end,

@@ -58,6 +58,7 @@ def test_summary_in_sql_counts_days_in_the_shop_zone(nz_shop: Shop) -> None:
                 cancelled_at=dt.datetime(2026, 2, 21, tzinfo=UTC),
             ),
             order(nz_shop, 101, dt.datetime(2026, 2, 21, 0, 0, tzinfo=UTC), "99", test=True),
+            order(nz_shop, 101, dt.datetime(2026, 2, 22, 0, 0, tzinfo=UTC), "40", tags=["Wholesale", "x"]),
             # 11:30Z on Feb 28 is 00:30 on Mar 1 in NZ: the as-of day, outside the data.
             order(nz_shop, 101, dt.datetime(2026, 2, 28, 11, 30, tzinfo=UTC), "99"),
             # Customer 102: one purchase on the last observed day (Feb 28 in NZ).
@@ -66,7 +67,7 @@ def test_summary_in_sql_counts_days_in_the_shop_zone(nz_shop: Shop) -> None:
             order(other, 101, dt.datetime(2026, 1, 20, tzinfo=UTC), "500"),  # another shop
         ]
     )
-    s = summary_for_shop(shop=nz_shop, as_of=dt.date(2026, 3, 1))
+    s = summary_for_shop(shop=nz_shop, as_of=dt.date(2026, 3, 1), excluded_tags=("Wholesale",))
     assert s.customer_id.tolist() == [101, 102]
     assert s.x.tolist() == [2, 0]
     assert s.t_x.tolist() == [40, 0]  # Jan 1 -> Feb 10
@@ -74,9 +75,14 @@ def test_summary_in_sql_counts_days_in_the_shop_zone(nz_shop: Shop) -> None:
     assert s.m.tolist() == [30.0, 0.0]  # (50 + 10) / 2: the first day's 50 is left out
     assert s.first_day.tolist() == [dt.date(2026, 1, 1), dt.date(2026, 2, 28)]
 
-    by_total = summary_for_shop(shop=nz_shop, as_of=dt.date(2026, 3, 1), order_value_basis="total", unit="weeks")
+    by_total = summary_for_shop(
+        shop=nz_shop, as_of=dt.date(2026, 3, 1), order_value_basis="total", unit="weeks", excluded_tags=("Wholesale",)
+    )
     assert by_total.m.tolist() == [(35 + 22 + 12) / 2, 0.0]
     assert by_total.t_x[0] == pytest.approx(40 / 7)
+    # Without the exclusion the Feb 22 order (NZ day Feb 22) is a third repeat purchase.
+    every = summary_for_shop(shop=nz_shop, as_of=dt.date(2026, 3, 1))
+    assert (every.x[0], every.t_x[0], every.m[0]) == (3, 52, (50 + 10 + 40) / 3)
     assert by_total.T[0] == pytest.approx(58 / 7)
 
 
@@ -202,3 +208,13 @@ def test_a_shop_with_too_little_data_gets_a_message_not_numbers(nz_shop: Shop) -
     assert block["totals"] is None
     assert block["bgnbd"] is None
     assert block["customers"] == []
+
+
+def test_block_reads_the_shops_analytics_settings(sim_shop: Shop) -> None:
+    from analytics.models import AnalyticsSettings
+
+    AnalyticsSettings.objects.create(shop=sim_shop, order_value_basis="total")
+    sim_shop.refresh_from_db()
+    block = predictive_block(shop=sim_shop, as_of=AS_OF, include_backtest=False)
+    assert block["parameters"]["order_value_basis"] == "total"
+    assert not block["spend_available"]  # totals are all 0 in this data
