@@ -158,3 +158,42 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.queue} @ {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Deletion(models.Model):
+    """A tombstone: Shopify deleted this order or customer, so no late delivery may bring it back.
+
+    Webhooks arrive out of order: an ``orders/updated`` sent before ``orders/delete``
+    can land after it. Upserts skip ids that have a tombstone.
+    """
+
+    class Kind(models.TextChoices):
+        ORDER = "order"
+        CUSTOMER = "customer"
+
+    shop = models.ForeignKey(Shop, on_delete=models.CASCADE, related_name="deletions")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    shopify_id = models.BigIntegerField()
+    deleted_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["shop", "kind", "shopify_id"], name="deletion_shop_kind_id")]
+
+    def __str__(self) -> str:
+        return f"deleted {self.kind} {self.shopify_id}"
+
+
+class RefundLineStage(models.Model):
+    """Refund line items of a running bulk backfill, joined to their refunds when the file is done.
+
+    Bulk JSONL puts each refund line item on its own line with ``__parentId`` (the refund),
+    anywhere after its parent; keeping them here, committed with the resume point, lets a
+    resumed backfill sum them without re-reading what it already counted.
+    """
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="+", db_index=True)
+    refund_shopify_id = models.BigIntegerField()
+    subtotal = models.DecimalField(max_digits=20, decimal_places=4)
+
+    def __str__(self) -> str:
+        return f"refund line of {self.refund_shopify_id}"

@@ -1,13 +1,813 @@
-"""Writes of the sync app."""
+"""Writes of the sync app: backfill, incremental sync, reconciliation, webhook upserts.
+
+Every write of shop data goes through `sync.store.rows_write` (COPY into staging, one guarded
+upsert), so bulk files, GraphQL pages and REST webhooks obey the same `updated_at` rule.
+Only one sync of a shop runs at a time (`shop_lock`, a PostgreSQL session advisory lock that
+dies with the connection of a killed worker). Webhooks do not take it: their rows are guarded.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from sync.models import WorkerHeartbeat
+import orjson
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, Max, Sum
+from django.utils import timezone
+
+from config.logging import log_context
+from shops.models import Shop
+from sync import normalize as nz
+from sync.client import (
+    ShopifyAuthError,
+    ShopifyClient,
+    ShopifyError,
+    ShopifyQueryError,
+    ShopifyShopPausedError,
+    ShopifyTransientError,
+)
+from sync.models import Customer, Deletion, Order, Refund, RefundLineStage, SyncRun, WorkerHeartbeat
+from sync.store import Written, rows_write
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAMESPACE = 0x5E17  # first key of pg_advisory_lock(int, int); the second is the shop id
+CHUNK_LINES = 20_000  # bulk lines per committed chunk: bounded memory and a fine resume point
+OVERLAP = timedelta(minutes=5)
+BULK_SWITCH_AT = 100  # changed objects above which an incremental sync uses a bulk operation
+PAGE_CHANGED_MAX = 250
+ORDER_TOPICS = frozenset({
+    "orders/create", "orders/updated", "orders/cancelled", "orders/paid", "orders/fulfilled",
+    "orders/partially_fulfilled", "orders/edited",
+})
+CUSTOMER_TOPICS = frozenset({"customers/create", "customers/update", "customers/enable", "customers/disable"})
+
+ClientFactory = Callable[[Shop], ShopifyClient]
 
 
 def worker_heartbeat_record(*, queue: str, hostname: str, now: datetime) -> WorkerHeartbeat:
     """Upsert the heartbeat row of one queue; replaying it only moves the time forward."""
     beat, _ = WorkerHeartbeat.objects.update_or_create(queue=queue, defaults={"seen_at": now, "hostname": hostname})
     return beat
+
+
+# --- locking and hooks ----------------------------------------------------------------------
+
+
+@contextmanager
+def shop_lock(*, shop_id: int) -> Iterator[bool]:
+    """Yields True when this connection now holds the shop's sync lock (False: someone else does)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, shop_id])
+        got = bool(cursor.fetchone()[0])
+    try:
+        yield got
+    finally:
+        if got:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, shop_id])
+
+
+def shop_lock_held(*, shop_id: int) -> bool:
+    """Whether any session holds the shop's sync lock (a live worker is on it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = %s AND granted",
+            [LOCK_NAMESPACE, shop_id],
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def analytics_refresh_later(*, shop_id: int) -> None:
+    """Ask analytics to recompute the shop (debounced on its side), once this transaction commits."""
+
+    def enqueue() -> None:
+        try:
+            from analytics import tasks as analytics_tasks
+        except ImportError:
+            return
+        refresh = getattr(analytics_tasks, "refresh_shop_later", None)
+        if refresh is None:
+            return
+        try:
+            refresh.delay(shop_id)
+        except Exception:  # broker down: the next sync or scheduled refresh catches up
+            logger.warning("analytics refresh not enqueued", exc_info=True)
+
+    transaction.on_commit(enqueue)
+
+
+def default_client(shop: Shop) -> ShopifyClient:
+    return ShopifyClient.for_shop(shop)
+
+
+# --- webhooks ---------------------------------------------------------------------------------
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if value:
+        try:
+            return datetime.fromisoformat(str(value))
+        except ValueError:
+            pass
+    return timezone.now()
+
+
+def order_delete(*, shop: Shop, shopify_id: int, at: datetime | None = None) -> tuple[int | None, int]:
+    """Remove an order and its refunds for good; returns (its customer id, rows deleted)."""
+    with transaction.atomic():
+        Deletion.objects.update_or_create(shop=shop, kind=Deletion.Kind.ORDER, shopify_id=shopify_id,
+                                          defaults={"deleted_at": at or timezone.now()})
+        customer_id = (Order.objects.filter(shop=shop, shopify_id=shopify_id)
+                       .values_list("customer_shopify_id", flat=True).first())
+        refunds, _ = Refund.objects.filter(shop=shop, order_shopify_id=shopify_id).delete()
+        orders, _ = Order.objects.filter(shop=shop, shopify_id=shopify_id).delete()
+    return customer_id, refunds + orders
+
+
+def customer_delete(*, shop: Shop, shopify_id: int, at: datetime | None = None) -> int:
+    with transaction.atomic():
+        Deletion.objects.update_or_create(shop=shop, kind=Deletion.Kind.CUSTOMER, shopify_id=shopify_id,
+                                          defaults={"deleted_at": at or timezone.now()})
+        deleted, _ = Customer.objects.filter(shop=shop, shopify_id=shopify_id).delete()
+    return deleted
+
+
+def webhook_apply(*, shop: Shop, topic: str, payload: dict[str, Any]) -> None:
+    """Apply one REST webhook payload through the same guarded upsert as the syncs.
+
+    A duplicate or an older delivery than what we hold changes nothing (the `updated_at`
+    guard); a delete leaves a tombstone so a late update cannot bring the row back.
+    """
+    with log_context(shop=shop.domain, topic=topic), transaction.atomic():
+        if topic in ORDER_TOPICS:
+            if "order_edit" in payload or "id" not in payload:
+                return  # orders/edited carries the edit, not the order; orders/updated follows it
+            refunds = [nz.refund_from_rest(r, shop.currency or str(payload.get("currency") or ""))
+                       for r in payload.get("refunds") or []]
+            rows_write(shop_id=shop.pk, currency=shop.currency, orders=[nz.order_from_rest(payload)],
+                       refunds=refunds)
+        elif topic == "refunds/create":
+            rows_write(shop_id=shop.pk, currency=shop.currency,
+                       refunds=[nz.refund_from_rest(payload, shop.currency)])
+        elif topic in CUSTOMER_TOPICS:
+            rows_write(shop_id=shop.pk, currency=shop.currency, customers=[nz.customer_from_rest(payload)])
+        elif topic == "orders/delete":
+            shopify_id = nz.gid_id(payload.get("id"))
+            if shopify_id is not None:
+                order_delete(shop=shop, shopify_id=shopify_id)
+        elif topic == "customers/delete":
+            shopify_id = nz.gid_id(payload.get("id"))
+            if shopify_id is not None:
+                customer_delete(shop=shop, shopify_id=shopify_id)
+        elif topic == "bulk_operations/finish":
+            # The backfill polls its operation; this only shortens nothing we rely on.
+            logger.info("bulk operation finished: %s", payload.get("admin_graphql_api_id"))
+            return
+        else:
+            logger.info("webhook topic not handled by sync: %s", topic)
+            return
+        analytics_refresh_later(shop_id=shop.pk)
+
+
+# --- bulk ingestion -------------------------------------------------------------------------------
+
+ORDERS_BULK = """
+{{
+  orders{args} {{
+    edges {{
+      node {{
+        {fields}
+        refunds {{
+          {refund_fields}
+          refundLineItems {{ edges {{ node {{ subtotalSet {{ shopMoney {{ amount }} }} }} }} }}
+        }}
+      }}
+    }}
+  }}
+}}
+"""
+CUSTOMERS_BULK = "{{ customers{args} {{ edges {{ node {{ {fields} }} }} }} }}"
+
+
+def _args(search: str | None) -> str:
+    return "" if not search else f"(query: {orjson.dumps(search).decode()})"
+
+
+def bulk_query(kind: str, search: str | None = None) -> str:
+    if kind == "orders":
+        return ORDERS_BULK.format(args=_args(search), fields=nz.ORDER_FIELDS, refund_fields=nz.REFUND_FIELDS)
+    return CUSTOMERS_BULK.format(args=_args(search), fields=nz.CUSTOMER_FIELDS)
+
+
+def _parse_chunk(kind: str, lines: list[bytes]) -> tuple[list[nz.Row], list[nz.Row], list[nz.Row], list[tuple[int, Decimal]]]:
+    orders: list[nz.Row] = []
+    refunds: list[nz.Row] = []
+    customers: list[nz.Row] = []
+    refund_lines: list[tuple[int, Decimal]] = []
+    loads = orjson.loads
+    for line in lines:
+        obj = loads(line)
+        parent = obj.get("__parentId")
+        if kind == "customers":
+            customers.append(nz.customer_from_graphql(obj))
+            continue
+        if parent is None:
+            oid = nz.gid_id(obj["id"])
+            orders.append(nz.order_from_graphql(obj))
+            for refund in obj.get("refunds") or []:
+                refunds.append(nz.refund_from_graphql(refund, oid))  # type: ignore[arg-type]
+            continue
+        own = obj.get("id")
+        if isinstance(own, str) and nz.gid_kind(own) == "Refund":
+            # Refunds selected as a connection instead of the list field.
+            refunds.append(nz.refund_from_graphql(obj, nz.gid_id(parent)))  # type: ignore[arg-type]
+        elif nz.gid_kind(str(parent)) == "Refund":
+            refund_lines.append((nz.gid_id(parent), nz.refund_line_subtotal(obj)))  # type: ignore[arg-type]
+    return orders, refunds, customers, refund_lines
+
+
+def _refund_lines_stage(*, run_id: int, lines: list[tuple[int, Decimal]]) -> None:
+    if not lines:
+        return
+    with connection.cursor() as cursor:
+        raw = getattr(cursor, "cursor", cursor)
+        with raw.copy("COPY sync_refundlinestage (run_id, refund_shopify_id, subtotal) FROM STDIN") as copy:
+            copy.write("".join(f"{run_id}\t{rid}\t{amount}\n" for rid, amount in lines))
+
+
+def _refund_lines_apply(*, run: SyncRun) -> int:
+    """Set each refund's line-item subtotal from the staged child lines of this run."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE sync_refund r SET subtotal_amount = s.total
+            FROM (SELECT refund_shopify_id, sum(subtotal) AS total FROM sync_refundlinestage
+                  WHERE run_id = %s GROUP BY refund_shopify_id) s
+            WHERE r.shop_id = %s AND r.shopify_id = s.refund_shopify_id
+            """,
+            [run.pk, run.shop_id],
+        )
+        updated = cursor.rowcount
+    RefundLineStage.objects.filter(run=run).delete()
+    return updated
+
+
+def _run_save(run: SyncRun, *fields: str) -> None:
+    run.save(update_fields=list(fields))
+
+
+def bulk_ingest(*, run: SyncRun, client: ShopifyClient, phase: str, url: str | None,
+                on_chunk: Callable[[SyncRun], None] | None = None) -> Written:
+    """Stream one result file into the database, committing a chunk (and the resume point) at a time."""
+    ph = run.state.setdefault("phases", {}).setdefault(phase, {})
+    kind = ph.get("kind", phase)
+    total = Written()
+    if url:
+        skip = int(ph.get("lines", 0))
+        chunk: list[bytes] = []
+
+        def flush() -> None:
+            orders, refunds, customers, refund_lines = _parse_chunk(kind, chunk)
+            with transaction.atomic():
+                written = rows_write(shop_id=run.shop_id, currency=run.shop.currency, orders=orders,
+                                     refunds=refunds, customers=customers)
+                _refund_lines_stage(run_id=run.pk, lines=refund_lines)
+                ph["lines"] = int(ph.get("lines", 0)) + len(chunk)
+                run.objects_seen += len(chunk)
+                run.objects_written += written.total
+                run.state["updated_at"] = time.time()
+                _run_save(run, "objects_seen", "objects_written", "state")
+            total.orders += written.orders
+            total.refunds += written.refunds
+            total.customers += written.customers
+            chunk.clear()
+            if on_chunk is not None:
+                on_chunk(run)
+
+        for line in client.bulk_lines(url, skip=skip):
+            chunk.append(line)
+            if len(chunk) >= CHUNK_LINES:
+                flush()
+        if chunk:
+            flush()
+    with transaction.atomic():
+        if kind == "orders":
+            _refund_lines_apply(run=run)
+        ph["done"] = True
+        ph["ingested_at"] = time.time()
+        _run_save(run, "state")
+    return total
+
+
+def _bulk_start(*, client: ShopifyClient, query: str, attempts: int = 30) -> str:
+    for attempt in range(attempts):
+        try:
+            return client.bulk_run(query)
+        except ShopifyQueryError as exc:
+            if {"OPERATION_IN_PROGRESS", "LIMIT_REACHED"} & exc.codes and attempt < attempts - 1:
+                time.sleep(min(10.0, 1.0 + attempt))
+                continue
+            raise
+    raise ShopifyTransientError("bulk operation could not be started")
+
+
+def bulk_phase_run(*, run: SyncRun, client: ShopifyClient, phase: str, kind: str, search: str | None = None,
+                   on_progress: Callable[[SyncRun], None] | None = None) -> Written:
+    """One bulk operation, from start (or the one already started) to its rows committed."""
+    phases = run.state.setdefault("phases", {})
+    ph = phases.setdefault(phase, {"kind": kind})
+    if ph.get("done"):
+        return Written()
+    for _ in range(3):
+        if not ph.get("op"):
+            ph.update({"op": client_bulk_start(client, bulk_query(kind, search)), "lines": 0, "kind": kind,
+                       "started_at": time.time()})
+            if kind == "orders":
+                RefundLineStage.objects.filter(run=run).delete()
+            run.bulk_operation_id = ph["op"]
+            _run_save(run, "state", "bulk_operation_id")
+
+        def progress(op: Mapping[str, Any], ph: dict[str, Any] = ph) -> None:
+            ph["object_count"] = int(op.get("objectCount") or 0)
+            ph["status"] = op.get("status")
+            run.object_count = sum(int(p.get("object_count") or 0) for p in phases.values())
+            _run_save(run, "object_count", "state")
+            if on_progress is not None:
+                on_progress(run)
+
+        op = client.bulk_wait(ph["op"], on_progress=progress, poll_every=0.3, max_poll=3.0)
+        status = op.get("status")
+        if status == "COMPLETED":
+            if "ready_at" not in ph:
+                ph["ready_at"] = time.time()
+            return bulk_ingest(run=run, client=client, phase=phase, url=op.get("url"),
+                               on_chunk=on_progress)
+        # FAILED, EXPIRED or CANCELED: what was written stays (guarded upserts); start a fresh operation.
+        logger.warning("bulk operation %s ended %s (%s); starting a new one", ph["op"], status, op.get("errorCode"))
+        ph["op"] = None
+        if status == "FAILED" and op.get("errorCode") == "ACCESS_DENIED":
+            raise ShopifyQueryError(f"bulk operation denied: {op.get('errorCode')}")
+    raise ShopifyTransientError(f"bulk {phase} did not complete")
+
+
+def client_bulk_start(client: ShopifyClient, query: str) -> str:
+    return _bulk_start(client=client, query=query)
+
+
+# --- backfill ---------------------------------------------------------------------------------------
+
+
+def backfill_create(*, shop: Shop, full: bool = False) -> SyncRun:
+    """The shop's unfinished backfill, or a new pending one."""
+    run = (SyncRun.objects.filter(shop=shop, kind=SyncRun.Kind.BACKFILL,
+                                  status__in=[SyncRun.Status.PENDING, SyncRun.Status.RUNNING])
+           .order_by("-created_at").first())
+    if run is None:
+        run = SyncRun.objects.create(shop=shop, kind=SyncRun.Kind.BACKFILL, state={"full": full})
+    return run
+
+
+def _fail(run: SyncRun, exc: Exception, *, status: str = SyncRun.Status.FAILED) -> None:
+    run.status = status
+    run.error = f"{exc.__class__.__name__}: {exc}"[:2000]
+    run.finished_at = timezone.now()
+    _run_save(run, "status", "error", "finished_at")
+
+
+def _succeed(run: SyncRun, *, high_water_mark: datetime | None) -> None:
+    with transaction.atomic():
+        run.status = SyncRun.Status.SUCCEEDED
+        run.finished_at = timezone.now()
+        run.high_water_mark = high_water_mark
+        run.error = ""
+        _run_save(run, "status", "finished_at", "high_water_mark", "error")
+        analytics_refresh_later(shop_id=run.shop_id)
+
+
+def _shop_now(client: ShopifyClient) -> datetime:
+    """Shopify's clock (the shop's idea of now), for high-water marks that never outrun its data."""
+    result = client.graphql("query TenureNow { bulkOperations(first: 1, reverse: true) { nodes { createdAt } } }",
+                            expected_cost=3)
+    nodes = (result.data.get("bulkOperations") or {}).get("nodes") or []
+    if nodes and nodes[0].get("createdAt"):
+        return _parse_time(nodes[0]["createdAt"])
+    return timezone.now()
+
+
+def backfill_run(*, run_id: int, client_factory: ClientFactory = default_client,
+                 on_progress: Callable[[SyncRun], None] | None = None) -> str:
+    """Run (or resume) a backfill: customers, then orders with refunds, each one bulk operation."""
+    run = SyncRun.objects.select_related("shop").filter(pk=run_id).first()
+    if run is None or run.status not in (SyncRun.Status.PENDING, SyncRun.Status.RUNNING):
+        return "nothing to do"
+    shop = run.shop
+    if shop.state != Shop.State.INSTALLED:
+        _fail(run, RuntimeError(f"shop is {shop.state}"), status=SyncRun.Status.CANCELLED)
+        return "cancelled"
+    with log_context(shop=shop.domain, sync_run=run.pk), shop_lock(shop_id=shop.pk) as got:
+        if not got:
+            return "locked"
+        run.refresh_from_db()
+        if run.status not in (SyncRun.Status.PENDING, SyncRun.Status.RUNNING):
+            return "nothing to do"
+        try:
+            client = client_factory(shop)
+        except (ShopifyAuthError, ShopifyShopPausedError) as exc:
+            _fail(run, exc)
+            return "failed"
+        try:
+            run.status = SyncRun.Status.RUNNING
+            run.started_at = run.started_at or timezone.now()
+            run.history_limited = "read_all_orders" not in shop.granted_scopes
+            run.state.setdefault("resumes", -1)
+            run.state["resumes"] += 1
+            _run_save(run, "status", "started_at", "history_limited", "state")
+            for phase in ("customers", "orders"):
+                bulk_phase_run(run=run, client=client, phase=phase, kind=phase, on_progress=on_progress)
+            # Changes after the snapshot are the incremental sync's: it starts from here.
+            _succeed(run, high_water_mark=_ops_created_at(client, run) or timezone.now())
+            return "succeeded"
+        except (ShopifyAuthError, ShopifyShopPausedError, ShopifyQueryError) as exc:
+            _fail(run, exc)
+            return "failed"
+        except ShopifyTransientError as exc:
+            run.error = f"{exc.__class__.__name__}: {exc}"[:2000]
+            _run_save(run, "error")
+            raise
+        finally:
+            client.close()
+
+
+def _ops_created_at(client: ShopifyClient, run: SyncRun) -> datetime | None:
+    """The earliest creation time of this run's bulk operations (the snapshot the data is as of)."""
+    times = []
+    for ph in run.state.get("phases", {}).values():
+        op_id = ph.get("op")
+        if not op_id:
+            continue
+        try:
+            op = client.bulk_get(op_id)
+        except ShopifyError:
+            continue
+        if op.get("createdAt"):
+            times.append(_parse_time(op["createdAt"]))
+    return min(times) if times else None
+
+
+def backfill_stale(*, older_than: timedelta = timedelta(minutes=2)) -> list[int]:
+    """Backfills that are pending or running with no worker on them (killed worker): to resume."""
+    cutoff = time.time() - older_than.total_seconds()
+    out = []
+    for run in SyncRun.objects.filter(kind=SyncRun.Kind.BACKFILL,
+                                      status__in=[SyncRun.Status.PENDING, SyncRun.Status.RUNNING]):
+        if shop_lock_held(shop_id=run.shop_id):
+            continue
+        touched = float(run.state.get("updated_at") or 0) or (run.created_at.timestamp())
+        if touched < cutoff:
+            out.append(run.pk)
+    return out
+
+
+# --- incremental ---------------------------------------------------------------------------------
+
+ORDERS_PAGE = f"""
+query TenureOrdersChanged($first: Int!, $after: String, $query: String) {{
+  orders(first: $first, after: $after, sortKey: UPDATED_AT, query: $query) {{
+    nodes {{
+      {nz.ORDER_FIELDS}
+      refunds(first: 3) {{
+        {nz.REFUND_FIELDS}
+        refundLineItems(first: 5) {{ nodes {{ subtotalSet {{ shopMoney {{ amount }} }} }} pageInfo {{ hasNextPage }} }}
+      }}
+    }}
+    pageInfo {{ hasNextPage endCursor }}
+  }}
+}}
+"""
+CUSTOMERS_PAGE = f"""
+query TenureCustomersChanged($first: Int!, $after: String, $query: String) {{
+  customers(first: $first, after: $after, sortKey: UPDATED_AT, query: $query) {{
+    nodes {{ {nz.CUSTOMER_FIELDS} }}
+    pageInfo {{ hasNextPage endCursor }}
+  }}
+}}
+"""
+CUSTOMER_NODES = f"""
+query TenureCustomers($ids: [ID!]!) {{ nodes(ids: $ids) {{ ... on Customer {{ {nz.CUSTOMER_FIELDS} }} }} }}
+"""
+COUNTS = """
+query TenureCounts($orders: String, $customers: String) {
+  orders: ordersCount(query: $orders, limit: null) { count precision }
+  customers: customersCount(query: $customers, limit: null) { count precision }
+}
+"""
+
+ORDERS_COUNT = "query TenureOrdersCount($orders: String) { orders: ordersCount(query: $orders, limit: null) { count } }"
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _last_mark(shop: Shop) -> datetime | None:
+    return (SyncRun.objects.filter(shop=shop, status=SyncRun.Status.SUCCEEDED,
+                                   kind__in=[SyncRun.Kind.BACKFILL, SyncRun.Kind.INCREMENTAL],
+                                   high_water_mark__isnull=False)
+            .aggregate(m=Max("high_water_mark"))["m"])
+
+
+def _order_rows_from_nodes(nodes: Iterable[Mapping[str, Any]]) -> tuple[list[nz.Row], list[nz.Row], set[int]]:
+    orders: list[nz.Row] = []
+    refunds: list[nz.Row] = []
+    customers: set[int] = set()
+    for node in nodes:
+        row = nz.order_from_graphql(node)
+        orders.append(row)
+        if row[2] is not None:
+            customers.add(row[2])
+        for refund in node.get("refunds") or []:
+            r = nz.refund_from_graphql(refund, row[0])
+            items = refund.get("refundLineItems") or {}
+            if (items.get("pageInfo") or {}).get("hasNextPage"):
+                r = (*r[:5], None, r[6])  # not all lines seen: keep the subtotal we have
+            refunds.append(r)
+    return orders, refunds, customers
+
+
+def customers_refresh(*, shop: Shop, client: ShopifyClient, ids: Iterable[int]) -> int:
+    """Re-read customers whose stats moved without their `updated_at` moving (orders, refunds)."""
+    ids = sorted(set(ids))
+    written = 0
+    for start in range(0, len(ids), 50):
+        batch = [f"gid://shopify/Customer/{i}" for i in ids[start:start + 50]]
+        result = client.graphql(CUSTOMER_NODES, {"ids": batch}, expected_cost=60)
+        nodes = [n for n in result.data.get("nodes") or [] if isinstance(n, dict) and n.get("id")]
+        with transaction.atomic():
+            w = rows_write(shop_id=shop.pk, currency=shop.currency,
+                           customers=[nz.customer_from_graphql(n) for n in nodes])
+        written += w.customers
+    return written
+
+
+def incremental_run(*, shop: Shop, client_factory: ClientFactory = default_client,
+                    reconcile_on_mismatch: bool = True) -> SyncRun | None:
+    """Pull what changed since the last high-water mark (minus an overlap); None if locked or no backfill yet."""
+    since = _last_mark(shop)
+    if since is None:
+        return None
+    with log_context(shop=shop.domain), shop_lock(shop_id=shop.pk) as got:
+        if not got:
+            return None
+        run = SyncRun.objects.create(shop=shop, kind=SyncRun.Kind.INCREMENTAL, status=SyncRun.Status.RUNNING,
+                                     started_at=timezone.now(), state={"since": _iso(since - OVERLAP)})
+        try:
+            client = client_factory(shop)
+        except (ShopifyAuthError, ShopifyShopPausedError, ShopifyTransientError) as exc:
+            _fail(run, exc)
+            return run
+        try:
+            with log_context(sync_run=run.pk):
+                _incremental(run=run, shop=shop, client=client, since=since,
+                             reconcile_on_mismatch=reconcile_on_mismatch)
+        except ShopifyError as exc:
+            _fail(run, exc)
+            if isinstance(exc, ShopifyTransientError):
+                raise
+        finally:
+            client.close()
+        return run
+
+
+def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: datetime,
+                 reconcile_on_mismatch: bool) -> None:
+    search = f"updated_at:>='{_iso(since - OVERLAP)}'"
+    counts = client.graphql(COUNTS, {"orders": search, "customers": search}, expected_cost=2).data
+    n_orders = int((counts.get("orders") or {}).get("count") or 0)
+    n_customers = int((counts.get("customers") or {}).get("count") or 0)
+    run.object_count = n_orders + n_customers
+    run.state.update({"changed_orders": n_orders, "changed_customers": n_customers})
+    _run_save(run, "object_count", "state")
+    hwm = since
+    touched: set[int] = set()
+    if n_orders > BULK_SWITCH_AT or n_customers > BULK_SWITCH_AT:
+        run.state["mode"] = "bulk"
+        for kind in ("customers", "orders"):
+            bulk_phase_run(run=run, client=client, phase=kind, kind=kind, search=search)
+        # Stats of every customer of a changed order: set-based, from what was just written.
+        touched.update(Order.objects.filter(shop=shop, updated_at__gte=since - OVERLAP,
+                                            customer_shopify_id__isnull=False)
+                       .values_list("customer_shopify_id", flat=True))
+        hwm = _ops_created_at(client, run) or hwm
+    else:
+        run.state["mode"] = "pages"
+        buffer: list[dict[str, Any]] = []
+
+        def flush_orders() -> None:
+            nonlocal hwm
+            orders, refunds, customers = _order_rows_from_nodes(buffer)
+            touched.update(customers)
+            with transaction.atomic():
+                w = rows_write(shop_id=shop.pk, currency=shop.currency, orders=orders, refunds=refunds)
+            run.objects_seen += len(buffer)
+            run.objects_written += w.total
+            for row in orders:
+                hwm = max(hwm, _parse_time(row[5]))
+            buffer.clear()
+
+        for node in client.paginate(ORDERS_PAGE, variables={"query": search}, connection="orders", page_size=12):
+            buffer.append(node)
+            if len(buffer) >= PAGE_CHANGED_MAX:
+                flush_orders()
+        flush_orders()
+        customer_rows = []
+        for node in client.paginate(CUSTOMERS_PAGE, variables={"query": search}, connection="customers",
+                                    page_size=100):
+            customer_rows.append(nz.customer_from_graphql(node))
+            hwm = max(hwm, _parse_time(node.get("updatedAt")))
+            if len(customer_rows) >= PAGE_CHANGED_MAX:
+                with transaction.atomic():
+                    run.objects_written += rows_write(shop_id=shop.pk, currency=shop.currency,
+                                                      customers=customer_rows).total
+                run.objects_seen += len(customer_rows)
+                customer_rows = []
+        if customer_rows:
+            with transaction.atomic():
+                run.objects_written += rows_write(shop_id=shop.pk, currency=shop.currency,
+                                                  customers=customer_rows).total
+            run.objects_seen += len(customer_rows)
+    _run_save(run, "objects_seen", "objects_written", "state")
+    if reconcile_on_mismatch:
+        # Deletions whose webhook never came: totals differ, so look closer.
+        totals = client.graphql(COUNTS, {"orders": None, "customers": None}, expected_cost=2).data
+        theirs_o = int((totals.get("orders") or {}).get("count") or 0)
+        theirs_c = int((totals.get("customers") or {}).get("count") or 0)
+        ours_o = Order.objects.filter(shop=shop).count()
+        ours_c = Customer.objects.filter(shop=shop).count()
+        run.state["totals"] = {"orders": [ours_o, theirs_o], "customers": [ours_c, theirs_c]}
+        if ours_o != theirs_o:
+            touched.update(reconcile_orders(shop=shop, client=client, run=run))
+        if ours_c != theirs_c:
+            customers_reconcile_ids(shop=shop, client=client)
+    touched -= set(Deletion.objects.filter(shop=shop, kind=Deletion.Kind.CUSTOMER)
+                   .values_list("shopify_id", flat=True))
+    if touched:
+        run.state["customers_refreshed"] = customers_refresh(shop=shop, client=client, ids=touched)
+    _succeed(run, high_water_mark=hwm)
+    _run_save(run, "objects_seen", "objects_written", "state")
+
+
+# --- reconciliation ------------------------------------------------------------------------------
+
+
+def _day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    start = datetime(day.year, day.month, day.day, tzinfo=tz)
+    return start, datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+
+
+def _our_counts_by_day(shop: Shop, tz: ZoneInfo, start: datetime | None = None) -> dict[date, tuple[int, Decimal]]:
+    from django.db.models.functions import TruncDate
+
+    qs = Order.objects.filter(shop=shop)
+    if start is not None:
+        qs = qs.filter(created_at__gte=start)
+    rows = (qs.annotate(day=TruncDate("created_at", tzinfo=tz)).values("day")
+            .annotate(n=Count("id"), total=Sum("total")).order_by("day"))
+    return {r["day"]: (r["n"], r["total"] or Decimal(0)) for r in rows}
+
+
+def _orders_between(client: ShopifyClient, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+    search = f"created_at:>='{_iso(start)}' AND created_at:<'{_iso(end)}'"
+    yield from client.paginate(ORDERS_PAGE, variables={"query": search}, connection="orders", page_size=12)
+
+
+def reconcile_day(*, shop: Shop, client: ShopifyClient, day: date) -> tuple[int, set[int]]:
+    """Re-read one day of orders (shop's zone) and drop ours that Shopify no longer has."""
+    tz = ZoneInfo(shop.iana_timezone or "UTC")
+    start, end = _day_bounds(day, tz)
+    nodes = list(_orders_between(client, start, end))
+    orders, refunds, customers = _order_rows_from_nodes(nodes)
+    seen = {row[0] for row in orders}
+    with transaction.atomic():
+        rows_write(shop_id=shop.pk, currency=shop.currency, orders=orders, refunds=refunds)
+    gone = set(Order.objects.filter(shop=shop, created_at__gte=start, created_at__lt=end)
+               .exclude(shopify_id__in=seen).values_list("shopify_id", flat=True))
+    for shopify_id in gone:
+        customer_id, _ = order_delete(shop=shop, shopify_id=shopify_id)
+        if customer_id is not None:
+            customers.add(customer_id)
+    return len(gone), customers
+
+
+def reconcile_orders(*, shop: Shop, client: ShopifyClient, run: SyncRun, days: int | None = None) -> set[int]:
+    """Compare per-day order counts with Shopify's (`ordersCount`, shop's zone) and re-sync the days that differ.
+
+    With `days` only the most recent days are checked; otherwise every day we or Shopify have.
+    Returns the customers whose orders changed.
+    """
+    tz = ZoneInfo(shop.iana_timezone or "UTC")
+    today = timezone.now().astimezone(tz).date()
+    first = today - timedelta(days=days) if days else None
+    ours = _our_counts_by_day(shop, tz, _day_bounds(first, tz)[0] if first else None)
+    candidates = sorted(set(ours) | ({today - timedelta(days=i) for i in range(days + 1)} if days else set()))
+    # Bisect over ranges so a long history costs a few dozen counts, not one per day.
+    differing: list[date] = []
+
+    def their_count(a: date, b: date) -> int:
+        start, end = _day_bounds(a, tz)[0], _day_bounds(b, tz)[1]
+        search = f"created_at:>='{_iso(start)}' AND created_at:<'{_iso(end)}'"
+        data = client.graphql(ORDERS_COUNT, {"orders": search}, expected_cost=1).data
+        return int((data.get("orders") or {}).get("count") or 0)
+
+    def our_count(a: date, b: date) -> int:
+        return sum(n for d, (n, _) in ours.items() if a <= d <= b)
+
+    def walk(a: date, b: date) -> None:
+        if their_count(a, b) == our_count(a, b):
+            return
+        if a == b:
+            differing.append(a)
+            return
+        mid = a + (b - a) // 2
+        walk(a, mid)
+        walk(mid + timedelta(days=1), b)
+
+    if candidates:
+        walk(candidates[0], max(candidates[-1], today))
+    touched: set[int] = set()
+    removed = 0
+    for day in differing:
+        n, customers = reconcile_day(shop=shop, client=client, day=day)
+        removed += n
+        touched |= customers
+    run.state["reconciled_days"] = [d.isoformat() for d in differing]
+    run.state["reconcile_removed"] = removed
+    return touched
+
+
+def customers_reconcile_ids(*, shop: Shop, client: ShopifyClient) -> int:
+    """Drop our customers that Shopify no longer lists (deleted, webhook lost)."""
+    query = """
+    query TenureCustomerIds($first: Int!, $after: String) {
+      customers(first: $first, after: $after, sortKey: ID) { nodes { id } pageInfo { hasNextPage endCursor } }
+    }"""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS tenure_ids (shopify_id bigint PRIMARY KEY)")
+        cursor.execute("TRUNCATE tenure_ids")
+        batch: list[int] = []
+        for node in client.paginate(query, connection="customers", page_size=250):
+            batch.append(nz.gid_id(node["id"]) or 0)
+            if len(batch) >= 5000:
+                cursor.executemany("INSERT INTO tenure_ids VALUES (%s) ON CONFLICT DO NOTHING", [(i,) for i in batch])
+                batch = []
+        if batch:
+            cursor.executemany("INSERT INTO tenure_ids VALUES (%s) ON CONFLICT DO NOTHING", [(i,) for i in batch])
+        cursor.execute("SELECT shopify_id FROM sync_customer c WHERE c.shop_id = %s AND NOT EXISTS "
+                       "(SELECT 1 FROM tenure_ids t WHERE t.shopify_id = c.shopify_id)", [shop.pk])
+        gone = [r[0] for r in cursor.fetchall()]
+        cursor.execute("DROP TABLE tenure_ids")
+    for shopify_id in gone:
+        customer_delete(shop=shop, shopify_id=shopify_id)
+    return len(gone)
+
+
+def reconcile_run(*, shop: Shop, client_factory: ClientFactory = default_client, days: int | None = 90) -> SyncRun | None:
+    """The daily check: per-day counts against Shopify's, differing days re-synced."""
+    with log_context(shop=shop.domain), shop_lock(shop_id=shop.pk) as got:
+        if not got:
+            return None
+        run = SyncRun.objects.create(shop=shop, kind=SyncRun.Kind.RECONCILE, status=SyncRun.Status.RUNNING,
+                                     started_at=timezone.now())
+        try:
+            client = client_factory(shop)
+            try:
+                touched = reconcile_orders(shop=shop, client=client, run=run, days=days)
+                run.state["customers_removed"] = customers_reconcile_ids(shop=shop, client=client)
+                if touched:
+                    customers_refresh(shop=shop, client=client, ids=touched)
+            finally:
+                client.close()
+        except ShopifyError as exc:
+            _fail(run, exc)
+            return run
+        _succeed(run, high_water_mark=None)
+        _run_save(run, "state")
+        return run
+
+
+def installed_shop_ids() -> list[int]:
+    return list(Shop.objects.installed().filter(paused_reason="").values_list("pk", flat=True))
+
+
+def sync_interval() -> timedelta:
+    return timedelta(seconds=settings.SYNC_INCREMENTAL_EVERY.total_seconds())

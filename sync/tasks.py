@@ -1,11 +1,21 @@
-"""Celery interfaces of the sync app: parse arguments, call a service."""
+"""Celery interfaces of the sync app: parse arguments, call a service.
+
+Queues (config/settings/base.py routes): `backfill_*` tasks run on the `backfill` queue, the
+rest on `sync`, so a long backfill never delays another shop's incremental sync or a webhook.
+"""
 
 from __future__ import annotations
+
+import logging
 
 from celery import shared_task
 from django.utils import timezone
 
+from shops.models import Shop
 from sync import services
+from sync.client import ShopifyTransientError
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="sync.tasks.worker_heartbeat", ignore_result=True, expires=120)
@@ -15,3 +25,74 @@ def worker_heartbeat(queue: str = "sync") -> None:
 
     hostname = (current_task.request.hostname or "") if current_task else ""
     services.worker_heartbeat_record(queue=queue, hostname=hostname, now=timezone.now())
+
+
+@shared_task(name="sync.tasks.backfill_start", ignore_result=True)
+def backfill_start(shop_id: int, full: bool = False) -> int | None:
+    """Create (or find the unfinished) backfill of a shop and run it on the backfill queue."""
+    shop = Shop.objects.filter(pk=shop_id).first()
+    if shop is None or shop.state != Shop.State.INSTALLED:
+        logger.info("backfill_start: shop %s gone or not installed", shop_id)
+        return None
+    run = services.backfill_create(shop=shop, full=full)
+    backfill_run.delay(run.pk)
+    return run.pk
+
+
+@shared_task(name="sync.tasks.backfill_run", bind=True, ignore_result=True, max_retries=8,
+             soft_time_limit=6 * 3600, time_limit=6 * 3600 + 300)
+def backfill_run(self, run_id: int) -> str:  # type: ignore[no-untyped-def]
+    try:
+        return services.backfill_run(run_id=run_id)
+    except ShopifyTransientError as exc:
+        # Resumes from the committed chunk: nothing is read twice into the refund-line stage.
+        raise self.retry(exc=exc, countdown=min(600, 15 * 2 ** self.request.retries)) from exc
+
+
+@shared_task(name="sync.tasks.backfill_resume_stale", ignore_result=True, expires=55)
+def backfill_resume_stale() -> int:
+    """Re-enqueue backfills whose worker died (no lock held, no progress for a while)."""
+    ids = services.backfill_stale()
+    for run_id in ids:
+        backfill_run.delay(run_id)
+    return len(ids)
+
+
+@shared_task(name="sync.tasks.incremental_sync", bind=True, ignore_result=True, max_retries=3)
+def incremental_sync(self, shop_id: int) -> str:  # type: ignore[no-untyped-def]
+    shop = Shop.objects.filter(pk=shop_id).first()
+    if shop is None or shop.state != Shop.State.INSTALLED or shop.paused_reason:
+        return "skipped"
+    try:
+        run = services.incremental_run(shop=shop)
+    except ShopifyTransientError as exc:
+        raise self.retry(exc=exc, countdown=60) from exc
+    return "locked or no backfill yet" if run is None else str(run.status)
+
+
+@shared_task(name="sync.tasks.incremental_sync_all", ignore_result=True)
+def incremental_sync_all() -> int:
+    """Beat: one small task per installed shop (bounded work per task)."""
+    ids = services.installed_shop_ids()
+    expires = int(services.sync_interval().total_seconds())
+    for shop_id in ids:
+        incremental_sync.apply_async((shop_id,), expires=expires)
+    return len(ids)
+
+
+@shared_task(name="sync.tasks.reconcile_shop", ignore_result=True, soft_time_limit=3600, time_limit=3700)
+def reconcile_shop(shop_id: int) -> str:
+    shop = Shop.objects.filter(pk=shop_id).first()
+    if shop is None or shop.state != Shop.State.INSTALLED or shop.paused_reason:
+        return "skipped"
+    run = services.reconcile_run(shop=shop)
+    return "locked" if run is None else str(run.status)
+
+
+@shared_task(name="sync.tasks.reconcile_all", ignore_result=True)
+def reconcile_all() -> int:
+    ids = services.installed_shop_ids()
+    for shop_id in ids:
+        reconcile_shop.apply_async((shop_id,), expires=12 * 3600)
+    return len(ids)
+

@@ -1,0 +1,83 @@
+"""Reads of the sync app (for the Data page, the `sync` command and /healthz)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from shops.models import Shop, WebhookEvent
+from sync.models import SyncRun
+
+
+def run_progress(*, run: SyncRun) -> dict[str, Any]:
+    """Seen/written, percent of `objectCount`, and an ETA from the rate so far."""
+    percent = None
+    eta_s = None
+    if run.object_count:
+        percent = min(100.0, 100.0 * run.objects_seen / run.object_count)
+        started = run.started_at
+        if started and run.objects_seen and run.status == SyncRun.Status.RUNNING:
+            elapsed = max(0.001, (timezone.now() - started).total_seconds())
+            rate = run.objects_seen / elapsed
+            eta_s = max(0.0, (run.object_count - run.objects_seen) / rate) if rate > 0 else None
+    phases = run.state.get("phases", {}) if isinstance(run.state, dict) else {}
+    phase = next((name for name, ph in phases.items() if not ph.get("done")), None)
+    return {
+        "id": run.pk,
+        "kind": run.kind,
+        "status": run.status,
+        "phase": phase,
+        "objects_seen": run.objects_seen,
+        "objects_written": run.objects_written,
+        "object_count": run.object_count,
+        "percent": percent,
+        "eta_s": eta_s,
+        "history_limited": run.history_limited,
+        "error": run.error,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+    }
+
+
+def backfill_running(*, shop: Shop) -> SyncRun | None:
+    return (SyncRun.objects.filter(shop=shop, kind=SyncRun.Kind.BACKFILL,
+                                   status__in=[SyncRun.Status.PENDING, SyncRun.Status.RUNNING])
+            .order_by("-created_at").first())
+
+
+def sync_status(*, shop: Shop) -> dict[str, Any]:
+    """Last and next sync, running backfill progress, history limit, recent webhook health."""
+    last = (SyncRun.objects.filter(shop=shop, status=SyncRun.Status.SUCCEEDED)
+            .order_by("-finished_at").first())
+    last_backfill = (SyncRun.objects.filter(shop=shop, kind=SyncRun.Kind.BACKFILL)
+                     .order_by("-created_at").first())
+    running = backfill_running(shop=shop)
+    every: timedelta = settings.SYNC_INCREMENTAL_EVERY
+    next_at: datetime | None = (last.finished_at + every) if last and last.finished_at else None
+    day_ago = timezone.now() - timedelta(days=1)
+    hooks = WebhookEvent.objects.filter(shop=shop, received_at__gte=day_ago).aggregate(
+        received=Count("id"),
+        processed=Count("id", filter=Q(status=WebhookEvent.Status.PROCESSED)),
+        failed=Count("id", filter=Q(status=WebhookEvent.Status.FAILED)),
+        pending=Count("id", filter=Q(status=WebhookEvent.Status.RECEIVED)),
+    )
+    last_hook = WebhookEvent.objects.filter(shop=shop).order_by("-received_at").values_list(
+        "received_at", flat=True).first()
+    return {
+        "last_sync": run_progress(run=last) if last else None,
+        "last_sync_at": last.finished_at if last else None,
+        "next_sync_at": next_at,
+        "backfill": run_progress(run=running) if running else None,
+        "backfill_done": bool(last_backfill and last_backfill.status == SyncRun.Status.SUCCEEDED),
+        "history_limited": bool(last_backfill and last_backfill.history_limited)
+        or "read_all_orders" not in shop.granted_scopes,
+        "webhooks_24h": {**hooks, "last_received_at": last_hook},
+        "needs_reauth_reason": shop.needs_reauth_reason,
+        "paused_reason": shop.paused_reason,
+        "as_of": time.time(),
+    }
