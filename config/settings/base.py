@@ -138,6 +138,22 @@ CELERY_BEAT_SCHEDULE["webhook-sweep"] = {
     "options": {"queue": "webhooks", "expires": 55},
 }
 SYNC_INCREMENTAL_EVERY = timedelta(minutes=int(env("SYNC_INCREMENTAL_MINUTES", "15") or 15))
+# One beat task fans out an incremental sync per installed shop; resumes backfills of killed workers.
+CELERY_BEAT_SCHEDULE["sync-incremental"] = {
+    "task": "sync.tasks.incremental_sync_all",
+    "schedule": SYNC_INCREMENTAL_EVERY.total_seconds(),
+    "options": {"queue": "sync", "expires": SYNC_INCREMENTAL_EVERY.total_seconds() * 0.9},
+}
+CELERY_BEAT_SCHEDULE["sync-backfill-resume"] = {
+    "task": "sync.tasks.backfill_resume_stale",
+    "schedule": 60.0,
+    "options": {"queue": "sync", "expires": 55},
+}
+CELERY_BEAT_SCHEDULE["sync-reconcile"] = {
+    "task": "sync.tasks.reconcile_all",
+    "schedule": 24 * 3600.0,
+    "options": {"queue": "sync", "expires": 3600},
+}
 
 LOGGING = {
     "version": 1,
