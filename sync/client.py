@@ -14,6 +14,7 @@ else in the code differs between the two.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -176,7 +177,10 @@ class ShopifyClient:
         from shops.models import Shop as ShopModel
 
         def refresh() -> str:
-            return shop_services.credential_refresh(shop=shop, force=True)
+            try:
+                return shop_services.credential_refresh(shop=shop, force=True)
+            except shop_services.ShopifyTokenError as exc:
+                raise ShopifyTransientError(str(exc)) from exc
 
         def auth_failed(reason: str) -> None:
             shop_services.shop_needs_reauth_mark(shop=shop, reason=reason)
@@ -234,15 +238,13 @@ class ShopifyClient:
         if not isinstance(cost, dict):
             return {}
         status = cost.get("throttleStatus") or {}
-        try:
+        with contextlib.suppress(TypeError, ValueError):
             self._bucket = _Bucket(
                 maximum=float(status.get("maximumAvailable", self._bucket.maximum)),
                 available=float(status.get("currentlyAvailable", self._bucket.available)),
                 restore_rate=float(status.get("restoreRate", self._bucket.restore_rate)),
                 seen_at=time.monotonic(),
             )
-        except (TypeError, ValueError):
-            pass
         return cost
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -270,8 +272,13 @@ class ShopifyClient:
                     self.stats["refreshes"] += 1
                     try:
                         self._token = self._token_refresh()
-                    except Exception as exc:  # the refresh path records its own failure on the shop
-                        raise ShopifyAuthError(f"token refresh failed: {exc.__class__.__name__}") from exc
+                    except ShopifyTransientError:
+                        raise
+                    except Exception as exc:  # refresh refused: the merchant must open the app again
+                        reason = f"token refresh failed ({exc}); open Tenure in Shopify"
+                        if self._on_auth_failed is not None:
+                            self._on_auth_failed(reason)
+                        raise ShopifyAuthError(reason) from exc
                     continue
                 reason = f"Shopify refused the access token ({status}); open Tenure in Shopify"
                 if self._on_auth_failed is not None:

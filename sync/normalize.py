@@ -38,7 +38,7 @@ totalPriceSet {{ {_MONEY} }} currentTotalPriceSet {{ {_MONEY} }} totalRefundedSe
 tags customer {{ id }}
 """
 REFUND_FIELDS = f"id createdAt updatedAt totalRefundedSet {{ {_MONEY} }}"
-CUSTOMER_FIELDS = f"""
+CUSTOMER_FIELDS = """
 id createdAt updatedAt numberOfOrders amountSpent {{ amount currencyCode }} tags statistics {{ rfmGroup }}
 """
 

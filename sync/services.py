@@ -210,7 +210,9 @@ def bulk_query(kind: str, search: str | None = None) -> str:
     return CUSTOMERS_BULK.format(args=_args(search), fields=nz.CUSTOMER_FIELDS)
 
 
-def _parse_chunk(kind: str, lines: list[bytes]) -> tuple[list[nz.Row], list[nz.Row], list[nz.Row], list[tuple[int, Decimal]]]:
+def _parse_chunk(
+    kind: str, lines: list[bytes],
+) -> tuple[list[nz.Row], list[nz.Row], list[nz.Row], list[tuple[int, Decimal]]]:
     orders: list[nz.Row] = []
     refunds: list[nz.Row] = []
     customers: list[nz.Row] = []
@@ -605,9 +607,9 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
         for kind in ("customers", "orders"):
             bulk_phase_run(run=run, client=client, phase=kind, kind=kind, search=search)
         # Stats of every customer of a changed order: set-based, from what was just written.
-        touched.update(Order.objects.filter(shop=shop, updated_at__gte=since - OVERLAP,
-                                            customer_shopify_id__isnull=False)
-                       .values_list("customer_shopify_id", flat=True))
+        touched.update(i for i in Order.objects.filter(shop=shop, updated_at__gte=since - OVERLAP,
+                                                       customer_shopify_id__isnull=False)
+                       .values_list("customer_shopify_id", flat=True) if i is not None)
         hwm = _ops_created_at(client, run) or hwm
     else:
         run.state["mode"] = "pages"
@@ -781,7 +783,8 @@ def customers_reconcile_ids(*, shop: Shop, client: ShopifyClient) -> int:
     return len(gone)
 
 
-def reconcile_run(*, shop: Shop, client_factory: ClientFactory = default_client, days: int | None = 90) -> SyncRun | None:
+def reconcile_run(*, shop: Shop, client_factory: ClientFactory = default_client,
+                  days: int | None = 90) -> SyncRun | None:
     """The daily check: per-day counts against Shopify's, differing days re-synced."""
     with log_context(shop=shop.domain), shop_lock(shop_id=shop.pk) as got:
         if not got:

@@ -40,7 +40,7 @@ WHERE NOT EXISTS (SELECT 1 FROM sync_deletion d
 ORDER BY s.shopify_id, s.updated_at DESC
 ON CONFLICT (shop_id, shopify_id) DO UPDATE SET {updates}
 WHERE excluded.updated_at >= o.updated_at
-""".format(
+""".format(  # noqa: S608 - column names are our constants
     cols=", ".join(ORDER_COLUMNS),
     s_cols=", ".join(f"s.{c}" for c in ORDER_COLUMNS),
     updates=", ".join(f"{c} = excluded.{c}" for c in ORDER_COLUMNS if c != "shopify_id"),
@@ -129,7 +129,7 @@ def rows_write(*, shop_id: int, currency: str = "", orders: Iterable[Row] = (), 
                customers: Iterable[Row] = ()) -> Written:
     """Upsert the given rows in the current transaction (call inside `transaction.atomic()`)."""
     written = Written()
-    params = {"shop": shop_id, "currency": currency}
+    params: dict[str, int | str] = {"shop": shop_id, "currency": currency}
     with connection.cursor() as cursor:
         cursor.execute(_STAGING)
         if _copy(cursor, "tenure_stage_order", ORDER_COLUMNS, orders):

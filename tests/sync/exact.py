@@ -15,7 +15,8 @@ CUSTOMER_FIELDS = ("created_at", "updated_at", "rfm_group", "number_of_orders", 
                    "amount_spent_currency", "tags")
 
 
-def _diff(kind: str, ours: dict[int, dict[str, Any]], truth: list[dict[str, Any]], fields: tuple[str, ...]) -> list[str]:
+def _diff(kind: str, ours: dict[int, dict[str, Any]], truth: list[dict[str, Any]],
+          fields: tuple[str, ...]) -> list[str]:
     problems = []
     theirs = {row["shopify_id"]: row for row in truth}
     for missing in sorted(set(theirs) - set(ours))[:5]:
