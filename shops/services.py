@@ -522,7 +522,14 @@ def customer_redact(*, shop: Shop, payload: Mapping[str, Any]) -> str:
     with transaction.atomic():
         deleted = 0
         if customer_id is not None:
-            deleted, _ = Customer.objects.filter(shop=shop, shopify_id=customer_id).delete()
+            # sync's delete leaves a tombstone, so a late customers/update cannot bring the row back.
+            from sync import services as sync_services
+
+            customer_delete = getattr(sync_services, "customer_delete", None)
+            if customer_delete is not None:
+                deleted = customer_delete(shop=shop, shopify_id=customer_id)
+            else:
+                deleted, _ = Customer.objects.filter(shop=shop, shopify_id=customer_id).delete()
         link = models.Q(shopify_id__in=order_ids)
         if customer_id is not None:
             link |= models.Q(customer_shopify_id=customer_id)

@@ -1,0 +1,308 @@
+"""End to end against devstore: both install flows, embedded auth, token refresh, every webhook topic.
+
+The app runs in Django's live server (this process, test database); devstore runs in-process
+on its own port and talks to it over loopback exactly as Shopify would: it mints session
+tokens, answers token exchange / code grant / refresh / GraphQL, and POSTs signed webhooks.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import httpx
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.db import connection
+from django.utils import timezone
+
+from devstore.oauth import query_signed
+from devstore.testing import DevStore, ShopSpec
+from shops import services, webhooks
+from shops.models import CustomerDataReport, Shop, ShopCredential, WebhookEvent
+from sync.models import Customer, Order
+from tests.conftest import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True),
+              pytest.mark.filterwarnings("ignore:The HMAC key is")]
+
+ACME = "acme.myshopify.com"
+BRAVO = "bravo.myshopify.com"
+
+
+@pytest.fixture
+def devstore(live_server, settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[DevStore]:
+    specs = [ShopSpec(name="acme", seed=3, customers=30, months=4, currency="NZD", iana_timezone="Pacific/Auckland",
+                      plan="Advanced"),
+             ShopSpec(name="bravo", seed=4, customers=20, months=3, currency="EUR", iana_timezone="Europe/Berlin")]
+    with DevStore(specs, app_url=live_server.url, retry_scale=0.01) as ds:
+        settings.SHOPIFY_API_BASE_URL = ds.base_url
+        settings.APP_URL = live_server.url
+        settings.SHOPIFY_ADMIN_ORIGIN = ds.base_url
+        # A worker started after this fixture (celery_worker_process) reaches the same devstore.
+        monkeypatch.setenv("SHOPIFY_API_BASE_URL", ds.base_url)
+        monkeypatch.setenv("APP_URL", live_server.url)
+        redis.Redis.from_url(django_settings.REDIS_URL).flushdb()
+        webhooks.publisher.flush()
+        webhooks.publisher.url, webhooks.publisher._connection, webhooks.publisher._paused_until = None, None, 0.0
+        yield ds
+        ds.wait_webhooks(5)
+        webhooks.publisher.flush()
+
+
+def embedded_load(ds: DevStore, shop: str) -> httpx.Response:
+    """What the admin iframe does on open: GET the app home with a fresh id_token."""
+    return httpx.get(ds.app_home_url(shop), follow_redirects=False, timeout=30)
+
+
+def queued_task_args(queue: str) -> list[list[object]]:
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    out = []
+    for raw in client.lrange(queue, 0, -1):
+        message = json.loads(raw)
+        out.append(json.loads(base64.b64decode(message["body"]))[0])
+    return out
+
+
+def test_managed_install_by_token_exchange(devstore: DevStore) -> None:
+    devstore.install("acme")
+    response = embedded_load(devstore, "acme")
+    assert response.status_code in (200, 302)
+    if response.status_code == 302:
+        target = urlparse(response.headers["location"])
+        assert parse_qs(target.query)["shop"] == [ACME]
+        assert "id_token" in parse_qs(target.query)
+    assert response.headers["content-security-policy"] == (
+        f"frame-ancestors https://{ACME} https://admin.shopify.com {devstore.base_url}")
+    assert "x-frame-options" not in response.headers
+
+    shop = Shop.objects.get(domain=ACME)
+    truth = devstore.ground_truth("acme").shop
+    assert (shop.name, shop.currency, shop.iana_timezone, shop.plan, shop.state) == (
+        truth["name"], "NZD", "Pacific/Auckland", truth["plan"], "installed")
+    assert shop.shopify_gid == truth["shopify_gid"]
+    credential = ShopCredential.objects.get(shop=shop)
+    assert credential.access_token.startswith("shpat_")
+    assert credential.refresh_token.startswith("shprt_")
+    assert credential.access_token_expires_at is not None  # an expiring offline token
+    # Stored encrypted: the ciphertext does not contain the token.
+    assert credential.access_token not in credential.access_token_encrypted
+    # The token works against the Admin API.
+    data = services.admin_graphql(shop_domain=ACME, access_token=services.access_token_get(shop=shop),
+                                  query="{ shop { name } }")
+    assert data["shop"]["name"] == truth["name"]
+    # The first backfill was enqueued once, after commit.
+    assert queued_task_args("backfill") == [[shop.pk]]
+
+    # A later open does not exchange again (same stored token) and enqueues nothing new.
+    before = credential.access_token
+    assert embedded_load(devstore, "acme").status_code in (200, 302)
+    assert ShopCredential.objects.get(shop=shop).access_token == before
+
+
+def test_embedded_load_before_install_is_refused(devstore: DevStore) -> None:
+    # devstore mints a token, but the app is not installed there: the exchange is refused, no shop stored.
+    response = embedded_load(devstore, "bravo")
+    assert response.status_code in (302, 401)
+    assert not Shop.objects.filter(domain=BRAVO, state="installed").exists()
+    assert not ShopCredential.objects.exists()
+
+
+def test_authorization_code_grant(devstore: DevStore, live_server) -> None:
+    http = httpx.Client(follow_redirects=False, timeout=30)
+    launch = http.get(devstore.install_link("bravo"))
+    assert launch.status_code == 302
+    install = http.get(live_server.url + launch.headers["location"])
+    assert install.status_code == 302
+    authorize = install.headers["location"]
+    assert authorize.startswith(f"{devstore.base_url}/admin/oauth/authorize?")
+    query = parse_qs(urlparse(authorize).query)
+    assert query["redirect_uri"] == [f"{live_server.url}/auth/callback"]
+    assert query["scope"] == ["read_orders,read_all_orders,read_customers"]
+    assert len(query["state"][0]) >= 32
+    assert http.get(authorize).status_code == 200  # the consent page
+    approved = http.post(authorize, data={"decision": "approve"})
+    assert approved.status_code == 302
+    callback = approved.headers["location"]
+    assert callback.startswith(f"{live_server.url}/auth/callback?")
+
+    done = http.get(callback)
+    assert done.status_code == 302
+    assert done.headers["location"] == f"{devstore.base_url}/admin/apps/{django_settings.SHOPIFY_API_KEY}?shop={BRAVO}"
+    shop = Shop.objects.get(domain=BRAVO)
+    assert (shop.state, shop.currency, shop.iana_timezone) == ("installed", "EUR", "Europe/Berlin")
+    assert shop.scopes == "read_all_orders,read_customers,read_orders"
+    credential = ShopCredential.objects.get(shop=shop)
+    assert credential.access_token_expires_at is not None
+    token = credential.access_token
+
+    # The same callback again: the state is spent -> 400, and no token is requested.
+    registry = devstore.platform.registry
+    tokens_before = len(registry.access_tokens)
+    assert http.get(callback).status_code == 400
+    assert len(registry.access_tokens) == tokens_before
+    assert ShopCredential.objects.get(shop=shop).access_token == token
+
+
+def _signed_callback(devstore: DevStore, live_server, **params: str) -> str:
+    return f"{live_server.url}/auth/callback?{query_signed(params, devstore.api_secret)}"
+
+
+def test_code_grant_bad_inputs_request_no_token(devstore: DevStore, live_server) -> None:
+    registry = devstore.platform.registry
+    code = registry.code_issue(BRAVO, frozenset({"read_orders", "read_all_orders", "read_customers"}),
+                               f"{live_server.url}/auth/callback")
+    now = str(int(time.time()))
+    base = {"code": code, "host": "x", "shop": BRAVO, "timestamp": now}
+    # A state we never issued.
+    assert httpx.get(_signed_callback(devstore, live_server, **base, state="made-up")).status_code == 400
+    # A real state, but the request is older than 24 h.
+    state = services.oauth_state_create(shop_domain=BRAVO)
+    stale = {**base, "state": state, "timestamp": str(int(time.time()) - 25 * 3600)}
+    assert httpx.get(_signed_callback(devstore, live_server, **stale)).status_code == 400
+    # A real state issued for another shop.
+    other = services.oauth_state_create(shop_domain=ACME)
+    assert httpx.get(_signed_callback(devstore, live_server, **base, state=other)).status_code == 400
+    # A forged hmac.
+    forged = f"{live_server.url}/auth/callback?{urlencode({**base, 'state': state, 'hmac': '0' * 64})}"
+    assert httpx.get(forged).status_code == 400
+    assert registry.codes[code].used is False  # never exchanged
+    assert not ShopCredential.objects.exists()
+
+
+@pytest.mark.parametrize("shop", [
+    "evil.com", "bravo.myshopify.com.evil.com", "bravo.myshopify.com:443", "https://bravo.myshopify.com",
+    "bravo.myshopify.com/admin", "evil.com/bravo.myshopify.com", "bravo.myshopify.com@evil.com",
+])
+def test_install_with_bad_shop_is_400_before_any_redirect(devstore: DevStore, live_server, shop: str) -> None:
+    params = {"shop": shop, "timestamp": str(int(time.time()))}
+    response = httpx.get(f"{live_server.url}/auth/install?{query_signed(params, devstore.api_secret)}")
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    stale = {"shop": BRAVO, "timestamp": str(int(time.time()) - 90_000)}
+    assert httpx.get(f"{live_server.url}/auth/install?{query_signed(stale, devstore.api_secret)}").status_code == 400
+
+
+def test_refresh_before_expiry_one_refresh_for_two_workers(devstore: DevStore) -> None:
+    devstore.install("acme")
+    embedded_load(devstore, "acme")
+    shop = Shop.objects.get(domain=ACME)
+    old = ShopCredential.objects.get(shop=shop)
+    ShopCredential.objects.filter(pk=old.pk).update(access_token_expires_at=timezone.now() + timedelta(seconds=60))
+    registry = devstore.platform.registry
+    refresh_tokens_before = len(registry.refresh_tokens)
+
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            results.append(services.access_token_get(shop=Shop.objects.get(pk=shop.pk)))
+        except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert len(set(results)) == 1
+    assert results[0] != old.access_token
+    # Exactly one refresh happened: one new refresh token at devstore.
+    assert len(registry.refresh_tokens) == refresh_tokens_before + 1
+    new = ShopCredential.objects.get(shop=shop)
+    assert new.access_token == results[0]
+    assert new.refresh_token != old.refresh_token
+    assert new.access_token_expires_at > timezone.now() + timedelta(minutes=30)
+    assert services.admin_graphql(shop_domain=ACME, access_token=new.access_token, query="{ shop { name } }")
+
+
+def test_failed_refresh_marks_shop_and_reopening_repairs(devstore: DevStore) -> None:
+    devstore.install("acme")
+    embedded_load(devstore, "acme")
+    shop = Shop.objects.get(domain=ACME)
+    devstore.set_faults("acme", revoked_token=True)  # every token of the shop dies, refresh tokens too
+    with pytest.raises(services.ShopAuthError):
+        services.credential_refresh(shop=shop, force=True)
+    shop.refresh_from_db()
+    assert "token refresh failed" in shop.needs_reauth_reason
+    # Opening the app exchanges a new session token and clears the mark.
+    devstore.set_faults("acme", revoked_token=None)
+    assert embedded_load(devstore, "acme").status_code in (200, 302)
+    shop.refresh_from_db()
+    assert shop.needs_reauth_reason == ""
+    assert services.admin_graphql(shop_domain=ACME, access_token=services.access_token_get(shop=shop),
+                                  query="{ shop { name } }")
+
+
+def test_every_webhook_topic_through_the_worker(devstore: DevStore, celery_worker_process) -> None:
+    devstore.install("acme")
+    assert embedded_load(devstore, "acme").status_code in (200, 302)
+    shop = Shop.objects.get(domain=ACME)
+
+    # Trading: orders/create, orders/updated, refunds/create, customers/* as the shop generates them.
+    produced = devstore.live_step("acme", events=25)
+    topics = {topic for topic, _ in produced}
+    assert "orders/create" in topics
+    assert devstore.wait_webhooks(30)
+    deliveries = [d for d in devstore.deliveries("acme") if d["topic"] in topics]
+    wait_for(lambda: WebhookEvent.objects.filter(status="processed").count() >= len({d["webhook_id"]
+                                                                                     for d in deliveries}),
+             timeout=60)
+    assert not WebhookEvent.objects.filter(status__in=["failed", "rejected"]).exists()
+    created = [payload for topic, payload in produced if topic == "orders/create"]
+    assert created
+    for payload in created:
+        order = Order.objects.get(shop=shop, shopify_id=payload["id"])
+        assert order.total == Decimal(payload["total_price"])
+    assert not WebhookEvent.objects.filter(payload__icontains="@").exists()  # no emails stored
+
+    # Compliance: data request, customer redact.
+    # The first backfill (enqueued by the install, run by the worker) brings the customers in.
+    def customer_with_orders() -> int | None:
+        ids = Order.objects.filter(shop=shop, customer_shopify_id__isnull=False).values_list("customer_shopify_id",
+                                                                                              flat=True)
+        return next((cid for cid in ids if Customer.objects.filter(shop=shop, shopify_id=cid).exists()), None)
+
+    customer_id = wait_for(customer_with_orders, timeout=90)
+    devstore.trigger_compliance("customers/data_request", "acme", customer_id=customer_id)
+    report = wait_for(lambda: CustomerDataReport.objects.filter(shop=shop, customer_shopify_id=customer_id).first(),
+                      timeout=30)
+    assert report.report["orders"]
+    assert {o["shopify_id"] for o in report.report["orders"]} == set(
+        Order.objects.filter(shop=shop, customer_shopify_id=customer_id).values_list("shopify_id", flat=True))
+    devstore.trigger_compliance("customers/redact", "acme", customer_id=customer_id)
+    wait_for(lambda: WebhookEvent.objects.filter(topic="customers/redact", status="processed").exists(), timeout=30)
+    assert not Customer.objects.filter(shop=shop, shopify_id=customer_id).exists()
+    assert not Order.objects.filter(shop=shop, customer_shopify_id=customer_id).exists()
+
+    # Uninstall: app/uninstalled, then shop/redact, then a reinstall that starts clean.
+    devstore.uninstall("acme")
+    wait_for(lambda: Shop.objects.get(pk=shop.pk).state == "uninstalled", timeout=30)
+    assert not ShopCredential.objects.filter(shop=shop).exists()
+    devstore.trigger_compliance("shop/redact", "acme")
+    wait_for(lambda: Shop.objects.get(pk=shop.pk).state == "redacted", timeout=30)
+    assert not Order.objects.filter(shop=shop).exists()
+    assert not Customer.objects.filter(shop=shop).exists()
+
+    devstore.install("acme")
+    assert embedded_load(devstore, "acme").status_code in (200, 302)
+    shop.refresh_from_db()
+    assert (shop.state, shop.needs_reauth_reason, shop.redacted_at, shop.uninstalled_at) == ("installed", "", None,
+                                                                                             None)
+    assert shop.name == devstore.ground_truth("acme").shop["name"]
+    assert ShopCredential.objects.filter(shop=shop).count() == 1
+    # An event type we do not handle: 200, recorded as dropped.
+    devstore.platform.event(ACME, "products/create", {"id": 1}, urls=[f"{django_settings.APP_URL}/webhooks"])
+    assert devstore.wait_webhooks(10)
+    wait_for(lambda: WebhookEvent.objects.filter(topic="products/create", status="dropped").exists(), timeout=10)
