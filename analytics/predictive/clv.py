@@ -17,7 +17,7 @@ import numpy as np
 
 from analytics.predictive.bgnbd import BgNbdParams, bgnbd_expected_purchases, bgnbd_p_alive
 from analytics.predictive.gamma_gamma import GammaGammaParams, gamma_gamma_expected_value
-from analytics.predictive.rows import FloatArray, rows_unique
+from analytics.predictive.rows import FloatArray, rows_unique, single_threaded_blas
 
 DAYS_PER_MONTH = 365 / 12
 
@@ -51,6 +51,24 @@ def predictions_compute(
     unit_days: int = 1,
 ) -> Predictions:
     """Predictions per customer, computed once per distinct (x, t_x, T, m)."""
+    with single_threaded_blas():
+        return _predictions(
+            bg, gg, x=x, t_x=t_x, T=T, m=m, horizon_days=horizon_days, discount_rate=discount_rate, unit_days=unit_days
+        )
+
+
+def _predictions(
+    bg: BgNbdParams,
+    gg: GammaGammaParams | None,
+    *,
+    x: FloatArray,
+    t_x: FloatArray,
+    T: FloatArray,
+    m: FloatArray,
+    horizon_days: float,
+    discount_rate: float,
+    unit_days: int,
+) -> Predictions:
     rows = rows_unique(x, t_x, T, m)
     ux, ut_x, uT, um = rows.columns
     inv = rows.inverse
@@ -62,5 +80,5 @@ def predictions_compute(
         return Predictions(p_alive[inv], expected[inv], None, None)
     per_step = np.diff(cumulative, axis=0, prepend=np.zeros((1, len(ux))))
     aov = gamma_gamma_expected_value(gg, x=ux, m=np.where(ux > 0, um, 0.0))
-    clv = aov * (factors @ per_step)
+    clv = aov * np.einsum("k,kn->n", factors, per_step)
     return Predictions(p_alive[inv], expected[inv], aov[inv], clv[inv])

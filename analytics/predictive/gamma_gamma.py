@@ -20,7 +20,7 @@ from scipy.optimize import minimize
 from scipy.special import digamma, gammaln
 
 from analytics.predictive.errors import FitFailedError, InsufficientDataError
-from analytics.predictive.rows import FloatArray, rows_unique
+from analytics.predictive.rows import FloatArray, dot, rows_unique, single_threaded_blas
 
 MIN_REPEATERS = 10
 LOG_BOUND = 18.0
@@ -55,25 +55,27 @@ class _Data:
         self.log_m = np.log(m)
         self.ux, self.inv = np.unique(x, return_inverse=True)
         self.Wx = np.bincount(self.inv, weights=w, minlength=len(self.ux))
-        self.sum_w_log_m = float(w @ self.log_m)
-        self.sum_wx_log_m = float((w * x) @ self.log_m)
+        self.sum_w_log_m = dot(w, self.log_m)
+        self.sum_wx_log_m = dot(w * x, self.log_m)
+        self.wx = w * x
+        self.xm = x * m
 
 
 def _loglik_and_grad(theta: FloatArray, d: _Data) -> tuple[float, FloatArray]:
     p, q, g = theta
     ux = d.ux
     pux = p * ux
-    ll = float(d.Wx @ (gammaln(pux + q) - gammaln(pux) + pux * np.log(ux)))
+    ll = dot(d.Wx, gammaln(pux + q) - gammaln(pux) + pux * np.log(ux))
     ll += d.total_w * (q * np.log(g) - gammaln(q))
     ll += p * d.sum_wx_log_m - d.sum_w_log_m
     pxq = p * d.x + q
-    l_den = np.log(g + d.x * d.m)
-    ll -= float(d.w @ (pxq * l_den))
+    l_den = np.log(g + d.xm)
+    ll -= dot(d.w, pxq * l_den)
 
     psi_pxq = digamma(pux + q)
-    dp = float(d.Wx @ (ux * (psi_pxq - digamma(pux) + np.log(ux)))) + d.sum_wx_log_m - float((d.w * d.x) @ l_den)
-    dq = float(d.Wx @ psi_pxq) + d.total_w * (np.log(g) - digamma(q)) - float(d.w @ l_den)
-    dg = d.total_w * q / g - float(d.w @ (pxq / (g + d.x * d.m)))
+    dp = dot(d.Wx, ux * (psi_pxq - digamma(pux) + np.log(ux))) + d.sum_wx_log_m - dot(d.wx, l_den)
+    dq = dot(d.Wx, psi_pxq) + d.total_w * (np.log(g) - digamma(q)) - dot(d.w, l_den)
+    dg = d.total_w * q / g - dot(d.w, pxq / (g + d.xm))
     return ll, np.array([dp, dq, dg])
 
 
@@ -101,7 +103,7 @@ def gamma_gamma_fit(*, x: FloatArray, m: FloatArray, weights: FloatArray | None 
             f"Spend predictions need at least {MIN_REPEATERS} customers with a paid repeat order; "
             f"this shop has {n:.0f}."
         )
-    scale = float((w @ um) / n)
+    scale = dot(w, um) / n
     d = _Data(ux, um / scale, w)
 
     def objective(phi: FloatArray) -> tuple[float, FloatArray]:
@@ -109,14 +111,15 @@ def gamma_gamma_fit(*, x: FloatArray, m: FloatArray, weights: FloatArray | None 
         ll, grad = _loglik_and_grad(theta, d)
         return -ll / n, -(grad * theta) / n
 
-    res = minimize(
-        objective,
-        x0=np.zeros(3),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=[(-LOG_BOUND, LOG_BOUND)] * 3,
-        options={"ftol": 1e-13, "gtol": 1e-9, "maxiter": 1000},
-    )
+    with single_threaded_blas():
+        res = minimize(
+            objective,
+            x0=np.zeros(3),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(-LOG_BOUND, LOG_BOUND)] * 3,
+            options={"ftol": 1e-13, "gtol": 1e-9, "maxiter": 1000},
+        )
     theta = np.exp(res.x)
     if not np.all(np.isfinite(theta)) or not np.isfinite(res.fun) or np.any(np.abs(res.x) >= LOG_BOUND - 1e-6):
         raise FitFailedError("The spend model could not be fitted to this shop's repeat orders.")
