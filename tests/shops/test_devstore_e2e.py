@@ -306,3 +306,41 @@ def test_every_webhook_topic_through_the_worker(devstore: DevStore, celery_worke
     devstore.platform.event(ACME, "products/create", {"id": 1}, urls=[f"{django_settings.APP_URL}/webhooks"])
     assert devstore.wait_webhooks(10)
     wait_for(lambda: WebhookEvent.objects.filter(topic="products/create", status="dropped").exists(), timeout=10)
+
+
+@pytest.mark.urls("tests.shops.urls_embedded")
+def test_devstore_session_tokens_on_an_embedded_page(devstore: DevStore, live_server) -> None:
+    devstore.install("acme")
+    embedded_load(devstore, "acme")
+    ok = httpx.get(f"{live_server.url}/t/orders", headers={"Authorization": f"Bearer {devstore.session_token('acme')}"})
+    assert ok.status_code == 200
+    assert ok.json()["shop"] == ACME
+    assert ok.headers["content-security-policy"].startswith(f"frame-ancestors https://{ACME} ")
+    # bravo is not installed in the app: its (valid) token gets nothing.
+    refused = httpx.get(f"{live_server.url}/t/orders",
+                        headers={"Authorization": f"Bearer {devstore.session_token('bravo')}"})
+    assert refused.status_code == 401
+    assert "orders" not in refused.text
+    # The admin frame's document load (id_token in the query) works on any embedded page too.
+    page = httpx.get(devstore.app_home_url("acme", path="/t/orders"))
+    assert page.json()["shop"] == ACME
+
+
+def test_reinstall_after_uninstall_starts_clean(devstore: DevStore) -> None:
+    devstore.install("acme")
+    embedded_load(devstore, "acme")
+    shop = Shop.objects.get(domain=ACME)
+    now = timezone.now()
+    Order.objects.create(shop=shop, shopify_id=424242, processed_at=now, created_at=now, updated_at=now)
+    services.shop_uninstall(shop=shop)
+    Shop.objects.filter(pk=shop.pk).update(needs_reauth_reason="stale")
+    redis.Redis.from_url(django_settings.REDIS_URL).delete("backfill")
+
+    devstore.install("acme")
+    assert embedded_load(devstore, "acme").status_code in (200, 302)
+    shop.refresh_from_db()
+    assert (shop.state, shop.uninstalled_at, shop.needs_reauth_reason) == ("installed", None, "")
+    # What we held from before may have changed unseen: gone, and a fresh backfill is queued.
+    assert not Order.objects.filter(shop=shop, shopify_id=424242).exists()
+    assert queued_task_args("backfill") == [[shop.pk]]
+    assert ShopCredential.objects.filter(shop=shop).count() == 1

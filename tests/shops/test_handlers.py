@@ -125,3 +125,13 @@ def test_failing_handler_is_marked_failed_and_retried_boundedly(shop_a) -> None:
     event.refresh_from_db()
     assert event.attempts == 1
     assert event.outcome.startswith("AttributeError")
+
+
+def test_data_reports_are_visible_to_staff_in_the_admin(admin_client, shop_a) -> None:
+    event = record(shop_a, "customers/data_request", {"customer": {"id": 7}, "data_request": {"id": 1}}, "w-adm")
+    webhook_event_process(event_id=event.pk)
+    report = CustomerDataReport.objects.get()
+    assert admin_client.get("/admin/shops/customerdatareport/").status_code == 200
+    page = admin_client.get(f"/admin/shops/customerdatareport/{report.pk}/change/")
+    assert page.status_code == 200
+    assert b"personal_data_held" in page.content

@@ -97,7 +97,8 @@ def test_bad_shop_header_is_400(client, shop_a, header: str) -> None:
     assert WebhookEvent.objects.count() == 0
 
 
-def test_unknown_and_redacted_shops_are_dropped_with_200(client, db) -> None:
+def test_unknown_and_redacted_shops_are_dropped_with_200(client, db, caplog) -> None:
+    caplog.set_level("INFO", logger="shops.webhooks")
     shop_create("gone.myshopify.com", state=Shop.State.REDACTED)
     assert post_webhook(client, ORDER, topic="orders/create", shop="nobody.myshopify.com",
                         webhook_id="w-u").status_code == 200
@@ -106,6 +107,8 @@ def test_unknown_and_redacted_shops_are_dropped_with_200(client, db) -> None:
     unknown, redacted = WebhookEvent.objects.get(webhook_id="w-u"), WebhookEvent.objects.get(webhook_id="w-r")
     assert (unknown.status, unknown.shop_id, unknown.outcome) == ("dropped", None, "unknown or redacted shop")
     assert (redacted.status, redacted.outcome) == ("dropped", "unknown or redacted shop")
+    logged = [r for r in caplog.records if r.getMessage() == "webhook dropped"]
+    assert [r.shop for r in logged] == ["nobody.myshopify.com", "gone.myshopify.com"]
 
 
 def test_unknown_topic_is_200_and_logged(client, shop_a, caplog) -> None:
