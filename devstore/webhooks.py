@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 # 1 + 8 attempts; the gaps double from a minute and end four hours after the first try.
 DEFAULT_RETRY_SCHEDULE_S = (60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 3840.0, 6780.0)
 DELIVERY_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 1.0  # "1 second to accept the connection and 5 seconds to respond"
 USER_AGENT = "Shopify-Captain-Hook"
 
 
@@ -200,8 +201,11 @@ class WebhookDispatcher:
     def _post(self, delivery: Delivery) -> int:
         parts = urlsplit(delivery.url)
         conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        conn = conn_cls(parts.hostname or "127.0.0.1", parts.port, timeout=self.timeout_s)
+        conn = conn_cls(parts.hostname or "127.0.0.1", parts.port, timeout=min(CONNECT_TIMEOUT_S, self.timeout_s))
         try:
+            conn.connect()
+            if conn.sock is not None:
+                conn.sock.settimeout(self.timeout_s)
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             conn.request("POST", path, body=delivery.body, headers=delivery.headers(self._secret()))
             response = conn.getresponse()

@@ -136,7 +136,8 @@ def test_forged_or_misdirected_session_tokens_are_refused(ds: DevStore, kind: st
     ds.install("acme")
     ds.install("beta")
     token = {
-        "other_secret": id_token_mint(shop_domain="acme.myshopify.com", api_key=API_KEY, api_secret="not-the-secret-but-as-long-as-one-0123"),
+        "other_secret": id_token_mint(shop_domain="acme.myshopify.com", api_key=API_KEY,
+                                      api_secret="not-the-secret-but-as-long-as-one-0123"),
         "other_audience": id_token_mint(shop_domain="acme.myshopify.com", api_key="another-app", api_secret=SECRET),
         "other_shop": ds.session_token("beta"),  # presented at acme
         "garbage": "not.a.jwt",
