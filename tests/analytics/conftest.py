@@ -1,0 +1,1 @@
+"""Analytics tests build small shops straight into PostgreSQL (see factories.py)."""
