@@ -199,15 +199,15 @@ def predictive_block(
     try:
         bg = bgnbd_fit(x=summary.x, t_x=summary.t_x, T=summary.T)
     except PredictiveError as exc:
-        block["message"] = str(exc)
-        block["error_code"] = exc.code
+        # `error`/`code` match the shape analytics.services uses for its own fallbacks.
+        block.update(message=str(exc), error=str(exc), code=exc.code)
         return block
     gg: GammaGammaFit | None = None
     try:
         gg = gamma_gamma_fit(x=summary.x, m=summary.m)
     except PredictiveError as exc:
-        block["message"] = str(exc)
-        block["error_code"] = exc.code
+        # Purchases can still be predicted; the page shows why money figures are missing.
+        block.update(message=str(exc), spend_code=exc.code)
     block["diagnostics"]["fit_seconds"] = round(time.perf_counter() - started, 4)
     block["available"] = True
     block["spend_available"] = gg is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from decimal import Decimal
 
 import numpy as np
@@ -90,10 +91,11 @@ TRUE = BgNbdParams(r=0.8, alpha=60.0, a=0.5, b=3.0)
 AS_OF = dt.date(2026, 1, 1)
 
 
-def simulated_orders(shop: Shop, n: int, seed: int) -> list[Order]:
-    """Customers drawn from BG/NBD (times in days) with Gamma-Gamma order values."""
+@functools.cache
+def simulated_purchases(n: int, seed: int) -> tuple[tuple[int, dt.datetime, str], ...]:
+    """Customers drawn from BG/NBD (times in days) with Gamma-Gamma order values: (customer, time, value)."""
     rng = np.random.default_rng(seed)
-    orders = []
+    rows = []
     for cid in range(1, n + 1):
         first = AS_OF - dt.timedelta(days=int(rng.integers(1, 900)))
         horizon = (AS_OF - first).days - 1
@@ -110,9 +112,12 @@ def simulated_orders(shop: Shop, n: int, seed: int) -> list[Order]:
                 break
         for t in times:
             at = dt.datetime.combine(first + dt.timedelta(days=int(t)), dt.time(12), tzinfo=UTC)
-            value = f"{rng.gamma(5.0, 1 / nu):.2f}"
-            orders.append(order(shop, 9000 + cid, at, value, "0"))
-    return orders
+            rows.append((9000 + cid, at, f"{rng.gamma(5.0, 1 / nu):.2f}"))
+    return tuple(rows)
+
+
+def simulated_orders(shop: Shop, n: int, seed: int) -> list[Order]:
+    return [order(shop, cid, at, value, "0") for cid, at, value in simulated_purchases(n, seed)]
 
 
 @pytest.fixture
@@ -194,6 +199,7 @@ def test_spend_model_missing_keeps_purchase_predictions(sim_shop: Shop) -> None:
     assert block["available"]
     assert not block["spend_available"]
     assert "paid repeat order" in block["message"]
+    assert block["spend_code"] == "insufficient_data"
     assert block["totals"]["predicted_clv"] is None
     assert block["customers"][0]["predicted_clv"] is None
     assert block["customers"][0]["expected_purchases"] > 0
@@ -203,7 +209,8 @@ def test_a_shop_with_too_little_data_gets_a_message_not_numbers(nz_shop: Shop) -
     Order.objects.bulk_create([order(nz_shop, c, dt.datetime(2026, 1, 1 + c, tzinfo=UTC), "10") for c in range(1, 6)])
     block = predictive_block(shop=nz_shop, as_of=dt.date(2026, 3, 1), include_customers=True)
     assert block["available"] is False
-    assert block["error_code"] == "insufficient_data"
+    assert block["code"] == "insufficient_data"
+    assert block["error"] == block["message"]
     assert "at least 30 customers" in block["message"]
     assert block["totals"] is None
     assert block["bgnbd"] is None
