@@ -55,9 +55,9 @@
     if (!embedded) { return Promise.resolve(null); }
     return new Promise(function (resolve) {
       var id = "t" + (++counter);
-      waiting[id] = resolve;
+      var timer = setTimeout(function () { if (waiting[id]) { delete waiting[id]; resolve(null); } }, 3000);
+      waiting[id] = function (token) { clearTimeout(timer); resolve(token); };
       window.parent.postMessage({ type: "devstore:id_token:request", id: id, shop: shop }, devstore);
-      setTimeout(function () { if (waiting[id]) { delete waiting[id]; resolve(null); } }, 3000);
     });
   }
 
@@ -99,7 +99,8 @@
   window.fetch = function (input, init) {
     if (!sameOrigin(input)) { return nativeFetch(input, init); }
     return idToken().then(function (token) {
-      var request = new Request(input, init);
+      var target = typeof input === "string" || input instanceof URL ? new URL(input, window.location.href).href : input;
+      var request = new Request(target, init);
       if (!request.headers.has("Authorization")) { request.headers.set("Authorization", "Bearer " + token); }
       var spare = request.clone();
       return nativeFetch(request).then(function (res) {
