@@ -175,8 +175,11 @@ def _predictive(*, shop: Shop, as_of: date, snapshot_id: int, cursor: Any) -> di
     from analytics.predictive.errors import PredictiveError
 
     try:
+        rfm_groups = dict(CustomerScore.objects.filter(snapshot_id=snapshot_id)
+                          .values_list("customer_shopify_id", "rfm_group"))
         block: dict[str, Any] = predictive_block(shop=shop, as_of=as_of, horizon_days=PREDICTIVE_HORIZON_DAYS,
-                                                 discount_rate=PREDICTIVE_DISCOUNT_RATE, include_customers=True)
+                                                 discount_rate=PREDICTIVE_DISCOUNT_RATE, include_customers=True,
+                                                 rfm_groups=rfm_groups)
     except PredictiveError as exc:
         return {"available": False, "error": str(exc), "code": getattr(exc, "code", "predictive_error")}
     except Exception:  # noqa: BLE001 - a model failure must not take the descriptive figures down with it
