@@ -118,7 +118,6 @@ def session_token_bounce(request: HttpRequest) -> HttpResponse:
     response = render(request, "shops/bounce.html", {
         "api_key": settings.SHOPIFY_API_KEY,
         "app_bridge_url": settings.SHOPIFY_APP_BRIDGE_URL,
-        "reload_path": reload_path,
     })
     return frame_headers_set(response, shop)
 
