@@ -7,7 +7,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from analytics.metrics.engine import GROUP_NAMES, STAGES, Aggregate, Raw
+from analytics.metrics.engine import GAP_BINS, GROUP_NAMES, STAGES, Aggregate, Raw
 from analytics.metrics.numbers import RATIO_PLACES, YEARS_PLACES, frac, money, num, pct, ratio
 from analytics.metrics.params import COHORT_MONTHS, Bounds, ReportParams, month_add
 from analytics.metrics.segments import SEGMENT_RULES
@@ -136,6 +136,29 @@ def lifecycle_block(raw: Raw, params: ReportParams, currency: str, lifespan: Fra
     return out
 
 
+def trend_block(raw: Raw, bounds: Bounds, currency: str) -> list[dict[str, Any]]:
+    """Counted orders per calendar month (shop zone) for the cohort table's 24 months."""
+    rows = []
+    for i in range(COHORT_MONTHS):
+        month = month_add(bounds.first_cohort_month, i)
+        customers, orders, revenue = raw.months.get(month, (0, 0, Decimal(0)))
+        rows.append({"month": _month_label(month), "customers": customers, "orders": orders,
+                     "revenue": money(revenue, currency), "aov": money(ratio(frac(revenue), orders), currency),
+                     "partial": month == bounds.last_month and bounds.end_date.day != 1})
+    return rows
+
+
+def rf_grid_block(raw: Raw, scale: int, currency: str) -> list[dict[str, Any]]:
+    return [{"r": r, "f": f, "customers": raw.rf_grid.get((r, f), (0, Decimal(0)))[0],
+             "revenue": money(raw.rf_grid.get((r, f), (0, Decimal(0)))[1], currency)}
+            for r in range(scale, 0, -1) for f in range(1, scale + 1)]
+
+
+def gap_histogram_block(raw: Raw) -> list[dict[str, Any]]:
+    counts = raw.gap_bins or [0] * len(GAP_BINS)
+    return [{"min_days": lo, "max_days": hi, "gaps": n} for (lo, hi), n in zip(GAP_BINS, counts, strict=True)]
+
+
 def warnings_for(raw: Raw, params: ReportParams, bounds: Bounds, source: str,
                  cohorts: list[dict[str, Any]]) -> list[str]:
     w: list[str] = []
@@ -184,6 +207,7 @@ def document_build(*, raw: Raw, params: ReportParams, bounds: Bounds, shop_domai
         "repeat_purchase_rate": pct(ratio(raw.repeat_in_period, raw.total.customers)),
         "repeat_purchase_rate_lifetime": pct(ratio(raw.repeat_ever, raw.customers_ever)),
         "median_days_between_orders": raw.median_gap_days,
+        "gap_histogram": gap_histogram_block(raw),
     }
     groups = {
         name: {"customers": raw.groups[name].customers,
@@ -191,7 +215,8 @@ def document_build(*, raw: Raw, params: ReportParams, bounds: Bounds, shop_domai
                                 currency=currency)}
         for name in GROUP_NAMES.values()
     }
-    rfm: dict[str, Any] = {"scale": int(params.rfm_scale), "method": params.rfm_method, "groups": groups}
+    rfm: dict[str, Any] = {"scale": int(params.rfm_scale), "method": params.rfm_method, "groups": groups,
+                           "grid": rf_grid_block(raw, int(params.rfm_scale), currency)}
     if int(params.rfm_scale) == 5:
         rfm["segments"] = {rule.name: raw.segments.get(rule.name, 0) for rule in SEGMENT_RULES}
         rfm["segment_rules"] = [
@@ -227,6 +252,7 @@ def document_build(*, raw: Raw, params: ReportParams, bounds: Bounds, shop_domai
             "consideration": "needs product views and cart data (web analytics), not order data",
         },
         "cohorts": cohorts,
+        "trend": trend_block(raw, bounds, currency),
         "marketing": marketing_block(clv=None, new_customers=raw.new_customers,
                                      customers_at_end=raw.customers_at_end, inputs=None, currency=currency),
         "shopify": {"rfm_crosstab": raw.crosstab, "reconciliation": raw.reconciliation},

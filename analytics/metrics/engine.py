@@ -21,6 +21,9 @@ from analytics.metrics.params import Bounds, ReportParams
 from analytics.metrics.segments import segment_case_sql
 
 GROUP_NAMES = {3: "top", 2: "middle", 1: "bottom"}
+# Time-between-orders histogram bins, in days (inclusive bounds; None = no upper bound).
+GAP_BINS: tuple[tuple[int, int | None], ...] = ((0, 7), (8, 14), (15, 30), (31, 60), (61, 90), (91, 180),
+                                                (181, 365), (366, None))
 STAGES = ("purchase", "retention", "advocacy", "at_risk", "lapsed")
 
 
@@ -58,6 +61,11 @@ class Raw:
     cohort_cells: dict[tuple[date, date], tuple[int, Decimal]] = field(default_factory=dict)
     crosstab: dict[str, dict[str, int]] = field(default_factory=dict)
     reconciliation: dict[str, Any] = field(default_factory=dict)
+    # For the report pages' charts: order month -> (customers with an order, orders, revenue),
+    # (r, f) -> (customers, revenue), and gap counts per GAP_BINS bin.
+    months: dict[date, tuple[int, int, Decimal]] = field(default_factory=dict)
+    rf_grid: dict[tuple[int, int], tuple[int, Decimal]] = field(default_factory=dict)
+    gap_bins: list[int] = field(default_factory=list)
 
 
 def _value_sql(params: ReportParams) -> tuple[str, str]:
@@ -162,11 +170,15 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
      raw.new_customers, raw.lost_customers, raw.repeat_in_period) = row[:8]
     raw.total = Aggregate(customers=row[8], orders=int(row[9]), revenue=Decimal(row[10]))
 
-    cursor.execute("""
-        SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY gap), count(*) FROM (
+    bins = ", ".join(f"count(*) FILTER (WHERE gap >= {lo}" + (f" AND gap <= {hi})" if hi is not None else ")")
+                     for lo, hi in GAP_BINS)
+    cursor.execute(f"""
+        SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY gap), count(*), {bins} FROM (
             SELECT d - lag(d) OVER (PARTITION BY c ORDER BY ts, d) AS gap FROM an_ev WHERE n = 1) g
         WHERE gap IS NOT NULL""")
-    raw.median_gap_days, raw.gaps = cursor.fetchone()
+    row = cursor.fetchone()
+    raw.median_gap_days, raw.gaps = row[0], row[1]
+    raw.gap_bins = [int(n) for n in row[2:]]
 
     r_sql, f_sql, m_sql = _score_sql(params)
     segment = segment_case_sql("r", "f") if int(params.rfm_scale) == 5 else "NULL"
@@ -196,6 +208,12 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
                     ELSE 'purchase' END AS stage
         FROM an_cu cu LEFT JOIN an_rfm rf USING (c)""", args)
 
+    cursor.execute("SELECT r, f, count(*), sum(monetary) FROM an_rfm GROUP BY 1, 2")
+    raw.rf_grid = {(r, f): (n, Decimal(v)) for r, f, n, v in cursor.fetchall()}
+    cursor.execute("""
+        SELECT mo, count(*) FILTER (WHERE orders > 0), sum(orders), sum(rev) FROM an_cm
+        WHERE mo >= %(first_cohort)s AND mo <= %(last_month)s GROUP BY 1""", args)
+    raw.months = {mo: (n, int(o), Decimal(v)) for mo, n, o, v in cursor.fetchall()}
     cursor.execute("SELECT grp, count(*), sum(freq), sum(monetary) FROM an_rfm GROUP BY grp")
     raw.groups = {name: Aggregate() for name in GROUP_NAMES.values()}
     for grp, customers, orders, revenue in cursor.fetchall():

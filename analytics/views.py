@@ -1,0 +1,591 @@
+"""The embedded report pages: each reads the stored report document and shapes it for a template.
+
+Every page is behind ``shops.auth.embedded_view`` (session token in ``id_token`` on a document
+load, ``Authorization: Bearer`` on a fetch). Forms post with the token in the action URL,
+never with cookies (third-party cookies are blocked in the admin's iframe), so they are
+exempt from Django's cookie-based CSRF check; the session token, signed for this shop and
+valid for a minute, is what authenticates them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
+
+from analytics import charts, export, selectors, services
+from analytics.forms import MarketingForm, PeriodForm, SettingsForm, errors_attach
+from analytics.models import PERIOD_PRESETS, AnalyticsSnapshot, CustomerScore
+from analytics.templatetags.report import fmt_money, fmt_number, fmt_pct, money_compact
+from shops.auth import embedded_view
+from shops.models import Shop
+
+# Query parameters every in-app link keeps: the admin's launch context and the period picker.
+EMBED_PARAMS = ("shop", "host", "embedded", "locale", "id_token")
+PERIOD_PARAMS = ("period", "days", "as_of")
+NAV = (
+    ("overview", "Overview"), ("rfm", "RFM"), ("clv", "CLV"), ("retention", "Retention"),
+    ("lifecycle", "Lifecycle"), ("marketing", "Marketing"), ("data", "Data"), ("settings", "Settings"),
+)
+CUSTOMERS_PER_PAGE = 50
+CUSTOMER_SORTS = {
+    "total": ("total", "RFM total"), "recency": ("recency_days", "Recency (days)"),
+    "frequency": ("frequency", "Orders"), "monetary": ("monetary", "Spend"),
+    "orders_lifetime": ("orders_lifetime", "Lifetime orders"), "predicted_clv": ("predicted_clv", "Predicted CLV"),
+    "customer": ("customer_shopify_id", "Customer"),
+}
+GROUPS = ("top", "middle", "bottom")
+GROUP_LABELS = {"top": "Top", "middle": "Middle", "bottom": "Bottom"}
+STAGE_LABELS = {"purchase": "Purchase (first-time)", "retention": "Retention (repeat)",
+                "advocacy": "Advocacy (loyal)", "at_risk": "At risk", "lapsed": "Lapsed"}
+OVERVIEW_CARDS = (
+    ("clv.revenue", "Revenue", "money", True), ("clv.orders", "Orders", "int", True),
+    ("clv.customers", "Customers", "int", True), ("clv.aov", "Average order value", "money", True),
+    ("clv.purchase_frequency", "Purchase frequency", "num", True),
+    ("clv.customer_value", "Customer value", "money", True), ("clv.clv", "Customer lifetime value", "money", True),
+    ("retention.crr", "Customer retention rate", "pct", True), ("retention.churn_rate", "Churn rate", "pct", False),
+    ("retention.repeat_purchase_rate", "Repeat purchase rate", "pct", True),
+)
+
+
+# --- shared page plumbing ---------------------------------------------------------------------------------------
+
+def _shop(request: HttpRequest) -> Shop:
+    shop: Shop = request.shop  # type: ignore[attr-defined]
+    return shop
+
+
+def _keep(request: HttpRequest, names: tuple[str, ...]) -> list[tuple[str, str]]:
+    return [(k, request.GET[k]) for k in names if request.GET.get(k)]
+
+
+def page_url(request: HttpRequest, name: str, *, with_period: bool = True, **extra: Any) -> str:
+    """An in-app URL keeping the launch context (and the period picker's choice)."""
+    pairs = _keep(request, EMBED_PARAMS) + (_keep(request, PERIOD_PARAMS) if with_period else [])
+    pairs += [(k, str(v)) for k, v in extra.items() if v not in (None, "")]
+    return f"{reverse(name)}?{urlencode(pairs)}"
+
+
+def _get(doc: dict[str, Any], dotted: str) -> Any:
+    node: Any = doc
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _fmt(kind: str, value: Any, currency: str) -> str:
+    if kind == "money":
+        return fmt_money(value, currency)
+    if kind == "pct":
+        return fmt_pct(value)
+    if kind == "int":
+        return fmt_number(value, 0)
+    return fmt_number(value, 2)
+
+
+def _change(kind: str, current: Any, previous: Any, *, higher_is_better: bool) -> dict[str, Any] | None:
+    """Change against the previous period: points for rates, percent for everything else."""
+    if current is None or previous is None:
+        return None
+    cur, prev = Decimal(str(current)), Decimal(str(previous))
+    delta = cur - prev
+    direction = "up" if delta > 0 else "down" if delta < 0 else "flat"
+    good = direction == "flat" or (direction == "up") == higher_is_better
+    if direction == "flat":
+        text = ""
+    elif kind == "pct":
+        text = f"{abs(delta):.1f} pts"
+    elif prev == 0:
+        text = "from zero"
+    else:
+        text = f"{abs(delta / prev * 100):.1f}%"
+    return {"direction": direction, "text": text, "good": good,
+            "arrow": {"up": "▲", "down": "▼", "flat": "■"}[direction],
+            "words": {"up": "up", "down": "down", "flat": "unchanged"}[direction]}
+
+
+def _period(request: HttpRequest, shop: Shop) -> tuple[PeriodForm, date | None, int]:
+    today = selectors.shop_today(shop=shop)
+    default_days = int(selectors.analytics_settings_get(shop=shop).period_days)
+    preset = str(default_days) if default_days in PERIOD_PRESETS else "custom"
+    data = None
+    if any(k in request.GET for k in PERIOD_PARAMS):
+        data = request.GET.copy()
+        if not data.get("period"):
+            data["period"] = "custom" if data.get("days") else preset
+            data.setdefault("days", str(default_days))
+    form = PeriodForm(data, today=today, default_days=default_days, initial={"period": preset, "days": default_days})
+    as_of, days = form.resolved()
+    return form, as_of, days
+
+
+def _context(request: HttpRequest, page: str, doc: dict[str, Any] | None, form: PeriodForm | None,
+             **extra: Any) -> dict[str, Any]:
+    shop = _shop(request)
+    nav = [{"name": n, "label": label, "url": page_url(request, f"analytics:{n}"), "current": n == page}
+           for n, label in NAV]
+    hidden = _keep(request, EMBED_PARAMS)
+    return {
+        "shop": shop, "doc": doc, "page": page, "nav": nav, "period_form": form, "hidden_params": hidden,
+        "page_title": dict(NAV)[page], "currency": (doc or {}).get("currency") or shop.currency,
+        "api_key": settings.SHOPIFY_API_KEY, "app_bridge_url": settings.SHOPIFY_APP_BRIDGE_URL,
+        "self_url": page_url(request, f"analytics:{page}"),
+        "period_labels": _period_labels(doc), **extra,
+    }
+
+
+def _period_labels(doc: dict[str, Any] | None) -> dict[str, str]:
+    if not doc:
+        return {}
+    start = date.fromisoformat(doc["period"]["start"])
+    end = date.fromisoformat(doc["period"]["end"])
+    return {"start": start.isoformat(), "last_day": (end - timedelta(days=1)).isoformat(),
+            "days": str(doc["period"]["days"]), "as_of": doc["as_of"]}
+
+
+def _report(request: HttpRequest, **kwargs: Any) -> tuple[PeriodForm, dict[str, Any]]:
+    shop = _shop(request)
+    form, as_of, days = _period(request, shop)
+    doc = services.report_document(shop=shop, as_of=as_of, period_days=days, **kwargs)
+    return form, doc
+
+
+def _explain(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    entry = (doc.get("explain") or {}).get(key) or {}
+    inputs = entry.get("inputs") or {}
+    return {"formula": entry.get("formula", ""),
+            "inputs": [(k.replace("_", " "), _input_text(v)) for k, v in inputs.items()]}
+
+
+def _input_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    if value is None:
+        return "not set"
+    return str(value)
+
+
+def _empty_state(doc: dict[str, Any], shop: Shop) -> dict[str, Any] | None:
+    """What to tell the merchant when the period holds no orders (often: the first backfill runs)."""
+    if doc["clv"]["orders"]:
+        return None
+    try:
+        from sync.selectors import sync_status
+    except ImportError:  # pragma: no cover - sync always ships with the app
+        return {"title": "No orders yet", "body": "Tenure has no orders for this period yet."}
+    status = sync_status(shop=shop)
+    if status.get("backfill"):
+        progress = status["backfill"]
+        return {"title": "Importing your order history",
+                "body": "Tenure is reading your orders from Shopify. The reports fill in when the import finishes; "
+                        "the Data page shows its progress.", "progress": progress}
+    if not status.get("backfill_done"):
+        return {"title": "Waiting for the first import",
+                "body": "The first import of your orders has not finished yet. Open the Data page to see its state."}
+    return {"title": "No orders in this period",
+            "body": "Pick a longer period or an earlier as-of date with the period picker above."}
+
+
+# --- pages ------------------------------------------------------------------------------------------------------
+
+@require_GET
+@embedded_view
+def overview(request: HttpRequest) -> HttpResponse:
+    shop = _shop(request)
+    form, doc = _report(request)
+    previous = services.report_document(shop=shop, as_of=date.fromisoformat(doc["period"]["start"]),
+                                        period_days=int(doc["period"]["days"]))
+    currency = doc["currency"]
+    cards = []
+    for key, label, kind, higher_better in OVERVIEW_CARDS:
+        value, prev = _get(doc, key), _get(previous, key)
+        cards.append({"key": key, "label": label, "value": value, "shown": _fmt(kind, value, currency),
+                      "previous": prev, "previous_shown": _fmt(kind, prev, currency),
+                      "change": _change(kind, value, prev, higher_is_better=higher_better),
+                      "explain": _explain(doc, key)})
+    trend = doc.get("trend") or []
+    labels = [row["month"] + ("*" if row.get("partial") else "") for row in trend]
+    revenue_chart = charts.bar_chart(
+        title="Revenue by month", labels=labels, label_name="Month", value_name=f"Revenue ({currency})",
+        values=[float(row["revenue"]) if row["revenue"] is not None else None for row in trend],
+        fmt=lambda v: money_compact(v, ""))
+    orders_chart = charts.line_chart(
+        title="Orders and customers by month", labels=labels, label_name="Month",
+        series=[charts.Series("Orders", [row["orders"] for row in trend]),
+                charts.Series("Customers", [row["customers"] for row in trend])])
+    ctx = _context(request, "overview", doc, form, cards=cards, previous=previous,
+                   previous_labels=_period_labels(previous), revenue_chart=revenue_chart,
+                   orders_chart=orders_chart, empty=_empty_state(doc, shop),
+                   partial_month=any(row.get("partial") for row in trend))
+    return render(request, "analytics/overview.html", ctx)
+
+
+def _snapshot_for(shop: Shop, doc: dict[str, Any]) -> AnalyticsSnapshot | None:
+    params = selectors.report_params_for(shop=shop, as_of=date.fromisoformat(doc["as_of"]),
+                                         period_days=int(doc["period"]["days"]), rfm_scale=int(doc["rfm"]["scale"]),
+                                         rfm_method=doc["rfm"]["method"])
+    return selectors.snapshot_find(shop=shop, params=params)
+
+
+def customer_admin_url(shop: Shop, customer_id: int) -> str:
+    handle = shop.domain.removesuffix(".myshopify.com")
+    return f"https://admin.shopify.com/store/{handle}/customers/{customer_id}"
+
+
+@require_GET
+@embedded_view
+def rfm(request: HttpRequest) -> HttpResponse:
+    shop = _shop(request)
+    form, doc = _report(request)
+    currency = doc["currency"]
+    k = int(doc["rfm"]["scale"])
+    grid = {(c["r"], c["f"]): c for c in doc["rfm"].get("grid") or []}
+    r_labels = [f"R{r}" for r in range(k, 0, -1)]
+    f_labels = [f"F{f}" for f in range(1, k + 1)]
+    cell = lambda r, f, key: grid.get((r, f), {}).get(key)  # noqa: E731
+    heat_customers = charts.heatmap(
+        title="Customers by recency (R) and frequency (F) score", row_labels=r_labels, col_labels=f_labels,
+        row_name="Recency", col_name="Frequency",
+        values=[[cell(r, f, "customers") for f in range(1, k + 1)] for r in range(k, 0, -1)])
+    heat_revenue = charts.heatmap(
+        title=f"Revenue ({currency}) by recency (R) and frequency (F) score", row_labels=r_labels,
+        col_labels=f_labels, row_name="Recency", col_name="Frequency",
+        values=[[float(cell(r, f, "revenue") or 0) for f in range(1, k + 1)] for r in range(k, 0, -1)],
+        texts=[[money_compact(cell(r, f, "revenue"), "") for f in range(1, k + 1)] for r in range(k, 0, -1)])
+    groups = [{"name": g, "label": GROUP_LABELS[g], **doc["rfm"]["groups"][g]} for g in GROUPS]
+    crosstab = (doc.get("shopify") or {}).get("rfm_crosstab") or {}
+    shopify_groups = sorted({name for row in crosstab.values() for name in row})
+    cross_rows = [{"label": GROUP_LABELS[g], "cells": [crosstab.get(g, {}).get(s, 0) for s in shopify_groups],
+                   "total": sum(crosstab.get(g, {}).values())} for g in GROUPS]
+
+    # The customer list: one page of the snapshot's scored customers, sorted and filtered in SQL.
+    group = request.GET.get("group", "")
+    group = group if group in GROUPS else ""
+    sort_key = request.GET.get("sort", "total")
+    sort_key = sort_key if sort_key in CUSTOMER_SORTS else "total"
+    direction = "asc" if request.GET.get("dir") == "asc" else "desc"
+    try:
+        page = max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        page = 1
+    snapshot = _snapshot_for(shop, doc)
+    rows: list[Any] = []
+    total_rows = doc["rfm"]["groups"][group]["customers"] if group else int(doc["clv"]["customers"] or 0)
+    if snapshot is not None:
+        column = CUSTOMER_SORTS[sort_key][0]
+        order = (f"-{column}" if direction == "desc" else column, "customer_shopify_id")
+        qs = CustomerScore.objects.filter(snapshot=snapshot)
+        if group:
+            qs = qs.filter(rfm_group=group)
+        start = (page - 1) * CUSTOMERS_PER_PAGE
+        rows = list(qs.order_by(*order).values(
+            "customer_shopify_id", "recency_days", "frequency", "monetary", "r", "f", "m", "total", "rfm_group",
+            "segment", "shopify_rfm_group", "orders_lifetime", "spend_lifetime", "predicted_clv",
+        )[start:start + CUSTOMERS_PER_PAGE])
+    for row in rows:
+        row["admin_url"] = customer_admin_url(shop, row["customer_shopify_id"])
+    pages = max(1, -(-total_rows // CUSTOMERS_PER_PAGE))
+    list_params: dict[str, Any] = {"group": group, "sort": sort_key, "dir": direction}
+    sort_links = []
+    for key, (_, label) in CUSTOMER_SORTS.items():
+        next_dir = "asc" if key == sort_key and direction == "desc" else "desc"
+        sort_links.append({"key": key, "label": label, "url": page_url(request, "analytics:rfm", group=group,
+                                                                         sort=key, dir=next_dir) + "#customers",
+                           "current": key == sort_key,
+                           "aria_sort": ("descending" if direction == "desc" else "ascending")
+                           if key == sort_key else "none"})
+    predictive = doc.get("predictive") or {}
+    ctx = _context(
+        request, "rfm", doc, form, heat_customers=heat_customers, heat_revenue=heat_revenue, groups=groups,
+        shopify_groups=shopify_groups, cross_rows=cross_rows, customers=rows, group=group, sort_key=sort_key,
+        direction=direction, page_number=page, pages=pages, total_rows=total_rows,
+        sort_links={s["key"]: s for s in sort_links}, list_params=list_params,
+        prev_url=page_url(request, "analytics:rfm", page=page - 1, **list_params) + "#customers"
+        if page > 1 else None,
+        next_url=page_url(request, "analytics:rfm", page=page + 1, **list_params) + "#customers"
+        if page < pages else None,
+        csv_url=page_url(request, "analytics:rfm_csv"), show_predicted=bool(predictive.get("available")),
+        segments=_segments(doc), explain=_explain(doc, "rfm"), group_labels=GROUP_LABELS,
+        empty=_empty_state(doc, shop),
+    )
+    return render(request, "analytics/rfm.html", ctx)
+
+
+def _segments(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    counts = doc["rfm"].get("segments") or {}
+    rules = {r["name"]: r for r in doc["rfm"].get("segment_rules") or []}
+    return [{"name": name, "customers": n, "rule": rules.get(name)} for name, n in counts.items()]
+
+
+@require_GET
+@embedded_view  # type: ignore[arg-type]  # a streamed response carries the same frame headers
+def rfm_csv(request: HttpRequest) -> HttpResponseBase:
+    shop = _shop(request)
+    _, as_of, days = _period(request, shop)
+    doc_as_of = as_of or selectors.shop_today(shop=shop)
+    lines = export.rfm_csv(shop=shop, as_of=doc_as_of, period_days=days)
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    handle = shop.domain.removesuffix(".myshopify.com")
+    response["Content-Disposition"] = f'attachment; filename="tenure-rfm-{handle}-{doc_as_of.isoformat()}.csv"'
+    return response
+
+
+@require_GET
+@embedded_view
+def clv(request: HttpRequest) -> HttpResponse:
+    shop = _shop(request)
+    form, doc = _report(request)
+    currency = doc["currency"]
+    chain_rows = [{"label": "All customers", **doc["clv"]}]
+    chain_rows += [{"label": f"RFM {GROUP_LABELS[g].lower()} group", **doc["rfm"]["groups"][g]["clv"]}
+                   for g in GROUPS]
+    chain_rows += [{"label": STAGE_LABELS[s], **doc["lifecycle"][s]["clv"]} for s in STAGE_LABELS
+                   if s in doc["lifecycle"]]
+    cohorts = []
+    for row in doc.get("cohorts") or []:
+        values = row["revenue_per_customer"]
+        cohorts.append({"cohort": row["cohort"], "customers": row["customers"],
+                        "small": row.get("small_sample"),
+                        "m3": values[3] if len(values) > 3 else None, "m6": values[6] if len(values) > 6 else None,
+                        "m12": values[12] if len(values) > 12 else None,
+                        "to_date": values[-1] if values and row["customers"] else None})
+    cohort_chart = charts.bar_chart(
+        title=f"Revenue per customer to date, by first-order month ({currency})",
+        labels=[c["cohort"] for c in cohorts], label_name="Cohort", value_name=f"Revenue per customer ({currency})",
+        values=[float(c["to_date"]) if c["to_date"] is not None else None for c in cohorts],
+        fmt=lambda v: money_compact(v, ""))
+    predictive = doc.get("predictive")
+    backtest_chart = None
+    if predictive and predictive.get("available") and (predictive.get("backtest") or {}).get("available"):
+        weekly = predictive["backtest"].get("weekly") or []
+        backtest_chart = charts.line_chart(
+            title="Backtest: cumulative repeat purchases, actual against predicted",
+            labels=[w["week_end"] for w in weekly], label_name="Week ending",
+            series=[charts.Series("Actual", [w["actual_cumulative"] for w in weekly]),
+                    charts.Series("Predicted", [w["predicted_cumulative"] for w in weekly])])
+    ctx = _context(request, "clv", doc, form, chain_rows=chain_rows, cohorts=cohorts, cohort_chart=cohort_chart,
+                   predictive=predictive, backtest_chart=backtest_chart, explain_clv=_explain(doc, "clv.clv"),
+                   explain_lifespan=_explain(doc, "clv.lifespan_years"), empty=_empty_state(doc, shop))
+    return render(request, "analytics/clv.html", ctx)
+
+
+def _snapshot_series(shop: Shop, doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """CRR and churn from the shop's stored snapshots with the same settings, oldest first."""
+    snapshot = _snapshot_for(shop, doc)
+    if snapshot is None:
+        return []
+    rows = (AnalyticsSnapshot.objects.filter(shop=shop, settings_hash=snapshot.settings_hash,
+                                             as_of__lte=snapshot.as_of)
+            .order_by("-as_of").values("as_of", "document__retention__crr", "document__retention__churn_rate")[:24])
+    return [{"as_of": r["as_of"].isoformat(), "crr": r["document__retention__crr"],
+             "churn": r["document__retention__churn_rate"]} for r in reversed(rows)]
+
+
+def _gap_label(lo: int, hi: int | None) -> str:
+    return f"{lo}+ days" if hi is None else f"{lo}–{hi} days"
+
+
+@require_GET
+@embedded_view
+def retention(request: HttpRequest) -> HttpResponse:
+    shop = _shop(request)
+    form, doc = _report(request)
+    currency = doc["currency"]
+    # The previous period's snapshot gives the series a second point on a young install.
+    services.report_document(shop=shop, as_of=date.fromisoformat(doc["period"]["start"]),
+                             period_days=int(doc["period"]["days"]))
+    series = _snapshot_series(shop, doc)
+    over_time = charts.line_chart(
+        title="Customer retention rate and churn rate by as-of date", labels=[s["as_of"] for s in series],
+        label_name="As of", series=[charts.Series("CRR %", [s["crr"] for s in series]),
+                                    charts.Series("Churn %", [s["churn"] for s in series])],
+        fmt=lambda v: "–" if v is None else f"{float(v):.1f}")
+    cohorts = [c for c in doc.get("cohorts") or []]
+    width = max((len(c["retention"]) for c in cohorts), default=0)
+    months = [f"M{m}" for m in range(width)]
+    cohort_labels = [f"{c['cohort']} (n={c['customers']}{', small' if c.get('small_sample') else ''})"
+                     for c in cohorts]
+    retention_heat = charts.heatmap(
+        title="Cohort retention: share of each first-order month's customers ordering in month M (%)",
+        row_labels=cohort_labels, col_labels=months, row_name="Cohort", col_name="Month",
+        values=[[v for v in c["retention"]] for c in cohorts],
+        texts=[["–" if v is None else f"{v:.0f}" for v in c["retention"]] for c in cohorts],
+        cell_w=34, cell_h=22, label_w=150)
+    revenue_heat = charts.heatmap(
+        title=f"Cumulative revenue per cohort customer ({currency})", row_labels=cohort_labels, col_labels=months,
+        row_name="Cohort", col_name="Month",
+        values=[[None if v is None else float(v) for v in c["revenue_per_customer"]] for c in cohorts],
+        texts=[[money_compact(v, "") for v in c["revenue_per_customer"]] for c in cohorts],
+        cell_w=40, cell_h=22, label_w=150)
+    hist = doc["retention"].get("gap_histogram") or []
+    gap_chart = charts.histogram(
+        title="Time between orders", bins=[_gap_label(b["min_days"], b["max_days"]) for b in hist],
+        counts=[b["gaps"] for b in hist], value_name="Gaps between consecutive orders", bin_name="Days apart")
+    keys = ("retention.customers_at_start", "retention.customers_at_end", "retention.new_customers",
+            "retention.lost_customers", "retention.crr", "retention.churn_rate", "retention.repeat_purchase_rate",
+            "retention.repeat_purchase_rate_lifetime", "retention.median_days_between_orders")
+    figures = [{"key": key, "value": _get(doc, key), "explain": _explain(doc, key)} for key in keys]
+    ctx = _context(request, "retention", doc, form, over_time=over_time, retention_heat=retention_heat,
+                   revenue_heat=revenue_heat, gap_chart=gap_chart, figures=figures, series=series,
+                   empty=_empty_state(doc, shop))
+    return render(request, "analytics/retention.html", ctx)
+
+
+@require_GET
+@embedded_view
+def lifecycle(request: HttpRequest) -> HttpResponse:
+    shop = _shop(request)
+    form, doc = _report(request)
+    currency = doc["currency"]
+    stages = [{"name": s, "label": STAGE_LABELS[s], **doc["lifecycle"][s]} for s in STAGE_LABELS
+              if s in doc["lifecycle"]]
+    years = sorted({row["year"] for s in stages for row in s.get("by_year") or []})
+    by_year = {s["name"]: {row["year"]: row for row in s.get("by_year") or []} for s in stages}
+
+    def series(key: str) -> list[charts.Series]:
+        out = []
+        for s in stages:
+            values: list[charts.Number] = []
+            for y in years:
+                v = by_year[s["name"]].get(y, {}).get(key)
+                values.append(None if v is None else float(v))
+            out.append(charts.Series(s["label"], values))
+        return out
+
+    aov_chart = charts.line_chart(title=f"Exchange value (average order value, {currency}) by year and stage",
+                                  labels=[str(y) for y in years], label_name="Year", series=series("aov"),
+                                  fmt=lambda v: money_compact(v, ""))
+    volume_chart = charts.line_chart(title="Transaction volume (orders per customer) by year and stage",
+                                     labels=[str(y) for y in years], label_name="Year",
+                                     series=series("orders_per_customer"),
+                                     fmt=lambda v: "–" if v is None else f"{float(v):.2f}")
+    customers_chart = charts.bar_chart(title="Customers per lifecycle stage", labels=[s["label"] for s in stages],
+                                       values=[s["customers"] for s in stages], value_name="Customers",
+                                       label_name="Stage")
+    ctx = _context(request, "lifecycle", doc, form, stages=stages, aov_chart=aov_chart, volume_chart=volume_chart,
+                   customers_chart=customers_chart, unobservable=doc.get("lifecycle_unobservable") or {},
+                   explain=_explain(doc, "lifecycle"), empty=_empty_state(doc, shop))
+    return render(request, "analytics/lifecycle.html", ctx)
+
+
+@csrf_exempt  # authenticated by the session token in the action URL; no cookies reach the admin iframe
+@require_http_methods(["GET", "POST"])
+@embedded_view
+def marketing(request: HttpRequest) -> HttpResponse:
+    shop = _shop(request)
+    form, doc = _report(request)
+    if request.method == "POST":
+        mform = MarketingForm(request.POST)
+        _, errors = services.marketing_inputs_update(shop=shop, data=request.POST.dict())
+        if not errors:
+            return HttpResponseRedirect(page_url(request, "analytics:marketing", saved=1))
+        errors_attach(mform, errors)
+        status = 400
+    else:
+        entered = doc["marketing"].get("inputs_period") or {}
+        mform = MarketingForm(initial={
+            "period_start": entered.get("start") or doc["period"]["start"],
+            "period_end": entered.get("end") or doc["period"]["end"],
+            "acquisition_spend": doc["marketing"].get("acquisition_spend") or "",
+            "retention_spend": doc["marketing"].get("retention_spend") or "",
+            "conversion_rate": "" if doc["marketing"].get("conversion_rate") is None
+            else doc["marketing"]["conversion_rate"],
+        })
+        status = 200
+    keys = ("marketing.cac", "marketing.ltv_to_cac", "marketing.return_per_customer", "marketing.max_cost_per_click",
+            "marketing.retention_cost_per_customer")
+    figures = {key.split(".")[1]: {"key": key, "value": _get(doc, key), "explain": _explain(doc, key)}
+               for key in keys}
+    ctx = _context(request, "marketing", doc, form, mform=mform, figures=figures, mk=doc["marketing"],
+                   saved=request.GET.get("saved") == "1", form_action=page_url(request, "analytics:marketing"))
+    return render(request, "analytics/marketing.html", ctx, status=status)
+
+
+def _status(shop: Shop) -> dict[str, Any]:
+    from sync.selectors import sync_status
+
+    return sync_status(shop=shop)
+
+
+def _status_json(status: dict[str, Any]) -> dict[str, Any]:
+    backfill = status.get("backfill")
+
+    def iso(v: Any) -> Any:
+        return v.isoformat() if hasattr(v, "isoformat") else v
+
+    return {
+        "backfill": None if not backfill else {k: iso(v) for k, v in backfill.items()},
+        "backfill_done": status.get("backfill_done"),
+        "last_sync_at": iso(status.get("last_sync_at")),
+        "next_sync_at": iso(status.get("next_sync_at")),
+        "history_limited": status.get("history_limited"),
+    }
+
+
+@require_GET
+@embedded_view
+def data(request: HttpRequest) -> HttpResponse:
+    shop = _shop(request)
+    _, doc = _report(request)
+    status = _status(shop)
+    rec = (doc.get("shopify") or {}).get("reconciliation") or {}
+    ctx = _context(request, "data", doc, None, status=status, rec=rec, causes=rec.get("causes") or {},
+                   status_url=page_url(request, "analytics:data_status", with_period=False),
+                   scopes=sorted(shop.granted_scopes))
+    return render(request, "analytics/data.html", ctx)
+
+
+@require_GET
+@embedded_view
+def data_status(request: HttpRequest) -> HttpResponse:
+    """JSON for the Data page's progress bar (fetched with the Bearer session token)."""
+    response = JsonResponse(_status_json(_status(_shop(request))))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@csrf_exempt  # authenticated by the session token in the action URL; no cookies reach the admin iframe
+@require_http_methods(["GET", "POST"])
+@embedded_view
+def settings_page(request: HttpRequest) -> HttpResponse:
+    shop = _shop(request)
+    status = 200
+    if request.method == "POST":
+        sform = SettingsForm(request.POST)
+        data = request.POST.dict()
+        if "lifespan_override_years" in data and not data["lifespan_override_years"].strip():
+            data["lifespan_override_years"] = ""
+        _, errors = services.settings_update(shop=shop, data=data)
+        if not errors:
+            _refresh_later(shop)
+            return HttpResponseRedirect(page_url(request, "analytics:settings", with_period=False, saved=1))
+        errors_attach(sform, errors)
+        status = 400
+    else:
+        sform = SettingsForm.from_settings(selectors.analytics_settings_get(shop=shop))
+    ctx = _context(request, "settings", None, None, sform=sform, saved=request.GET.get("saved") == "1",
+                   form_action=page_url(request, "analytics:settings", with_period=False))
+    return render(request, "analytics/settings.html", ctx, status=status)
+
+
+def _refresh_later(shop: Shop) -> None:
+    """New settings mean a new snapshot: have the worker compute it soon (after this commit)."""
+    from analytics.tasks import refresh_shop_later
+
+    def enqueue() -> None:
+        try:
+            refresh_shop_later.delay(shop.pk)
+        except Exception:  # noqa: BLE001 - the broker being down only delays the refresh to the page load
+            return
+
+    transaction.on_commit(enqueue)
