@@ -14,7 +14,7 @@ import numpy as np
 from analytics.predictive.backtest import backtest_compute
 from analytics.predictive.bgnbd import BgNbdFit, bgnbd_fit
 from analytics.predictive.clv import DAYS_PER_MONTH, Predictions, predictions_compute
-from analytics.predictive.errors import PredictiveError
+from analytics.predictive.errors import FitFailedError, PredictiveError
 from analytics.predictive.gamma_gamma import GammaGammaFit, gamma_gamma_fit
 from analytics.predictive.summary import (
     UNIT_DAYS,
@@ -66,6 +66,11 @@ def _gg_diagnostics(fit: GammaGammaFit) -> dict[str, Any]:
         "customers": fit.n_customers,
         "distinct_rows": fit.n_distinct_rows,
     }
+
+
+def _finite(pred: Predictions) -> bool:
+    arrays = [pred.p_alive, pred.expected_purchases, pred.expected_aov, pred.clv]
+    return all(bool(np.all(np.isfinite(a))) for a in arrays if a is not None)
 
 
 def _totals(pred: Predictions, idx: np.ndarray) -> dict[str, Any]:
@@ -208,15 +213,7 @@ def predictive_block(
     except PredictiveError as exc:
         # Purchases can still be predicted; the page shows why money figures are missing.
         block.update(message=str(exc), spend_code=exc.code)
-    block["diagnostics"]["fit_seconds"] = round(time.perf_counter() - started, 4)
-    block["available"] = True
-    block["spend_available"] = gg is not None
-    block["bgnbd"] = bg.params.as_dict()
-    block["diagnostics"]["bgnbd"] = _bgnbd_diagnostics(bg)
-    if gg is not None:
-        block["gamma_gamma"] = gg.params.as_dict()
-        block["diagnostics"]["gamma_gamma"] = _gg_diagnostics(gg)
-
+    fit_seconds = round(time.perf_counter() - started, 4)
     pred = predictions_compute(
         bg.params,
         gg.params if gg else None,
@@ -228,6 +225,21 @@ def predictive_block(
         discount_rate=discount_rate,
         unit_days=unit_days,
     )
+    if not _finite(pred):
+        failed = FitFailedError(
+            "The fitted models give unusable predictions for this shop (a parameter sits where the "
+            "formulas break down); predictions are withheld."
+        )
+        block.update(message=str(failed), error=str(failed), code=failed.code)
+        return block
+    block["diagnostics"]["fit_seconds"] = fit_seconds
+    block["available"] = True
+    block["spend_available"] = gg is not None
+    block["bgnbd"] = bg.params.as_dict()
+    block["diagnostics"]["bgnbd"] = _bgnbd_diagnostics(bg)
+    if gg is not None:
+        block["gamma_gamma"] = gg.params.as_dict()
+        block["diagnostics"]["gamma_gamma"] = _gg_diagnostics(gg)
     block["totals"] = _totals(pred, np.arange(len(summary)))
     if rfm_groups is not None:
         labels = np.array([rfm_groups.get(int(c), NOT_IN_RFM) for c in summary.customer_id], dtype=object)

@@ -11,7 +11,7 @@ import pytest
 
 from analytics.predictive.bgnbd import BgNbdParams, bgnbd_p_alive
 from analytics.predictive.service import predictive_block
-from analytics.predictive.summary import summary_for_shop
+from analytics.predictive.summary import summary_for_shop, summary_from_transactions
 from shops.models import Shop
 from sync.models import Order
 
@@ -225,3 +225,30 @@ def test_block_reads_the_shops_analytics_settings(sim_shop: Shop) -> None:
     block = predictive_block(shop=sim_shop, as_of=AS_OF, include_backtest=False)
     assert block["parameters"]["order_value_basis"] == "total"
     assert not block["spend_available"]  # totals are all 0 in this data
+
+
+def test_sql_summary_equals_the_transaction_summary(sim_shop: Shop) -> None:
+    rows = simulated_purchases(600, 3)
+    ids = np.array([r[0] for r in rows])
+    days = np.array([r[1].date() for r in rows], dtype="datetime64[D]")
+    values = np.array([float(r[2]) for r in rows])
+    expected = summary_from_transactions(
+        customer_ids=ids, days=days, values=values, last_observed=AS_OF - dt.timedelta(days=1)
+    )
+    got = summary_for_shop(shop=sim_shop, as_of=AS_OF)
+    assert np.array_equal(got.customer_id, expected.customer_id)
+    for name in ("x", "t_x", "T"):
+        assert np.array_equal(getattr(got, name), getattr(expected, name)), name
+    np.testing.assert_allclose(got.m, expected.m, rtol=1e-12)
+    assert np.array_equal(got.first_day, expected.first_day)
+
+
+def test_weeks_or_days_give_the_same_predictions(sim_shop: Shop) -> None:
+    days = predictive_block(shop=sim_shop, as_of=AS_OF, include_customers=True, include_backtest=False)
+    weeks = predictive_block(
+        shop=sim_shop, as_of=AS_OF, include_customers=True, include_backtest=False, time_unit="weeks"
+    )
+    assert weeks["bgnbd"]["alpha"] == pytest.approx(days["bgnbd"]["alpha"] / 7, rel=1e-5)
+    assert weeks["bgnbd"]["r"] == pytest.approx(days["bgnbd"]["r"], rel=1e-5)
+    assert weeks["totals"]["expected_purchases"] == pytest.approx(days["totals"]["expected_purchases"], rel=1e-5)
+    assert weeks["customers"][5]["T"] == pytest.approx(days["customers"][5]["T"] / 7)
