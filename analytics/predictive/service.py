@@ -68,6 +68,28 @@ def _gg_diagnostics(fit: GammaGammaFit) -> dict[str, Any]:
     }
 
 
+def _customer_rows(summary: Summary, pred: Predictions) -> list[dict[str, Any]]:
+    """One dict per customer; columns go through tolist() first (numpy scalars are slow to
+    index one by one, and this runs for every customer of the shop)."""
+    n = len(summary)
+    none: list[str | None] = [None] * n
+    aov = [f"{v:.2f}" for v in pred.expected_aov.tolist()] if pred.expected_aov is not None else none
+    clv = [f"{v:.2f}" for v in pred.clv.tolist()] if pred.clv is not None else none
+    columns = zip(
+        summary.customer_id.tolist(),
+        summary.x.astype(np.int64).tolist(),
+        summary.t_x.tolist(),
+        summary.T.tolist(),
+        np.round(pred.p_alive, 4).tolist(),
+        np.round(pred.expected_purchases, 4).tolist(),
+        aov,
+        clv,
+        strict=True,
+    )
+    keys = ("customer_id", "x", "t_x", "T", "p_alive", "expected_purchases", "expected_aov", "predicted_clv")
+    return [dict(zip(keys, row, strict=True)) for row in columns]
+
+
 def _finite(pred: Predictions) -> bool:
     arrays = [pred.p_alive, pred.expected_purchases, pred.expected_aov, pred.clv]
     return all(bool(np.all(np.isfinite(a))) for a in arrays if a is not None)
@@ -247,20 +269,7 @@ def predictive_block(
             str(name): _totals(pred, np.flatnonzero(labels == name)) for name in sorted(set(labels.tolist()))
         }
     if include_customers:
-        aov, clv = pred.expected_aov, pred.clv
-        block["customers"] = [
-            {
-                "customer_id": int(summary.customer_id[i]),
-                "x": int(summary.x[i]),
-                "t_x": float(summary.t_x[i]),
-                "T": float(summary.T[i]),
-                "p_alive": round(float(pred.p_alive[i]), 4),
-                "expected_purchases": round(float(pred.expected_purchases[i]), 4),
-                "expected_aov": _money(aov[i]) if aov is not None else None,
-                "predicted_clv": _money(clv[i]) if clv is not None else None,
-            }
-            for i in range(len(summary))
-        ]
+        block["customers"] = _customer_rows(summary, pred)
     if include_backtest:
         block["backtest"] = _backtest_for_shop(
             shop=shop,

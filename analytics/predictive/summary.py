@@ -61,6 +61,19 @@ def summary_from_transactions(
     cid = np.asarray(customer_ids, dtype=np.int64)[keep]
     day = days[keep].astype(np.int64)
     val = np.asarray(values, dtype=np.float64)[keep]
+    k = UNIT_DAYS[unit]
+    if not len(cid):
+        empty = np.zeros(0)
+        return Summary(
+            customer_id=np.zeros(0, dtype=np.int64),
+            x=empty,
+            t_x=empty,
+            T=empty,
+            m=empty,
+            first_day=np.zeros(0, dtype="datetime64[D]"),
+            last_observed=last_observed,
+            unit=unit,
+        )
     # One transaction per customer and day.
     order = np.lexsort((day, cid))
     cid, day, val = cid[order], day[order], val[order]
@@ -81,7 +94,6 @@ def summary_from_transactions(
     x = (n_txn - 1).astype(np.float64)
     repeat_value = total - t_val[starts]
     m = np.divide(repeat_value, x, out=np.zeros_like(x), where=x > 0)
-    k = UNIT_DAYS[unit]
     return Summary(
         customer_id=t_cid[starts],
         x=x,

@@ -252,3 +252,9 @@ def test_weeks_or_days_give_the_same_predictions(sim_shop: Shop) -> None:
     assert weeks["bgnbd"]["r"] == pytest.approx(days["bgnbd"]["r"], rel=1e-5)
     assert weeks["totals"]["expected_purchases"] == pytest.approx(days["totals"]["expected_purchases"], rel=1e-5)
     assert weeks["customers"][5]["T"] == pytest.approx(days["customers"][5]["T"] / 7)
+
+
+def test_a_shop_without_orders(nz_shop: Shop) -> None:
+    block = predictive_block(shop=nz_shop, as_of=dt.date(2026, 3, 1))
+    assert block["available"] is False
+    assert "this shop has 0 customers" in block["message"]
