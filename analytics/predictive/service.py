@@ -228,6 +228,7 @@ def predictive_block(
     except PredictiveError as exc:
         # `error`/`code` match the shape analytics.services uses for its own fallbacks.
         block.update(message=str(exc), error=str(exc), code=exc.code)
+        logger.info("predictive fit withheld", extra={"shop": shop.pk, "code": exc.code})
         return block
     gg: GammaGammaFit | None = None
     try:
@@ -255,6 +256,10 @@ def predictive_block(
         block.update(message=str(failed), error=str(failed), code=failed.code)
         return block
     block["diagnostics"]["fit_seconds"] = fit_seconds
+    logger.info(
+        "predictive fit",
+        extra={"shop": shop.pk, "customers": bg.n_customers, "fit_seconds": fit_seconds, "spend": gg is not None},
+    )
     block["available"] = True
     block["spend_available"] = gg is not None
     block["bgnbd"] = bg.params.as_dict()
