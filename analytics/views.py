@@ -490,7 +490,7 @@ def marketing(request: HttpRequest) -> HttpResponse:
         if not errors:
             return HttpResponseRedirect(page_url(request, "analytics:marketing", saved=1))
         errors_attach(mform, errors)
-        status = 400
+        status = 200  # re-rendered with field errors; a 4xx would log the URL, session token included
     else:
         entered = doc["marketing"].get("inputs_period") or {}
         mform = MarketingForm(initial={
@@ -570,7 +570,7 @@ def settings_page(request: HttpRequest) -> HttpResponse:
             _refresh_later(shop)
             return HttpResponseRedirect(page_url(request, "analytics:settings", with_period=False, saved=1))
         errors_attach(sform, errors)
-        status = 400
+        status = 200  # re-rendered with field errors; a 4xx would log the URL, session token included
     else:
         sform = SettingsForm.from_settings(selectors.analytics_settings_get(shop=shop))
     ctx = _context(request, "settings", None, None, sform=sform, saved=request.GET.get("saved") == "1",

@@ -52,6 +52,10 @@ def history_add(shop: Shop, *, customers: int = 40) -> None:
             year, mo = 2024 + month // 12, month % 12 + 1
             rows.append({"customer": cid, "at": f"{year}-{mo:02d}-{(i % 27) + 1:02d} 12:00", "value": 10 + i})
             month += i % 5 + 1
+    # Two customers new in the last year (CAC needs new customers), one of them back a second time.
+    rows += [{"customer": 6000, "at": "2026-03-14 10:00", "value": 55},
+             {"customer": 6001, "at": "2026-06-02 10:00", "value": 35},
+             {"customer": 6001, "at": "2026-09-21 10:00", "value": 45}]
     rows.append({"customer": None, "at": "2026-10-03 10:00", "value": 99})
     orders_add(shop, rows)
     customers_add(shop, [{"id": 5000 + i, "rfm_group": ("CHAMPIONS", "AT_RISK", "DORMANT")[i % 3],

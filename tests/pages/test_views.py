@@ -1,0 +1,221 @@
+"""The report pages as the server renders them: figures, query budgets, period picker, lists, forms."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from decimal import Decimal
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from django.test import Client
+
+from analytics import services
+from analytics.models import AnalyticsSettings, MarketingInput
+from shops.models import Shop
+from tests.pages.conftest import AS_OF, DOMAIN, Pages, session_token, shop_install
+
+PAGES = ["overview", "rfm", "clv", "retention", "lifecycle", "marketing", "data", "settings"]
+
+
+def figures(html: str) -> dict[str, str]:
+    return dict(re.findall(r'data-figure="([^"]+)" data-value="([^"]*)"', html))
+
+
+def doc_value(doc: dict, dotted: str) -> object:
+    node: object = doc
+    for part in dotted.split("."):
+        node = node[part]  # type: ignore[index]
+    return node
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_page_stays_within_its_query_budget(pages: Pages, name: str, django_assert_max_num_queries) -> None:
+    # Warm the stored snapshots (this period and the previous one), as the nightly refresh does.
+    services.report_document(shop=pages.shop, as_of=AS_OF, period_days=365)
+    services.report_document(shop=pages.shop, as_of=date(2025, 11, 1), period_days=365)
+    with django_assert_max_num_queries(16):
+        response = pages.get(f"/app/{name}", as_of=AS_OF.isoformat())
+    assert response.status_code == 200
+    assert response["Content-Security-Policy"].startswith("frame-ancestors https://pagesshop.myshopify.com")
+
+
+def test_overview_shows_the_documents_figures_and_the_previous_period(pages: Pages) -> None:
+    html = pages.get("/app/overview", as_of=AS_OF.isoformat()).content.decode()
+    doc = services.report_document(shop=pages.shop, as_of=AS_OF, period_days=365)
+    prev = services.report_document(shop=pages.shop, as_of=date(2025, 11, 1), period_days=365)
+    shown = figures(html)
+    keys = ["clv.revenue", "clv.orders", "clv.customers", "clv.aov", "clv.purchase_frequency", "clv.customer_value",
+            "clv.clv", "retention.crr", "retention.churn_rate", "retention.repeat_purchase_rate"]
+    assert sorted(shown) == sorted(keys)
+    for key in keys:
+        assert shown[key] == str(doc_value(doc, key)), key
+    previous = dict(re.findall(r'data-previous="([^"]+)" data-value="([^"]*)"', html))
+    assert previous["clv.orders"] == str(prev["clv"]["orders"])
+    # The history adds up: customer i orders every (i % 5 + 1) months, so the periods hold different counts.
+    assert doc["clv"]["orders"] != prev["clv"]["orders"]
+    assert f'NZD {Decimal(doc["clv"]["revenue"]):,.2f}' in html
+    assert "<details class=\"explain\">" in html and "revenue / orders" in html
+    assert 'role="img"' in html and "Revenue by month" in html
+
+
+def test_period_picker_changes_the_period(pages: Pages) -> None:
+    html = pages.get("/app/overview", as_of=AS_OF.isoformat(), period="90").content.decode()
+    doc = services.report_document(shop=pages.shop, as_of=AS_OF, period_days=90)
+    assert "2026-08-03 to 2026-10-31 (90 days)" in html
+    assert figures(html)["clv.orders"] == str(doc["clv"]["orders"])
+    assert '<option value="90" selected>' in html
+    # Links keep the choice so the next page shows the same period.
+    link = re.search(r'href="(/app/rfm\?[^"]+)"', html).group(1).replace("&amp;", "&")
+    query = parse_qs(urlparse(link).query)
+    assert query["period"] == ["90"] and query["as_of"] == [AS_OF.isoformat()]
+    assert query["shop"] == [DOMAIN] and query["id_token"] and query["host"] == ["aG9zdA"]
+
+
+def test_custom_period_without_days_is_a_field_error(pages: Pages) -> None:
+    html = pages.get("/app/overview", as_of=AS_OF.isoformat(), period="custom").content.decode()
+    assert "Enter the number of days for a custom period." in html
+    assert "(365 days)" in html  # falls back to the shop's default
+
+
+def test_rfm_page_grid_groups_and_crosstab(pages: Pages) -> None:
+    html = pages.get("/app/rfm", as_of=AS_OF.isoformat()).content.decode()
+    doc = services.report_document(shop=pages.shop, as_of=AS_OF, period_days=365)
+    assert "Customers by recency (R) and frequency (F) score" in html
+    for g in ("top", "middle", "bottom"):
+        assert doc["rfm"]["groups"][g]["clv"]["clv"] is not None
+    # Cross-table columns are Shopify's groups from the synced customers.
+    table = html.split('data-testid="crosstab"')[1].split("</table>")[0]
+    for name in ("AT_RISK", "CHAMPIONS", "DORMANT"):
+        assert f">{name}<" in table
+    total = sum(doc["shopify"]["rfm_crosstab"]["top"].values())
+    assert total == doc["rfm"]["groups"]["top"]["customers"]
+
+
+def test_rfm_customer_list_filters_sorts_and_links_to_the_admin(pages: Pages) -> None:
+    html = pages.get("/app/rfm", as_of=AS_OF.isoformat(), group="top", sort="monetary", dir="asc").content.decode()
+    doc = services.report_document(shop=pages.shop, as_of=AS_OF, period_days=365)
+    body = html.split('data-testid="customers"')[1].split("</table>")[0]
+    rows = re.findall(r'<tr data-customer="(\d+)">(.*?)</tr>', body, re.S)
+    assert len(rows) == doc["rfm"]["groups"]["top"]["customers"]
+    assert all('group-top">top<' in row for _, row in rows)
+    spend = [Decimal(re.findall(r"NZD ([0-9,.]+)", row)[0].replace(",", "")) for _, row in rows]
+    assert spend == sorted(spend)
+    cid = rows[0][0]
+    assert f'href="https://admin.shopify.com/store/pagesshop/customers/{cid}" target="_top"' in body
+    assert 'aria-sort="ascending"' in body
+
+
+def test_rfm_csv_downloads_every_scored_customer(pages: Pages) -> None:
+    response = pages.get("/app/rfm.csv", as_of=AS_OF.isoformat())
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    assert "attachment;" in response["Content-Disposition"]
+    lines = b"".join(response.streaming_content).decode().strip().splitlines()
+    doc = services.report_document(shop=pages.shop, as_of=AS_OF, period_days=365)
+    assert lines[0].startswith("customer_id,recency_days,frequency,monetary")
+    assert len(lines) == 1 + doc["clv"]["customers"]
+
+
+def test_retention_clv_lifecycle_show_the_document(pages: Pages) -> None:
+    doc = services.report_document(shop=pages.shop, as_of=AS_OF, period_days=365)
+    ret = pages.get("/app/retention", as_of=AS_OF.isoformat()).content.decode()
+    assert figures(ret)["retention.crr"] == str(doc["retention"]["crr"])
+    assert "Cohort retention" in ret and "Time between orders" in ret
+    clv = pages.get("/app/clv", as_of=AS_OF.isoformat()).content.decode()
+    assert figures(clv)["clv.clv"] == doc["clv"]["clv"]
+    assert "the 3-year default" in clv or "derived from churn" in clv
+    life = pages.get("/app/lifecycle", as_of=AS_OF.isoformat()).content.decode()
+    for stage in ("purchase", "retention", "advocacy", "at_risk", "lapsed"):
+        assert figures(life)[f"lifecycle.{stage}.customers"] == str(doc["lifecycle"][stage]["customers"])
+    assert "Awareness" in life and "web analytics" in life
+
+
+def test_settings_bad_values_answer_with_field_errors_and_save_nothing(pages: Pages) -> None:
+    response = pages.post("/app/settings", {"period_days": "3", "activity_window_days": "365",
+                                            "order_value_basis": "gross", "refund_dating": "order_date",
+                                            "rfm_scale": "3", "rfm_method": "quantile",
+                                            "lifespan_override_years": "-1", "excluded_order_tags": ""})
+    assert response.status_code == 200  # re-rendered, not redirected
+    html = response.content.decode()
+    assert "Some values need fixing; nothing was saved." in html
+    assert re.search(r'data-error-for="period_days">.*Enter a number from 7 to 3660', html)
+    assert 'data-error-for="order_value_basis"' in html
+    assert 'data-error-for="lifespan_override_years"' in html
+    assert not AnalyticsSettings.objects.filter(shop=pages.shop).exists()
+
+
+def test_settings_save_and_explain_each_field(pages: Pages) -> None:
+    html = pages.get("/app/settings").content.decode()
+    assert html.count('class="help"') >= 8
+    response = pages.post("/app/settings", {"period_days": "180", "activity_window_days": "300",
+                                            "order_value_basis": "total", "refund_dating": "refund_date",
+                                            "rfm_scale": "5", "rfm_method": "range",
+                                            "lifespan_override_years": "2.5", "excluded_order_tags": "wholesale, b2b"})
+    assert response.status_code == 302
+    assert "/app/settings?" in response["Location"] and "saved=1" in response["Location"]
+    s = AnalyticsSettings.objects.get(shop=pages.shop)
+    assert (s.period_days, s.activity_window_days, s.order_value_basis, s.rfm_scale) == (180, 300, "total", 5)
+    assert s.lifespan_override_years == Decimal("2.5") and s.excluded_order_tags == ["wholesale", "b2b"]
+    rfm = pages.get("/app/rfm", as_of=AS_OF.isoformat()).content.decode()
+    assert "Named segments" in rfm and "Champions" in rfm  # k = 5 adds the segment table
+
+
+def test_forms_need_the_session_token_not_a_cookie(shop: Shop) -> None:
+    client = Client(enforce_csrf_checks=True)
+    data = {"period_days": "90"}
+    # No token: a document load is bounced to fetch one, nothing saved.
+    response = client.post(f"/app/settings?shop={DOMAIN}", data)
+    assert response.status_code == 302 and response["Location"].startswith("/auth/session-token")
+    assert not AnalyticsSettings.objects.filter(shop=shop).exists()
+    # With the token in the action URL and no CSRF cookie at all: accepted.
+    response = client.post(f"/app/settings?shop={DOMAIN}&id_token={session_token(DOMAIN)}", data)
+    assert response.status_code == 302
+    assert AnalyticsSettings.objects.get(shop=shop).period_days == 90
+
+
+def test_marketing_inputs_give_cac_and_ltv_to_cac(pages: Pages) -> None:
+    doc = services.report_document(shop=pages.shop, as_of=AS_OF, period_days=365)
+    bad = pages.post("/app/marketing", {"period_start": "2025-11-01", "period_end": "2025-10-01",
+                                        "acquisition_spend": "abc", "conversion_rate": "150"},
+                     as_of=AS_OF.isoformat())
+    assert bad.status_code == 200 and "saved=1" not in bad.get("Location", "")
+    html = bad.content.decode()
+    assert 'data-error-for="period_end"' in html and 'data-error-for="acquisition_spend"' in html
+    assert 'data-error-for="conversion_rate"' in html
+    assert not MarketingInput.objects.exists()
+    ok = pages.post("/app/marketing", {"period_start": "2025-11-01", "period_end": "2026-11-01",
+                                       "acquisition_spend": "1000", "retention_spend": "200",
+                                       "conversion_rate": "2"}, as_of=AS_OF.isoformat())
+    assert ok.status_code == 302
+    page = pages.get("/app/marketing", as_of=AS_OF.isoformat()).content.decode()
+    shown = figures(page)
+    new = doc["retention"]["new_customers"]
+    assert new > 0
+    cac = Decimal(1000) / new
+    assert Decimal(shown["marketing.cac"]) == cac.quantize(Decimal("0.01"))
+    clv = Decimal(doc["clv"]["clv"])
+    assert Decimal(shown["marketing.max_cost_per_click"]) == (clv * 2 / 100).quantize(Decimal("0.01"))
+    assert "3 : 1 guide" in page
+
+
+def test_data_page_status_progress_endpoint_and_history_notice(db: None, client: Client) -> None:
+    shop = shop_install("limited.myshopify.com", scopes="read_orders,read_customers")
+    pages = Pages(client, shop)
+    html = pages.get("/app/data").content.decode()
+    assert 'data-testid="history-notice"' in html and "read_all_orders" in html
+    assert "Customers compared" in html and "Webhooks, last 24 hours" in html
+    token = session_token(shop.domain)
+    response = client.get(f"/app/data/status.json?shop={shop.domain}", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["history_limited"] is True and body["backfill"] is None
+    refused = client.get("/app/data/status.json", HTTP_AUTHORIZATION="Bearer not-a-token")
+    assert refused.status_code == 401
+
+
+def test_empty_shop_says_what_to_do(db: None, client: Client) -> None:
+    shop = shop_install("empty.myshopify.com")
+    html = Pages(client, shop).get("/app/overview").content.decode()
+    assert 'data-testid="empty-state"' in html
+    assert "first import" in html
