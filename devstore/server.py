@@ -620,7 +620,7 @@ def _cors(origin: str | None) -> dict[str, str]:
 
 
 class Server:
-    """The HTTP server in a background thread (``start``) or the foreground (``serve_forever``)."""
+    """The HTTP server, serving from a background thread once started."""
 
     def __init__(self, platform: Platform, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.platform = platform
@@ -637,12 +637,10 @@ class Server:
         self._thread.start()
         return self
 
-    def serve_forever(self) -> None:
-        self.httpd.serve_forever(poll_interval=0.2)
-
     def stop(self) -> None:
         self.platform.stopping.set()  # releases hung (timeout-fault) requests
-        self.httpd.shutdown()
+        if self._thread is not None:  # shutdown() waits for a serve_forever that must be running
+            self.httpd.shutdown()
         self.httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -68,7 +68,7 @@ class GroundTruth:
     shop: dict[str, Any] = field(default_factory=dict)
 
 
-def _settings_default(name: str, fallback: str) -> str:
+def settings_default(name: str, fallback: str) -> str:
     """The app's setting when Django is configured (tests, manage.py), else ``fallback``."""
     try:
         from django.conf import settings
@@ -109,9 +109,9 @@ class DevStore(_Api):
         faults: dict[str, dict[str, Any]] | None = None, install: bool = False,
     ) -> None:
         self.specs = list(shops)
-        self.api_key = api_key or _settings_default("SHOPIFY_API_KEY", "devstore-api-key")
-        self.api_secret = api_secret or _settings_default("SHOPIFY_API_SECRET", "devstore-api-secret")
-        self.app_url = (app_url or _settings_default("APP_URL", "http://127.0.0.1:8000")).rstrip("/")
+        self.api_key = api_key or settings_default("SHOPIFY_API_KEY", "devstore-api-key")
+        self.api_secret = api_secret or settings_default("SHOPIFY_API_SECRET", "devstore-api-secret")
+        self.app_url = (app_url or settings_default("APP_URL", "http://127.0.0.1:8000")).rstrip("/")
         self.app = DevApp.from_toml(api_key=self.api_key, api_secret=self.api_secret, app_url=self.app_url,
                                     toml_path=toml_path)
         self.platform = Platform(self.app, retry_scale=retry_scale, webhook_timeout_s=webhook_timeout_s,
@@ -127,10 +127,11 @@ class DevStore(_Api):
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> DevStore:
+        stores = [spec.build() for spec in self.specs]  # bad data files fail here, before any socket
         self.server = Server(self.platform, host=self._host, port=self._port)
         self.base_url = self.server.base_url
-        for spec in self.specs:
-            self.platform.shop_add(spec.build(), scopes=spec.scopes, seed=spec.seed)
+        for spec, store in zip(self.specs, stores, strict=True):
+            self.platform.shop_add(store, scopes=spec.scopes, seed=spec.seed)
         for shop, knobs in self._faults.items():
             self.platform.faults_set(shop, **knobs)
         if self._install:
@@ -224,9 +225,9 @@ class RemoteDevStore(_Api):
     ) -> None:
         self.specs = list(shops)
         self.shops = [spec.domain for spec in self.specs]
-        self.api_key = api_key or _settings_default("SHOPIFY_API_KEY", "devstore-api-key")
-        self.api_secret = api_secret or _settings_default("SHOPIFY_API_SECRET", "devstore-api-secret")
-        self.app_url = (app_url or _settings_default("APP_URL", "http://127.0.0.1:8000")).rstrip("/")
+        self.api_key = api_key or settings_default("SHOPIFY_API_KEY", "devstore-api-key")
+        self.api_secret = api_secret or settings_default("SHOPIFY_API_SECRET", "devstore-api-secret")
+        self.app_url = (app_url or settings_default("APP_URL", "http://127.0.0.1:8000")).rstrip("/")
         args = [
             sys.executable, "manage.py", "devstore", "serve", "--host", host, "--port", str(port),
             "--api-key", self.api_key, "--api-secret", self.api_secret, "--app-url", self.app_url,

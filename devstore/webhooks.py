@@ -49,7 +49,8 @@ def body_hmac(body: bytes, secret: str) -> str:
 
 
 def iso_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # Shopify sends sub-second precision (e.g. 2023-03-29T18:00:27.877041743Z); microseconds here.
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass
