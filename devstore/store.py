@@ -799,89 +799,13 @@ def _generate_into(store: ShopStore, spec: GeneratorSpec, now: int) -> None:
     created = all_when[order_sort]
     n = len(created)
 
-    # Order values: gamma around each customer's own mean (guests: the population's).
-    base_mean = np.where(all_cust >= 0, mean_value[np.maximum(all_cust, 0)], 55.0 * unit_major)
-    value = rng.gamma(shape=3.0, scale=base_mean / 3.0)
-    subtotal = np.maximum(np.round(value * scale * unit), 1).astype(np.int64)
-    free_ship = subtotal >= 100 * unit_major * scale
-    shipping = np.where(free_ship | (rng.random(n) < 0.3), 0, round(6.5 * unit_major * scale)).astype(np.int64)
-    total = subtotal + shipping
-
-    test = rng.random(n) < 0.01
-    processed = created.copy()
-    imported = rng.random(n) < 0.02  # orders imported from an older system: processedAt before createdAt
-    processed[imported] -= (rng.random(int(imported.sum())) * 200 * DAY).astype(np.int64)
-
-    # Cancellations: half voided before capture, half captured and then fully refunded.
-    cancelled = (rng.random(n) < 0.03) & (created < now - 3600)
-    cancel_at = np.where(cancelled, np.minimum(created + 3600 + (rng.random(n) * 4 * DAY).astype(np.int64), now - 1), 0)
-    voided = cancelled & (rng.random(n) < 0.5)
-    cancel_refund = cancelled & ~voided
-
-    # Refunds on kept orders: dated after the order, partial or full, sometimes two partials.
-    refund_delay = DAY + (rng.exponential(10 * DAY, n)).astype(np.int64)
-    refunded1 = (~cancelled) & (rng.random(n) < 0.08) & (created + refund_delay < now)
-    partial = refunded1 & (rng.random(n) < 0.6)
-    full = refunded1 & ~partial
-    second = partial & (rng.random(n) < 0.15) & (created + 2 * refund_delay < now)
-
-    edited = rng.random(n) < 0.06
-    edit_at = np.minimum(created + (rng.random(n) * 30 * DAY).astype(np.int64), now - 1)
-
-    use_foreign = rng.random(n) < 0.22
-    choices = [c for c in PRESENTMENT_CHOICES if c != store.currency]
-    foreign_pick = rng.integers(0, len(choices), n)
-    tag_pick = rng.integers(0, len(ORDER_TAGS), n)
-
-    order_ids = ORDER_ID_BASE + np.cumsum(rng.integers(1, 60, n))
-
-    # Refund rows.
-    refunds: list[tuple[Any, ...]] = []
-    refunded = np.zeros(n, dtype=np.int64)
-    refunded_sub = np.zeros(n, dtype=np.int64)
-    updated = np.maximum(created, processed)
-    rid = REFUND_ID_BASE
-    share1 = rng.uniform(0.1, 0.7, n)
-    share2 = rng.uniform(0.1, 0.5, n)
-    for i in np.flatnonzero(cancel_refund | refunded1).tolist():
-        oid = int(order_ids[i])
-        if cancel_refund[i]:
-            when_r = int(cancel_at[i])
-            sub_amt, amt = int(subtotal[i]), int(total[i])
-        elif full[i]:
-            when_r = int(created[i] + refund_delay[i])
-            sub_amt, amt = int(subtotal[i]), int(total[i])
-        else:
-            when_r = int(created[i] + refund_delay[i])
-            sub_amt = max(1, int(subtotal[i] * share1[i]))
-            amt = sub_amt
-        rid += 1 + (i % 37)
-        refunds.append((rid, oid, when_r, when_r, amt, sub_amt, None))
-        refunded[i] += amt
-        refunded_sub[i] += sub_amt
-        updated[i] = max(updated[i], when_r)
-        if second[i]:
-            when_2 = int(created[i] + 2 * refund_delay[i])
-            sub2 = max(1, int((subtotal[i] - refunded_sub[i]) * share2[i]))
-            rid += 3
-            refunds.append((rid, oid, when_2, when_2, sub2, sub2, None))
-            refunded[i] += sub2
-            refunded_sub[i] += sub2
-            updated[i] = max(updated[i], when_2)
-    updated = np.where(cancelled, np.maximum(updated, cancel_at), updated)
-    updated = np.where(edited, np.maximum(updated, edit_at), updated)
-
-    status = np.full(n, "paid", dtype=object)
-    status[refunded > 0] = "partially_refunded"
-    status[(refunded >= total) & (refunded > 0)] = "refunded"
-    status[voided] = "voided"
-
     # Customers: ids in creation order; buyers created just before their first purchase.
-    first_buy = np.full(n_cust, np.iinfo(np.int64).max, dtype=np.int64)
     has_c = all_cust >= 0
+    first_buy = np.full(n_cust, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first_buy, all_cust[has_c], created[has_c])
     bought = first_buy < np.iinfo(np.int64).max
     cust_created = np.where(bought, first_buy - (rng.random(n_cust) * 3 * DAY).astype(np.int64), acq)
+    del first_buy
     cust_created = np.minimum(cust_created, now - 60)
     cust_order = np.argsort(cust_created, kind="stable")
     cust_ids_sorted = CUSTOMER_ID_BASE + np.cumsum(rng.integers(1, 60, n_cust))
@@ -889,6 +813,7 @@ def _generate_into(store: ShopStore, spec: GeneratorSpec, now: int) -> None:
     cust_id_of[cust_order] = cust_ids_sorted
     last_buy = np.zeros(n_cust, dtype=np.int64)
     np.maximum.at(last_buy, all_cust[has_c], created[has_c])
+    del has_c
     cust_updated = np.maximum(cust_created, last_buy)
     profile_edit = rng.random(n_cust) < 0.1
     cust_updated = np.where(
@@ -898,21 +823,19 @@ def _generate_into(store: ShopStore, spec: GeneratorSpec, now: int) -> None:
     )
     # Erased customers (GDPR redaction): the record is gone, their orders keep no customer.
     erased = bought & (rng.random(n_cust) < 0.01)
-    order_customer = np.where(has_c, cust_id_of[np.maximum(all_cust, 0)], 0)
-    order_erased = has_c & erased[np.maximum(all_cust, 0)]
-    order_has_customer = has_c & ~order_erased
-
     cust_tags = rng.integers(0, len(CUSTOMER_TAGS), n_cust)
     city_pick = rng.integers(0, len(CITIES), n_cust)
     first_pick = rng.integers(0, len(FIRST_NAMES), n_cust)
     last_pick = rng.integers(0, len(LAST_NAMES), n_cust)
+    order_ids = ORDER_ID_BASE + np.cumsum(rng.integers(1, 60, n))
+    choices = [c for c in PRESENTMENT_CHOICES if c != store.currency]
+    rates = {c: round(rate_between(store.currency, c), 6) for c in choices}
 
-    chunk = 100_000
+    chunk = 50_000
 
     def customer_rows() -> Iterator[tuple[Any, ...]]:
         for lo in range(0, n_cust, chunk):
-            hi = min(lo + chunk, n_cust)
-            idx = cust_order[lo:hi]
+            idx = cust_order[lo : lo + chunk]
             for j, cid, c_at, u_at, ct, cp, fp, lp, er in zip(
                 idx.tolist(),
                 cust_id_of[idx].tolist(),
@@ -929,90 +852,138 @@ def _generate_into(store: ShopStore, spec: GeneratorSpec, now: int) -> None:
                     continue
                 first, last = FIRST_NAMES[fp], LAST_NAMES[lp]
                 city, cc = CITIES[cp]
-                yield (
-                    cid,
-                    c_at,
-                    u_at,
-                    first,
-                    last,
-                    f"{first.lower()}.{j}@example.com",
-                    f"+6421{j:07d}"[:13],
-                    city,
-                    cc,
-                    CUSTOMER_TAGS[ct],
-                    "PROSPECTS",
-                    0,
-                    0,
-                )
+                email = f"{first.lower()}.{j}@example.com"
+                phone = f"+6421{j:07d}"[:13]
+                yield (cid, c_at, u_at, first, last, email, phone, city, cc, CUSTOMER_TAGS[ct], "PROSPECTS", 0, 0)
+
+    # Per-order attributes are drawn chunk by chunk (own stream, so still deterministic): a
+    # million orders never need more than one chunk of attribute arrays in memory.
+    orng = np.random.default_rng(spec.seed + 2)
+    refunds: list[tuple[Any, ...]] = []
+    next_refund = [REFUND_ID_BASE]
 
     def order_rows() -> Iterator[tuple[Any, ...]]:
         for lo in range(0, n, chunk):
             hi = min(lo + chunk, n)
-            for k, (
+            yield from _order_chunk(lo, hi)
+
+    def _order_chunk(lo: int, hi: int) -> Iterator[tuple[Any, ...]]:
+        m = hi - lo
+        c_at = created[lo:hi]
+        owner = all_cust[lo:hi]
+        has_owner = owner >= 0
+        safe_owner = np.maximum(owner, 0)
+        customer_of = np.where(has_owner & ~erased[safe_owner], cust_id_of[safe_owner], -1)
+        # Order values: gamma around each customer's own mean (guests: the population's).
+        base_mean = np.where(has_owner, mean_value[safe_owner], 55.0 * unit_major)
+        subtotal = np.maximum(np.round(orng.gamma(3.0, base_mean / 3.0) * scale * unit), 1).astype(np.int64)
+        free_ship = subtotal >= 100 * unit_major * scale
+        shipping = np.where(free_ship | (orng.random(m) < 0.3), 0, round(6.5 * unit_major * scale)).astype(np.int64)
+        total = subtotal + shipping
+        test = orng.random(m) < 0.01
+        processed = c_at.copy()
+        imported = orng.random(m) < 0.02  # imported from an older system: processedAt before createdAt
+        processed[imported] -= (orng.random(int(imported.sum())) * 200 * DAY).astype(np.int64)
+        # Cancellations: half voided before capture, half captured and then fully refunded.
+        cancelled = (orng.random(m) < 0.03) & (c_at < now - 3600)
+        cancel_at = np.minimum(c_at + 3600 + (orng.random(m) * 4 * DAY).astype(np.int64), now - 1)
+        voided = cancelled & (orng.random(m) < 0.5)
+        # Refunds on kept orders: dated after the order, partial or full, sometimes two partials.
+        delay = DAY + orng.exponential(10 * DAY, m).astype(np.int64)
+        refunded1 = (~cancelled) & (orng.random(m) < 0.08) & (c_at + delay < now)
+        partial = refunded1 & (orng.random(m) < 0.6)
+        second = partial & (orng.random(m) < 0.15) & (c_at + 2 * delay < now)
+        share1 = orng.uniform(0.1, 0.7, m)
+        share2 = orng.uniform(0.1, 0.5, m)
+        edited = orng.random(m) < 0.06
+        edit_at = np.minimum(c_at + (orng.random(m) * 30 * DAY).astype(np.int64), now - 1)
+        use_foreign = orng.random(m) < 0.22
+        foreign_pick = orng.integers(0, len(choices), m)
+        tag_pick = orng.integers(0, len(ORDER_TAGS), m)
+        updated = np.maximum(c_at, processed)
+        updated = np.where(cancelled, np.maximum(updated, cancel_at), updated)
+        updated = np.where(edited, np.maximum(updated, edit_at), updated)
+        refunded = np.zeros(m, dtype=np.int64)
+        refunded_sub = np.zeros(m, dtype=np.int64)
+        rid = next_refund[0]
+        for k in np.flatnonzero((cancelled & ~voided) | refunded1).tolist():
+            i = lo + k
+            oid = int(order_ids[i])
+            if cancelled[k]:
+                when_r = int(cancel_at[k])
+                sub_amt, amt = int(subtotal[k]), int(total[k])
+            elif not partial[k]:
+                when_r = int(c_at[k] + delay[k])
+                sub_amt, amt = int(subtotal[k]), int(total[k])
+            else:
+                when_r = int(c_at[k] + delay[k])
+                sub_amt = max(1, int(subtotal[k] * share1[k]))
+                amt = sub_amt
+            rid += 1 + (i % 37)
+            refunds.append((rid, oid, when_r, when_r, amt, sub_amt, None))
+            refunded[k] += amt
+            refunded_sub[k] += sub_amt
+            updated[k] = max(updated[k], when_r)
+            if second[k]:
+                when_2 = int(c_at[k] + 2 * delay[k])
+                sub2 = max(1, int((subtotal[k] - refunded_sub[k]) * share2[k]))
+                rid += 3
+                refunds.append((rid, oid, when_2, when_2, sub2, sub2, None))
+                refunded[k] += sub2
+                refunded_sub[k] += sub2
+                updated[k] = max(updated[k], when_2)
+        next_refund[0] = rid
+        for k, (oid, cid, ca_, pa_, ua_, canc, cx, vd, tst, fr, fp, sub, shp, tot, ref, rsub, tg) in enumerate(
+            zip(
+                order_ids[lo:hi].tolist(),
+                customer_of.tolist(),
+                c_at.tolist(),
+                processed.tolist(),
+                updated.tolist(),
+                cancelled.tolist(),
+                cancel_at.tolist(),
+                voided.tolist(),
+                test.tolist(),
+                use_foreign.tolist(),
+                foreign_pick.tolist(),
+                subtotal.tolist(),
+                shipping.tolist(),
+                total.tolist(),
+                refunded.tolist(),
+                refunded_sub.tolist(),
+                tag_pick.tolist(),
+                strict=True,
+            )
+        ):
+            i = lo + k
+            if vd:
+                status = "voided"
+            elif ref <= 0:
+                status = "paid"
+            else:
+                status = "refunded" if ref >= tot else "partially_refunded"
+            pres = choices[fp] if fr else store.currency
+            yield (
                 oid,
-                hc,
-                cid,
-                c_at,
-                p_at,
-                u_at,
-                canc,
-                ca,
-                tst,
-                st,
-                fr,
-                fp,
+                1001 + i,
+                cid if cid >= 0 else None,
+                f"buyer{i}@example.com",
+                ca_,
+                pa_,
+                ua_,
+                cx if canc else None,
+                ("customer" if vd else "declined") if canc else None,
+                1 if tst else 0,
+                status,
+                pres,
+                rates[pres] if fr else 1.0,
                 sub,
                 shp,
                 tot,
                 ref,
                 rsub,
-                tg,
-            ) in enumerate(
-                zip(
-                    order_ids[lo:hi].tolist(),
-                    order_has_customer[lo:hi].tolist(),
-                    order_customer[lo:hi].tolist(),
-                    created[lo:hi].tolist(),
-                    processed[lo:hi].tolist(),
-                    updated[lo:hi].tolist(),
-                    cancelled[lo:hi].tolist(),
-                    cancel_at[lo:hi].tolist(),
-                    test[lo:hi].tolist(),
-                    status[lo:hi].tolist(),
-                    use_foreign[lo:hi].tolist(),
-                    foreign_pick[lo:hi].tolist(),
-                    subtotal[lo:hi].tolist(),
-                    shipping[lo:hi].tolist(),
-                    total[lo:hi].tolist(),
-                    refunded[lo:hi].tolist(),
-                    refunded_sub[lo:hi].tolist(),
-                    tag_pick[lo:hi].tolist(),
-                    strict=True,
-                )
-            ):
-                i = lo + k
-                pres = choices[fp] if fr else store.currency
-                yield (
-                    oid,
-                    1001 + i,
-                    cid if hc else None,
-                    f"buyer{i}@example.com",
-                    c_at,
-                    p_at,
-                    u_at,
-                    ca if canc else None,
-                    ("customer" if st == "voided" else "declined") if canc else None,
-                    1 if tst else 0,
-                    st,
-                    pres,
-                    round(rate_between(store.currency, pres), 6) if fr else 1.0,
-                    sub,
-                    shp,
-                    tot,
-                    ref,
-                    rsub,
-                    ORDER_TAGS[tg],
-                )
+                ORDER_TAGS[tg],
+            )
 
     store.insert_rows(customers=customer_rows(), orders=order_rows(), refunds=refunds)
     store.customer_stats_refresh()

@@ -12,40 +12,43 @@ https://shopify.dev/docs/apps/launch/protected-customer-data
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
-from devstore.store import ShopStore
-from tests.devstore.gql import BASIC_SCOPES, NOW, gql, small_shop
+from tests.devstore.gql import BASIC_SCOPES, NOW, Api, api_shop
 
 DECIMAL = re.compile(r"^\d+\.\d{1,2}$")
 UTC_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
 @pytest.fixture(scope="module")
-def shop() -> ShopStore:
-    store, _ = small_shop(name="api", customers=150, months=24)
-    # The clock is frozen here, so the cost bucket would never refill; throttling has its own tests.
-    store.faults["throttle_bucket_size"] = 10**9
-    return store
+def shop() -> Iterator[Api]:
+    with api_shop("api", customers=150, months=24) as api:
+        # The clock is frozen here, so the cost bucket would never refill; throttling has its own tests.
+        api.store.faults["throttle_bucket_size"] = 10**9
+        yield api
 
 
 @pytest.fixture(scope="module")
-def truth(shop: ShopStore) -> dict:
-    return shop.ground_truth()
+def truth(shop: Api) -> dict:
+    return shop.store.ground_truth()
 
 
 def iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_shop(shop: ShopStore) -> None:
-    status, body = gql(shop, "{ shop { id name myshopifyDomain currencyCode ianaTimezone plan { displayName publicDisplayName shopifyPlus partnerDevelopment } } }")
+def test_shop(shop: Api) -> None:
+    status, body = shop.gql(
+        "{ shop { id name myshopifyDomain currencyCode ianaTimezone"
+        " plan { displayName publicDisplayName shopifyPlus partnerDevelopment } } }"
+    )
     assert status == 200
     assert body["data"]["shop"] == {
-        "id": f"gid://shopify/Shop/{shop.shop_id}",
+        "id": f"gid://shopify/Shop/{shop.store.shop_id}",
         "name": "Api",
         "myshopifyDomain": "api.myshopify.com",
         "currencyCode": "NZD",
@@ -68,16 +71,16 @@ ORDER_FIELDS = """
 """
 
 
-def all_orders(shop: ShopStore, *, sort_key: str, reverse: bool = False, query: str | None = None,
+def all_orders(shop: Api, *, sort_key: str, reverse: bool = False, query: str | None = None,
                page: int = 13) -> list[dict]:
     out: list[dict] = []
     after = None
     while True:
-        status, body = gql(
-            shop,
+        status, body = shop.gql(
             "query($first: Int!, $after: String, $sortKey: OrderSortKeys, $reverse: Boolean, $query: String) {"
             " orders(first: $first, after: $after, sortKey: $sortKey, reverse: $reverse, query: $query) {"
-            f" pageInfo {{ hasNextPage hasPreviousPage endCursor }} edges {{ cursor node {{ {ORDER_FIELDS} }} }} }} }}",
+            " pageInfo { hasNextPage hasPreviousPage endCursor }"
+            f" edges {{ cursor node {{ {ORDER_FIELDS} }} }} }} }}",
             {"first": page, "after": after, "sortKey": sort_key, "reverse": reverse, "query": query},
         )
         assert status == 200, body
@@ -91,7 +94,7 @@ def all_orders(shop: ShopStore, *, sort_key: str, reverse: bool = False, query: 
         after = conn["pageInfo"]["endCursor"]
 
 
-def test_orders_match_ground_truth_field_by_field(shop: ShopStore, truth: dict) -> None:
+def test_orders_match_ground_truth_field_by_field(shop: Api, truth: dict) -> None:
     nodes = all_orders(shop, sort_key="ID")
     expected = sorted(truth["orders"], key=lambda o: o["shopify_id"])
     assert [n["legacyResourceId"] for n in nodes] == [str(o["shopify_id"]) for o in expected]
@@ -128,9 +131,9 @@ def test_orders_match_ground_truth_field_by_field(shop: ShopStore, truth: dict) 
         assert o["current_subtotal"] == o["subtotal"] - line_total
 
 
-def test_money_is_a_moneybag_of_decimal_strings(shop: ShopStore, truth: dict) -> None:
+def test_money_is_a_moneybag_of_decimal_strings(shop: Api, truth: dict) -> None:
     foreign = next(o for o in truth["orders"] if o["presentment_currency"] not in ("NZD",))
-    status, body = gql(shop, "query($id: ID!) { order(id: $id) { totalPriceSet { shopMoney { amount currencyCode } "
+    status, body = shop.gql("query($id: ID!) { order(id: $id) { totalPriceSet { shopMoney { amount currencyCode } "
                              "presentmentMoney { amount currencyCode } } } }",
                        {"id": f"gid://shopify/Order/{foreign['shopify_id']}"})
     bag = body["data"]["order"]["totalPriceSet"]
@@ -147,7 +150,7 @@ def test_money_is_a_moneybag_of_decimal_strings(shop: ShopStore, truth: dict) ->
 
 @pytest.mark.parametrize(("sort_key", "field"), [("UPDATED_AT", "updated_at"), ("PROCESSED_AT", "processed_at"),
                                                  ("CREATED_AT", "created_at")])
-def test_sort_keys_and_reverse(shop: ShopStore, truth: dict, sort_key: str, field: str) -> None:
+def test_sort_keys_and_reverse(shop: Api, truth: dict, sort_key: str, field: str) -> None:
     expected = [str(o["shopify_id"]) for o in sorted(truth["orders"], key=lambda o: (o[field], o["shopify_id"]))]
     got = [n["legacyResourceId"] for n in all_orders(shop, sort_key=sort_key)]
     assert got == expected
@@ -155,14 +158,12 @@ def test_sort_keys_and_reverse(shop: ShopStore, truth: dict, sort_key: str, fiel
     assert got_rev == expected[::-1]
 
 
-def test_backward_pagination_with_last_and_before(shop: ShopStore, truth: dict) -> None:
+def test_backward_pagination_with_last_and_before(shop: Api, truth: dict) -> None:
     expected = [str(o["shopify_id"]) for o in sorted(truth["orders"], key=lambda o: (o["updated_at"], o["shopify_id"]))]
     got: list[str] = []
     before = None
     while True:
-        status, body = gql(
-            shop,
-            "query($before: String) { orders(last: 50, before: $before, sortKey: UPDATED_AT) {"
+        status, body = shop.gql("query($before: String) { orders(last: 50, before: $before, sortKey: UPDATED_AT) {"
             " pageInfo { hasNextPage hasPreviousPage startCursor } nodes { legacyResourceId } } }",
             {"before": before},
         )
@@ -175,16 +176,16 @@ def test_backward_pagination_with_last_and_before(shop: ShopStore, truth: dict) 
     assert got == expected
 
 
-def test_first_or_last_is_required_and_capped(shop: ShopStore) -> None:
-    status, body = gql(shop, "{ orders { nodes { id } } }")
+def test_first_or_last_is_required_and_capped(shop: Api) -> None:
+    status, body = shop.gql("{ orders { nodes { id } } }")
     assert status == 200
     assert body["errors"][0]["message"] == "you must provide one of first or last"
     assert body["errors"][0]["path"] == ["orders"]
-    status, body = gql(shop, "{ customers(first: 251) { nodes { id } } }")
+    status, body = shop.gql("{ customers(first: 251) { nodes { id } } }")
     assert "250" in body["errors"][0]["message"]
 
 
-def test_query_filter_with_quoted_dates(shop: ShopStore, truth: dict) -> None:
+def test_query_filter_with_quoted_dates(shop: Api, truth: dict) -> None:
     cutoff = datetime(2026, 6, 1, tzinfo=UTC)
     query = "updated_at:>='2026-06-01T00:00:00Z'"
     got = {n["legacyResourceId"] for n in all_orders(shop, sort_key="UPDATED_AT", query=query)}
@@ -203,18 +204,18 @@ def test_query_filter_with_quoted_dates(shop: ShopStore, truth: dict) -> None:
     assert got == expected
 
 
-def test_date_without_time_is_midnight_in_the_shop_zone(shop: ShopStore, truth: dict) -> None:
+def test_date_without_time_is_midnight_in_the_shop_zone(shop: Api, truth: dict) -> None:
     # 2026-07-01 in Pacific/Auckland (NZST, +12:00) starts at 2026-06-30T12:00:00Z.
     start = datetime(2026, 6, 30, 12, tzinfo=UTC)
-    status, body = gql(shop, '{ ordersCount(query: "processed_at:>=2026-07-01") { count precision } }')
+    status, body = shop.gql('{ ordersCount(query: "processed_at:>=2026-07-01") { count precision } }')
     expected = sum(1 for o in truth["orders"] if o["processed_at"] >= start)
     assert body["data"]["ordersCount"] == {"count": expected, "precision": "EXACT"}
 
 
-def test_status_and_unknown_search_fields(shop: ShopStore, truth: dict) -> None:
-    status, body = gql(shop, '{ ordersCount(query: "status:cancelled") { count } }')
+def test_status_and_unknown_search_fields(shop: Api, truth: dict) -> None:
+    status, body = shop.gql('{ ordersCount(query: "status:cancelled") { count } }')
     assert body["data"]["ordersCount"]["count"] == sum(1 for o in truth["orders"] if o["cancelled_at"])
-    status, body = gql(shop, '{ ordersCount(query: "colour:blue") { count } }')
+    status, body = shop.gql('{ ordersCount(query: "colour:blue") { count } }')
     # Unknown fields are ignored with a warning, as Shopify does.
     assert body["data"]["ordersCount"]["count"] == len(truth["orders"])
     (warning,) = body["extensions"]["search"]
@@ -222,8 +223,8 @@ def test_status_and_unknown_search_fields(shop: ShopStore, truth: dict) -> None:
     assert warning["warnings"] == [{"field": "colour", "message": "Invalid search field for this query."}]
 
 
-def test_counts_and_their_limit(shop: ShopStore, truth: dict) -> None:
-    status, body = gql(shop, "{ ordersCount { count precision } customersCount { count precision } "
+def test_counts_and_their_limit(shop: Api, truth: dict) -> None:
+    status, body = shop.gql("{ ordersCount { count precision } customersCount { count precision } "
                              "few: ordersCount(limit: 5) { count precision } "
                              "all: ordersCount(limit: null) { count precision } }")
     data = body["data"]
@@ -233,14 +234,16 @@ def test_counts_and_their_limit(shop: ShopStore, truth: dict) -> None:
     assert data["all"] == {"count": len(truth["orders"]), "precision": "EXACT"}
 
 
-def test_customers_pagination_and_fields(shop: ShopStore, truth: dict) -> None:
+def test_customers_pagination_and_fields(shop: Api, truth: dict) -> None:
     got: list[dict] = []
     after = None
     while True:
-        status, body = gql(shop, "query($after: String) { customers(first: 40, after: $after, sortKey: UPDATED_AT) {"
-                                 " pageInfo { hasNextPage endCursor } nodes { id legacyResourceId createdAt updatedAt"
-                                 " numberOfOrders amountSpent { amount currencyCode } tags statistics { rfmGroup } } } }",
-                           {"after": after})
+        status, body = shop.gql(
+            "query($after: String) { customers(first: 40, after: $after, sortKey: UPDATED_AT) {"
+            " pageInfo { hasNextPage endCursor } nodes { id legacyResourceId createdAt updatedAt"
+            " numberOfOrders amountSpent { amount currencyCode } tags statistics { rfmGroup } } } }",
+            {"after": after},
+        )
         conn = body["data"]["customers"]
         got.extend(conn["nodes"])
         if not conn["pageInfo"]["hasNextPage"]:
@@ -257,13 +260,11 @@ def test_customers_pagination_and_fields(shop: ShopStore, truth: dict) -> None:
         assert UTC_TIME.match(node["updatedAt"])
 
 
-def test_node_lookup(shop: ShopStore, truth: dict) -> None:
+def test_node_lookup(shop: Api, truth: dict) -> None:
     order = truth["orders"][3]
     customer = truth["customers"][2]
     refund = truth["refunds"][0]
-    status, body = gql(
-        shop,
-        "query($o: ID!, $c: ID!, $r: ID!) { o: node(id: $o) { __typename id ... on Order { name } }"
+    status, body = shop.gql("query($o: ID!, $c: ID!, $r: ID!) { o: node(id: $o) { __typename id ... on Order { name } }"
         " c: node(id: $c) { id ... on Customer { numberOfOrders } } r: node(id: $r) { id ... on Refund {"
         " totalRefundedSet { shopMoney { amount } } } } missing: node(id: \"gid://shopify/Order/1\") { id } }",
         {"o": f"gid://shopify/Order/{order['shopify_id']}", "c": f"gid://shopify/Customer/{customer['shopify_id']}",
@@ -275,14 +276,14 @@ def test_node_lookup(shop: ShopStore, truth: dict) -> None:
     assert data["c"]["numberOfOrders"] == str(customer["number_of_orders"])
     assert Decimal(data["r"]["totalRefundedSet"]["shopMoney"]["amount"]) == refund["amount"]
     assert data["missing"] is None
-    status, body = gql(shop, '{ node(id: "not-a-gid") { id } }')
+    status, body = shop.gql('{ node(id: "not-a-gid") { id } }')
     assert status == 200
     assert body["errors"][0]["message"] == "Invalid global id 'not-a-gid'"
 
 
-def test_unknown_field_error_has_shopifys_shape(shop: ShopStore) -> None:
+def test_unknown_field_error_has_shopifys_shape(shop: Api) -> None:
     # graphql-ruby's undefinedField error, as the Admin API returns it (HTTP 200, no data).
-    status, body = gql(shop, "{ orders(first: 1) { nodes { id colour } } }")
+    status, body = shop.gql("{ orders(first: 1) { nodes { id colour } } }")
     assert status == 200
     assert "data" not in body
     assert body["errors"] == [{
@@ -291,31 +292,31 @@ def test_unknown_field_error_has_shopifys_shape(shop: ShopStore) -> None:
         "path": ["query", "orders", "nodes", "colour"],
         "extensions": {"code": "undefinedField", "typeName": "Order", "fieldName": "colour"},
     }]
-    status, body = gql(shop, "{ orders(first: 1, colour: 2) { nodes { id } } }")
+    status, body = shop.gql("{ orders(first: 1, colour: 2) { nodes { id } } }")
     assert body["errors"][0]["extensions"]["code"] == "argumentNotAccepted"
     assert body["errors"][0]["message"] == "Field 'orders' doesn't accept argument 'colour'"
 
 
-def test_sixty_days_without_read_all_orders(shop: ShopStore, truth: dict) -> None:
+def test_sixty_days_without_read_all_orders(shop: Api, truth: dict) -> None:
     scopes = frozenset({"read_orders", "read_customers"})
     floor = NOW - 60 * 86400
     recent = [o for o in truth["orders"] if o["created_at"].timestamp() >= floor]
     old = next(o for o in truth["orders"] if o["created_at"].timestamp() < floor)
-    status, body = gql(shop, "{ ordersCount { count } orders(first: 250, sortKey: ID) { nodes { legacyResourceId } } }",
+    status, body = shop.gql("{ ordersCount { count } orders(first: 250, sortKey: ID) { nodes { legacyResourceId } } }",
                        scopes=scopes)
     assert "errors" not in body  # silently: no error, no warning
     assert body["data"]["ordersCount"]["count"] == len(recent)
     assert [n["legacyResourceId"] for n in body["data"]["orders"]["nodes"]] == sorted(
         str(o["shopify_id"]) for o in recent
     )
-    status, body = gql(shop, "query($id: ID!) { node(id: $id) { id } }",
+    status, body = shop.gql("query($id: ID!) { node(id: $id) { id } }",
                        {"id": f"gid://shopify/Order/{old['shopify_id']}"}, scopes=scopes)
     assert body["data"]["node"] is None
     assert 0 < len(recent) < len(truth["orders"])
 
 
-def test_protected_customer_data_is_null_with_an_error(shop: ShopStore, truth: dict) -> None:
-    status, body = gql(shop, "{ customers(first: 2, sortKey: ID) { nodes { id firstName email numberOfOrders } } }",
+def test_protected_customer_data_is_null_with_an_error(shop: Api, truth: dict) -> None:
+    status, body = shop.gql("{ customers(first: 2, sortKey: ID) { nodes { id firstName email numberOfOrders } } }",
                        scopes=BASIC_SCOPES)
     assert status == 200
     nodes = body["data"]["customers"]["nodes"]
@@ -326,13 +327,13 @@ def test_protected_customer_data_is_null_with_an_error(shop: ShopStore, truth: d
     assert ["customers", "nodes", 0, "firstName"] in paths
     assert ["customers", "nodes", 1, "email"] in paths
     assert all(e["extensions"]["code"] == "ACCESS_DENIED" for e in body["errors"])
-    status, body = gql(shop, "{ customers(first: 1) { nodes { firstName email } } }")
+    status, body = shop.gql("{ customers(first: 1) { nodes { firstName email } } }")
     assert "errors" not in body
     assert body["data"]["customers"]["nodes"][0]["email"].endswith("@example.com")
 
 
-def test_missing_scope_is_access_denied(shop: ShopStore) -> None:
-    status, body = gql(shop, "{ orders(first: 1) { nodes { id } } }", scopes=frozenset({"read_customers"}))
+def test_missing_scope_is_access_denied(shop: Api) -> None:
+    status, body = shop.gql("{ orders(first: 1) { nodes { id } } }", scopes=frozenset({"read_customers"}))
     assert status == 200
     assert body["data"] is None
     (error,) = body["errors"]
@@ -340,8 +341,8 @@ def test_missing_scope_is_access_denied(shop: ShopStore) -> None:
     assert error["message"] == "Access denied for orders field. Required access: `read_orders` access scope."
 
 
-def test_bad_cursor_and_bad_body(shop: ShopStore) -> None:
-    status, body = gql(shop, '{ orders(first: 2, after: "bm9wZQ==") { nodes { id } } }')
+def test_bad_cursor_and_bad_body(shop: Api) -> None:
+    status, body = shop.gql('{ orders(first: 2, after: "bm9wZQ==") { nodes { id } } }')
     assert body["errors"][0]["message"] == "Invalid cursor for current pagination sort."
-    status, headers, raw = shop.handle_graphql(BASIC_SCOPES, b"{not json")
-    assert status == 400
+    resp = shop.post(b"{not json", scopes=BASIC_SCOPES)
+    assert resp.status_code == 400

@@ -110,8 +110,10 @@ def test_ground_truth_follows_the_events(traded: tuple[ShopStore, list]) -> None
     customers = {c["shopify_id"] for c in truth["customers"]}
     deleted_orders = {p["id"] for t, p in events if t == "orders/delete"}
     deleted_customers = {p["id"] for t, p in events if t == "customers/delete"}
-    assert deleted_orders and not deleted_orders & set(orders)
-    assert deleted_customers and not deleted_customers & customers
+    assert deleted_orders
+    assert not deleted_orders & set(orders)
+    assert deleted_customers
+    assert not deleted_customers & customers
     last_update: dict[int, dict] = {}
     for topic, payload in events:
         if topic in ("orders/create", "orders/updated", "orders/cancelled"):
