@@ -171,8 +171,8 @@ class Registry:
         self.codes: dict[str, AuthCode] = {}
         self.clock_offset = 0.0
         self.lock = threading.RLock()
-        # Called with (shop, install) after an install and (shop, None) after an uninstall.
-        self.on_install_change: list[Callable[[str, Install | None], None]] = []
+        # Called with (shop, install now or None, install before or None) after every change.
+        self.on_install_change: list[Callable[[str, Install | None, Install | None], None]] = []
 
     # -- time ------------------------------------------------------------------------------
 
@@ -211,10 +211,11 @@ class Registry:
             existing = self.installs.get(shop)
             if existing is not None and existing.scopes == granted:
                 return existing
-            install = Install(shop=shop, scopes=granted, installed_at=self.now())
+            install = Install(shop=shop, scopes=granted,
+                              installed_at=existing.installed_at if existing else self.now())
             self.installs[shop] = install
         for callback in self.on_install_change:
-            callback(shop, install)
+            callback(shop, install, existing)
         return install
 
     def installed(self, shop: str) -> Install | None:
@@ -224,7 +225,8 @@ class Registry:
         """Removes the install and every token; the caller delivers app/uninstalled."""
         shop = shop_domain(shop)
         with self.lock:
-            if self.installs.pop(shop, None) is None:
+            previous = self.installs.pop(shop, None)
+            if previous is None:
                 return False
             self.tokens_revoke(shop)
             store = self.shops.get(shop)
@@ -234,7 +236,7 @@ class Registry:
                     s for s in store.webhook_subscriptions if s.get("app_id", self.app.api_key) != self.app.api_key
                 ]
         for callback in self.on_install_change:
-            callback(shop, None)
+            callback(shop, None, previous)
         return True
 
     # -- tokens ----------------------------------------------------------------------------

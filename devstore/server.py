@@ -22,7 +22,7 @@ import re
 import threading
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -112,6 +112,7 @@ class Platform:
         self._fault_rngs: dict[str, random.Random] = {}
         self._live_thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.registry.on_install_change.append(self._install_changed)
 
     # -- shops -----------------------------------------------------------------------------
 
@@ -177,6 +178,20 @@ class Platform:
 
     def install(self, shop: str, *, scopes: Iterable[str] | None = None) -> Install:
         return self.registry.install(shop, scopes=scopes)
+
+    def _install_changed(self, shop: str, install: Install | None, previous: Install | None) -> None:
+        """A reinstall that grants other scopes sends app/scopes_update (webhooks reference, 2026-10)."""
+        if install is None or previous is None or install.scopes == previous.scopes:
+            return
+        store = self.store(shop)
+        payload = {
+            "id": store.shop_id % 1_000_000_000 + 1,
+            "shop_id": store.shop_id,
+            "previous": sorted(previous.scopes),
+            "current": sorted(install.scopes),
+            "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        self.event(shop, "app/scopes_update", payload)
 
     def uninstall(self, shop: str) -> bool:
         shop = shop_domain(shop)

@@ -336,3 +336,17 @@ def test_live_step_is_deterministic_for_a_seed(receiver: Receiver, toml_path: Pa
     first, second = run(), run()
     assert first == second
     assert len(first) >= 12
+
+
+def test_changed_grant_sends_app_scopes_update(receiver: Receiver, toml_path: Path) -> None:
+    toml_path.write_text(TOML.replace('"app/uninstalled",', '"app/uninstalled", "app/scopes_update",'))
+    with devstore(receiver, toml_path) as ds:
+        ds.install("acme")
+        ds.install("acme")  # same scopes: nothing to say
+        ds.install("acme", scopes="read_orders,read_customers")
+        assert ds.wait_webhooks(10)
+    assert receiver.topics() == ["app/scopes_update"]
+    payload = receiver.received[0].json()
+    assert payload["previous"] == ["read_all_orders", "read_customers", "read_orders"]
+    assert payload["current"] == ["read_customers", "read_orders"]
+    assert {"id", "shop_id", "updated_at"} <= set(payload)
