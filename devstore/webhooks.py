@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 # 1 + 8 attempts; the gaps double from a minute and end four hours after the first try.
 DEFAULT_RETRY_SCHEDULE_S = (60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 3840.0, 6780.0)
 DELIVERY_TIMEOUT_S = 5.0
+# The log keeps finished deliveries up to this many (a live demo runs for hours); pending ones always.
+LOG_LIMIT = 20_000
 CONNECT_TIMEOUT_S = 1.0  # "1 second to accept the connection and 5 seconds to respond"
 USER_AGENT = "Shopify-Captain-Hook"
 
@@ -105,6 +107,7 @@ class WebhookDispatcher:
         self.retry_schedule = tuple(retry_schedule)
         self.timeout_s = timeout_s
         self.log: list[Delivery] = []
+        self._seq = 0
         self._heap: list[tuple[float, int, int, Delivery]] = []  # (due, order, attempt, delivery)
         self._order = 0
         self._cond = threading.Condition()
@@ -129,7 +132,7 @@ class WebhookDispatcher:
         out = []
         with self._cond:
             for url in urls:
-                delivery = Delivery(seq=len(self.log) + 1, shop=shop, topic=topic, url=url, body=body,
+                delivery = Delivery(seq=self._next_seq(), shop=shop, topic=topic, url=url, body=body,
                                     webhook_id=str(uuid.uuid4()), event_id=event_id, triggered_at=triggered,
                                     api_version=api_version)
                 self.log.append(delivery)
@@ -143,14 +146,31 @@ class WebhookDispatcher:
                     delay = float(faults.get("webhook_reorder_delay_ms") or 300) / 1000
                 self._push(delivery, time.monotonic() + delay, attempt=0)
                 if self._rng.random() < float(faults.get("webhook_duplicate_rate") or 0):
-                    twin = Delivery(seq=len(self.log) + 1, shop=shop, topic=topic, url=url, body=body,
+                    twin = Delivery(seq=self._next_seq(), shop=shop, topic=topic, url=url, body=body,
                                     webhook_id=delivery.webhook_id, event_id=event_id, triggered_at=triggered,
                                     api_version=api_version, duplicate=True)
                     self.log.append(twin)
                     out.append(twin)
                     self._push(twin, time.monotonic() + delay + 0.01, attempt=0)
+            if len(self.log) > LOG_LIMIT:
+                self._trim()
             self._cond.notify_all()
         return out
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _trim(self) -> None:
+        """Forget the oldest finished half of the log."""
+        excess = len(self.log) - LOG_LIMIT // 2
+        kept: list[Delivery] = []
+        for delivery in self.log:
+            if excess > 0 and delivery.state != "pending":
+                excess -= 1
+                continue
+            kept.append(delivery)
+        self.log = kept
 
     def _push(self, delivery: Delivery, due: float, *, attempt: int) -> None:
         self._order += 1

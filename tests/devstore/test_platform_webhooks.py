@@ -350,3 +350,20 @@ def test_changed_grant_sends_app_scopes_update(receiver: Receiver, toml_path: Pa
     assert payload["previous"] == ["read_all_orders", "read_customers", "read_orders"]
     assert payload["current"] == ["read_customers", "read_orders"]
     assert {"id", "shop_id", "updated_at"} <= set(payload)
+
+
+def test_the_delivery_log_forgets_old_finished_deliveries(receiver: Receiver, toml_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from devstore import webhooks
+
+    monkeypatch.setattr(webhooks, "LOG_LIMIT", 10)
+    with devstore(receiver, toml_path) as ds:
+        ds.install("acme")
+        ds.set_faults("acme", webhook_drop_rate=1.0)  # finished at once
+        for i in range(30):
+            ds.emit("orders/create", {"id": i}, shop="acme")
+        log = ds.deliveries("acme")
+    assert len(log) <= 10
+    assert [d["seq"] for d in log] == sorted({d["seq"] for d in log})
+    assert log[-1]["seq"] == 30
+    assert log[-1]["payload"] == {"id": 29}
