@@ -91,7 +91,11 @@ class AnalyticsSnapshot(models.Model):
 class CustomerScore(models.Model):
     """One row of the RFM customer table of a snapshot (customers with an order in the period)."""
 
-    snapshot = models.ForeignKey(AnalyticsSnapshot, on_delete=models.CASCADE, related_name="customer_scores")
+    # No database constraint or single-column index: a refresh writes 250k rows in one statement,
+    # and a per-row foreign key check costs more than the rest of the insert. Rows are only
+    # written by snapshot_refresh for its own snapshot; Django still cascades deletes.
+    snapshot = models.ForeignKey(AnalyticsSnapshot, on_delete=models.CASCADE, related_name="customer_scores",
+                                 db_constraint=False, db_index=False)
     customer_shopify_id = models.BigIntegerField()
     recency_days = models.IntegerField()
     frequency = models.IntegerField()

@@ -59,7 +59,8 @@ FORMULAS = {
 def lifespan_for(raw: Raw, params: ReportParams, bounds: Bounds) -> tuple[Fraction, str]:
     if params.lifespan_override_years is not None:
         return frac(params.lifespan_override_years), "override"
-    enough_history = raw.first_order_at is not None and raw.first_order_at <= bounds.history_needed_before
+    enough_history = (raw.first_order_date is not None
+                      and raw.first_order_date <= bounds.history_needed_before.date())
     if enough_history and raw.lost_customers > 0 and raw.customers_at_start > 0:
         return Fraction(raw.customers_at_start * params.period_days, 365 * raw.lost_customers), "churn"
     return DEFAULT_LIFESPAN, "default"
@@ -181,7 +182,7 @@ def warnings_for(raw: Raw, params: ReportParams, bounds: Bounds, source: str,
     if raw.customers_at_start and raw.customers_at_start < SMALL_SAMPLE:
         w.append(f"Retention and churn rest on {raw.customers_at_start} customers at the period's start "
                  f"(fewer than {SMALL_SAMPLE}).")
-    if raw.first_order_at is not None and raw.first_order_at > bounds.start:
+    if raw.first_order_date is not None and raw.first_order_date > bounds.start_date:
         w.append("The shop's first counted order is after the period's start: the period covers less "
                  f"history than its {params.period_days} days.")
     if source == "default":

@@ -11,7 +11,7 @@ over those. Python receives counts and exact Decimal sums and does the last divi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -42,7 +42,7 @@ class Raw:
     total: Aggregate = field(default_factory=Aggregate)
     customers_ever: int = 0
     repeat_ever: int = 0
-    first_order_at: datetime | None = None
+    first_order_date: date | None = None
     customers_at_start: int = 0
     customers_at_end: int = 0
     new_customers: int = 0
@@ -99,15 +99,43 @@ def _score_sql(params: ReportParams) -> tuple[str, str, str]:
     return r, f, m
 
 
+TEMP_TABLES = ("an_ev", "an_rf", "an_cu", "an_rfm", "an_cs", "an_ours", "an_rec")
+
+
+def _median_from_counts(counts: list[tuple[int, int]]) -> float | None:
+    """Exact median (mean of the two middle values when even) of a value -> count histogram."""
+    total = sum(n for _, n in counts)
+    if total == 0:
+        return None
+    lo_rank, hi_rank = (total - 1) // 2, total // 2
+    seen, lo = 0, None
+    for value, n in sorted(counts):
+        if lo is None and seen + n > lo_rank:
+            lo = value
+        if seen + n > hi_rank:
+            return (lo + value) / 2 if lo is not None else float(value)
+        seen += n
+    return None
+
+
 def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams, bounds: Bounds,
                     snapshot_id: int | None = None) -> Raw:
-    """Run every aggregate for the shop inside the caller's transaction (temp tables drop on commit)."""
+    """Run every aggregate for the shop inside the caller's transaction (temp tables drop on commit).
+
+    The shop's counted orders are read once, sorted by customer and time, into ``an_ev`` with
+    their gap to the customer's previous order, the customer's first order date, and whether
+    the row opens a new month or year for that customer; everything else aggregates that
+    table (or the per-customer table built from it) without sorting the orders again. Every
+    period boundary is a local midnight, so comparing instants equals comparing local dates.
+    """
     value_col, refund_col = _value_sql(params)
     excluded = _excluded_sql(params)
     args: dict[str, Any] = {
         "shop": shop_id, "tz": bounds.tz, "start": bounds.start, "end": bounds.end,
         "end_date": bounds.end_date, "a_start": bounds.active_from_at_start, "a_end": bounds.active_from_at_end,
-        "half": bounds.half_window_at_end, "first_cohort": bounds.first_cohort_month,
+        "half": bounds.half_window_at_end, "start_date": bounds.start_date,
+        "a_start_date": bounds.active_from_at_start.date(), "a_end_date": bounds.active_from_at_end.date(),
+        "half_date": bounds.half_window_at_end.date(), "first_cohort": bounds.first_cohort_month,
         "last_month": bounds.last_month, "tags": params.settings_dict()["excluded_order_tags"],
         "snapshot": snapshot_id,
     }
@@ -115,70 +143,80 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
                f"AND o.customer_shopify_id IS NOT NULL AND o.processed_at < %(end)s AND NOT {excluded}")
     raw = Raw()
     cursor.execute("SET LOCAL work_mem = '256MB'")
-    for name in ("an_ev", "an_cu", "an_cm", "an_rfm", "an_cs", "an_rec"):
+    cursor.execute("SET LOCAL synchronous_commit = off")
+    # A dozen short statements: compiling each one costs more than it saves.
+    cursor.execute("SET LOCAL jit = off")
+    for name in TEMP_TABLES:
         cursor.execute(f"DROP TABLE IF EXISTS {name}")
 
-    refunds = ""
-    if refund_col:
-        refunds = f"""
-        UNION ALL
-        SELECT o.customer_shopify_id, r.created_at, (r.created_at AT TIME ZONE %(tz)s)::date, -{refund_col}, 0
-        FROM sync_refund r JOIN sync_order o ON o.shop_id = r.shop_id AND o.shopify_id = r.order_shopify_id
-        WHERE r.shop_id = %(shop)s AND r.created_at < %(end)s AND {counted}"""
-    # n = 1 for an order, 0 for a refund event (money only, never a purchase).
+    # n = 1 for an order, 0 for a refund event (money only, never a purchase). The (shop,
+    # customer, time) index would hand the window its order, but fetching a million rows
+    # through it is far slower than one sequential scan and an in-memory sort.
+    cursor.execute("SET LOCAL enable_indexscan = off")
+    cursor.execute("SET LOCAL enable_bitmapscan = off")
     cursor.execute(f"""
         CREATE TEMP TABLE an_ev ON COMMIT DROP AS
-        SELECT o.customer_shopify_id AS c, o.processed_at AS ts,
-               (o.processed_at AT TIME ZONE %(tz)s)::date AS d, {value_col} AS v, 1 AS n
-        FROM sync_order o WHERE {counted}{refunds}""", args)
-
-    cursor.execute(f"""
-        SELECT count(*) FROM sync_order o
-        WHERE o.shop_id = %(shop)s AND NOT o.test AND o.cancelled_at IS NULL AND o.customer_shopify_id IS NULL
-          AND o.processed_at >= %(start)s AND o.processed_at < %(end)s AND NOT {excluded}""", args)
-    raw.guest_orders = cursor.fetchone()[0]
+        SELECT c, d, date_trunc('month', d)::date AS mo, v, 1 AS n, d - prev AS gap,
+               date_trunc('month', first_d)::date AS first_mo,
+               prev IS NULL OR date_trunc('month', prev) <> date_trunc('month', d) AS new_month,
+               prev IS NULL OR date_part('year', prev) <> date_part('year', d) AS new_year
+        FROM (SELECT c, d, v, lag(d) OVER w AS prev, first_value(d) OVER w AS first_d
+              FROM (SELECT o.customer_shopify_id AS c, (o.processed_at AT TIME ZONE %(tz)s)::date AS d,
+                           {value_col} AS v
+                    FROM sync_order o WHERE {counted}) y
+              WINDOW w AS (PARTITION BY c ORDER BY d)) x""", args)
+    cursor.execute("SET LOCAL enable_indexscan = on")
+    cursor.execute("SET LOCAL enable_bitmapscan = on")
+    if refund_col:
+        cursor.execute(f"""
+            CREATE TEMP TABLE an_rf ON COMMIT DROP AS
+            SELECT o.customer_shopify_id AS c, (r.created_at AT TIME ZONE %(tz)s)::date AS d, -{refund_col} AS v
+            FROM sync_refund r JOIN sync_order o ON o.shop_id = r.shop_id AND o.shopify_id = r.order_shopify_id
+            WHERE r.shop_id = %(shop)s AND r.created_at < %(end)s AND {counted}""", args)
+    else:
+        cursor.execute("CREATE TEMP TABLE an_rf (c bigint, d date, v numeric) ON COMMIT DROP")
 
     cursor.execute("""
         CREATE TEMP TABLE an_cu ON COMMIT DROP AS
-        SELECT c,
-               min(ts) FILTER (WHERE n = 1) AS first_ts,
-               date_trunc('month', min(d) FILTER (WHERE n = 1))::date AS first_mo,
-               max(ts) FILTER (WHERE n = 1) AS last_ts,
-               max(d) FILTER (WHERE n = 1) AS last_d,
-               max(ts) FILTER (WHERE n = 1 AND ts < %(start)s) AS last_before_start,
-               count(*) FILTER (WHERE n = 1) AS orders_life,
-               count(*) FILTER (WHERE n = 1 AND ts >= %(start)s) AS freq,
-               coalesce(sum(v) FILTER (WHERE ts >= %(start)s), 0) AS monetary,
-               sum(v) AS spend_life
-        FROM an_ev GROUP BY c""", args)
-    cursor.execute("""
-        CREATE TEMP TABLE an_cm ON COMMIT DROP AS
-        SELECT c, date_trunc('month', d)::date AS mo, count(*) FILTER (WHERE n = 1) AS orders, sum(v) AS rev
-        FROM an_ev GROUP BY 1, 2""")
+        SELECT e.c, e.first_d, e.first_mo, e.last_d, e.last_before_start, e.orders_life, e.freq,
+               e.monetary + coalesce(r.monetary, 0) AS monetary, e.spend_life + coalesce(r.spend_life, 0) AS spend_life
+        FROM (
+            SELECT c, min(d) AS first_d, min(first_mo) AS first_mo, max(d) AS last_d,
+                   max(d) FILTER (WHERE d < %(start_date)s) AS last_before_start, count(*) AS orders_life,
+                   count(*) FILTER (WHERE d >= %(start_date)s) AS freq,
+                   coalesce(sum(v) FILTER (WHERE d >= %(start_date)s), 0) AS monetary, sum(v) AS spend_life
+            FROM an_ev GROUP BY c
+        ) e LEFT JOIN (
+            SELECT c, coalesce(sum(v) FILTER (WHERE d >= %(start_date)s), 0) AS monetary, sum(v) AS spend_life
+            FROM an_rf GROUP BY c
+        ) r USING (c)""", args)
+    cursor.execute("ANALYZE an_cu")
+    if refund_col:
+        # Refund events join the order rows for the monthly and yearly money sums.
+        cursor.execute("""
+            INSERT INTO an_ev (c, d, mo, v, n, gap, first_mo, new_month, new_year)
+            SELECT r.c, r.d, date_trunc('month', r.d)::date, r.v, 0, NULL, cu.first_mo, false, false
+            FROM an_rf r JOIN an_cu cu USING (c)""")
 
     cursor.execute("""
-        SELECT count(*), count(*) FILTER (WHERE orders_life >= 2), min(first_ts),
-               count(*) FILTER (WHERE last_before_start >= %(a_start)s),
-               count(*) FILTER (WHERE last_ts >= %(a_end)s),
-               count(*) FILTER (WHERE first_ts >= %(start)s),
-               count(*) FILTER (WHERE last_before_start >= %(a_start)s AND last_ts < %(a_end)s),
+        SELECT count(*), count(*) FILTER (WHERE orders_life >= 2), min(first_d),
+               count(*) FILTER (WHERE last_before_start >= %(a_start_date)s),
+               count(*) FILTER (WHERE last_d >= %(a_end_date)s),
+               count(*) FILTER (WHERE first_d >= %(start_date)s),
+               count(*) FILTER (WHERE last_before_start >= %(a_start_date)s AND last_d < %(a_end_date)s),
                count(*) FILTER (WHERE freq >= 2),
                count(*) FILTER (WHERE freq > 0), coalesce(sum(freq), 0), coalesce(sum(monetary), 0)
         FROM an_cu""", args)
     row = cursor.fetchone()
-    (raw.customers_ever, raw.repeat_ever, raw.first_order_at, raw.customers_at_start, raw.customers_at_end,
+    (raw.customers_ever, raw.repeat_ever, raw.first_order_date, raw.customers_at_start, raw.customers_at_end,
      raw.new_customers, raw.lost_customers, raw.repeat_in_period) = row[:8]
     raw.total = Aggregate(customers=row[8], orders=int(row[9]), revenue=Decimal(row[10]))
 
-    bins = ", ".join(f"count(*) FILTER (WHERE gap >= {lo}" + (f" AND gap <= {hi})" if hi is not None else ")")
-                     for lo, hi in GAP_BINS)
-    cursor.execute(f"""
-        SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY gap), count(*), {bins} FROM (
-            SELECT d - lag(d) OVER (PARTITION BY c ORDER BY ts, d) AS gap FROM an_ev WHERE n = 1) g
-        WHERE gap IS NOT NULL""")
-    row = cursor.fetchone()
-    raw.median_gap_days, raw.gaps = row[0], row[1]
-    raw.gap_bins = [int(n) for n in row[2:]]
+    cursor.execute("SELECT gap, count(*) FROM an_ev WHERE gap IS NOT NULL GROUP BY gap")
+    gap_counts = [(int(g), int(n)) for g, n in cursor.fetchall()]
+    raw.gaps = sum(n for _, n in gap_counts)
+    raw.median_gap_days = _median_from_counts(gap_counts)
+    raw.gap_bins = [sum(n for g, n in gap_counts if g >= lo and (hi is None or g <= hi)) for lo, hi in GAP_BINS]
 
     r_sql, f_sql, m_sql = _score_sql(params)
     segment = segment_case_sql("r", "f") if int(params.rfm_scale) == 5 else "NULL"
@@ -198,22 +236,20 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
                (1 + (3 * (rank() OVER (ORDER BY r + f + m) - 1)) / n)::int AS grp,
                {segment} AS segment
         FROM scored""", args)
+    cursor.execute("ANALYZE an_rfm")
     cursor.execute("""
         CREATE TEMP TABLE an_cs ON COMMIT DROP AS
-        SELECT cu.*, rf.grp,
-               CASE WHEN cu.last_ts < %(a_end)s THEN 'lapsed'
-                    WHEN cu.last_ts < %(half)s THEN 'at_risk'
+        SELECT cu.c, cu.freq, cu.monetary, cu.orders_life, cu.spend_life, rf.grp,
+               CASE WHEN cu.last_d < %(a_end_date)s THEN 'lapsed'
+                    WHEN cu.last_d < %(half_date)s THEN 'at_risk'
                     WHEN rf.grp = 3 THEN 'advocacy'
                     WHEN cu.orders_life >= 2 THEN 'retention'
                     ELSE 'purchase' END AS stage
         FROM an_cu cu LEFT JOIN an_rfm rf USING (c)""", args)
+    cursor.execute("ANALYZE an_cs")
 
     cursor.execute("SELECT r, f, count(*), sum(monetary) FROM an_rfm GROUP BY 1, 2")
     raw.rf_grid = {(r, f): (n, Decimal(v)) for r, f, n, v in cursor.fetchall()}
-    cursor.execute("""
-        SELECT mo, count(*) FILTER (WHERE orders > 0), sum(orders), sum(rev) FROM an_cm
-        WHERE mo >= %(first_cohort)s AND mo <= %(last_month)s GROUP BY 1""", args)
-    raw.months = {mo: (n, int(o), Decimal(v)) for mo, n, o, v in cursor.fetchall()}
     cursor.execute("SELECT grp, count(*), sum(freq), sum(monetary) FROM an_rfm GROUP BY grp")
     raw.groups = {name: Aggregate() for name in GROUP_NAMES.values()}
     for grp, customers, orders, revenue in cursor.fetchall():
@@ -231,34 +267,47 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
         raw.stage_members[stage] = members
         raw.stages[stage] = Aggregate(customers, int(orders), Decimal(revenue))
     cursor.execute("""
-        SELECT cs.stage, extract(year FROM m.mo)::int AS y, count(DISTINCT m.c) FILTER (WHERE m.orders > 0),
-               sum(m.orders), sum(m.rev)
-        FROM an_cm m JOIN an_cs cs USING (c) GROUP BY 1, 2""")
+        SELECT cs.stage, date_part('year', e.mo)::int, count(*) FILTER (WHERE e.new_year AND e.n = 1),
+               count(*) FILTER (WHERE e.n = 1), sum(e.v)
+        FROM an_ev e JOIN an_cs cs USING (c) GROUP BY 1, 2""")
     raw.stage_years = {(s, y): (n, int(o), Decimal(v)) for s, y, n, o, v in cursor.fetchall()}
 
+    # Cohort cells and the monthly trend in one pass over the last 24 months' events.
     cursor.execute("""
-        SELECT first_mo, count(*) FROM an_cu WHERE first_mo >= %(first_cohort)s GROUP BY 1""", args)
+        SELECT first_mo, mo, count(*) FILTER (WHERE new_month AND n = 1), count(*) FILTER (WHERE n = 1), sum(v),
+               GROUPING(first_mo)
+        FROM an_ev WHERE mo >= %(first_cohort)s
+        GROUP BY GROUPING SETS ((first_mo, mo), (mo))""", args)
+    for cohort, mo, customers, orders, revenue, only_month in cursor.fetchall():
+        if only_month:
+            if mo <= bounds.last_month:
+                raw.months[mo] = (customers, int(orders), Decimal(revenue))
+        elif cohort >= bounds.first_cohort_month:
+            raw.cohort_cells[(cohort, mo)] = (customers, Decimal(revenue))
+    cursor.execute("SELECT first_mo, count(*) FROM an_cu WHERE first_mo >= %(first_cohort)s GROUP BY 1", args)
     raw.cohort_sizes = dict(cursor.fetchall())
-    cursor.execute("""
-        SELECT cu.first_mo, m.mo, count(*) FILTER (WHERE m.orders > 0), sum(m.rev)
-        FROM an_cm m JOIN an_cu cu USING (c) WHERE cu.first_mo >= %(first_cohort)s GROUP BY 1, 2""", args)
-    raw.cohort_cells = {(c, mo): (n, Decimal(v)) for c, mo, n, v in cursor.fetchall()}
 
     # Reconciliation is against Shopify's figures as they are now, so it reads every synced
-    # order (not only those before the as-of date) and values them on Shopify's basis.
+    # order (not only those before the as-of date) and values them on Shopify's basis. The
+    # same pass counts the period's guest orders (the row whose customer is null).
     ok = "NOT o.test AND o.cancelled_at IS NULL"
     cursor.execute(f"""
+        CREATE TEMP TABLE an_ours ON COMMIT DROP AS
+        SELECT o.customer_shopify_id AS c, count(*) AS all_orders,
+               count(*) FILTER (WHERE o.test) AS tests,
+               count(*) FILTER (WHERE NOT o.test AND o.cancelled_at IS NOT NULL) AS cancels,
+               count(*) FILTER (WHERE {ok} AND {excluded}) AS excluded,
+               count(*) FILTER (WHERE {ok} AND NOT {excluded}) AS orders,
+               coalesce(sum(o.current_total) FILTER (WHERE {ok} AND NOT {excluded}), 0) AS spend,
+               count(*) FILTER (WHERE {ok} AND NOT {excluded} AND o.total_refunded > 0) AS refunded,
+               count(*) FILTER (WHERE {ok} AND NOT {excluded} AND o.processed_at >= %(start)s
+                                AND o.processed_at < %(end)s) AS in_period
+        FROM sync_order o WHERE o.shop_id = %(shop)s GROUP BY 1""", args)
+    cursor.execute("SELECT in_period FROM an_ours WHERE c IS NULL")
+    guest = cursor.fetchone()
+    raw.guest_orders = int(guest[0]) if guest else 0
+    cursor.execute("""
         CREATE TEMP TABLE an_rec ON COMMIT DROP AS
-        WITH ours AS (
-            SELECT o.customer_shopify_id AS c, count(*) AS all_orders,
-                   count(*) FILTER (WHERE o.test) AS tests,
-                   count(*) FILTER (WHERE NOT o.test AND o.cancelled_at IS NOT NULL) AS cancels,
-                   count(*) FILTER (WHERE {ok} AND {excluded}) AS excluded,
-                   count(*) FILTER (WHERE {ok} AND NOT {excluded}) AS orders,
-                   coalesce(sum(o.current_total) FILTER (WHERE {ok} AND NOT {excluded}), 0) AS spend,
-                   count(*) FILTER (WHERE {ok} AND NOT {excluded} AND o.total_refunded > 0) AS refunded
-            FROM sync_order o WHERE o.shop_id = %(shop)s AND o.customer_shopify_id IS NOT NULL GROUP BY 1
-        )
         SELECT sc.shopify_id AS c, sc.rfm_group, sc.number_of_orders AS s_orders, sc.amount_spent AS s_spend,
                coalesce(ours.orders, 0) <> sc.number_of_orders AS orders_differ,
                coalesce(ours.spend, 0) <> sc.amount_spent AS spend_differ,
@@ -270,7 +319,7 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
                     WHEN ours.excluded > 0 THEN 'excluded_tags'
                     WHEN ours.refunded > 0 THEN 'refund_basis'
                     ELSE 'unexplained' END AS cause
-        FROM sync_customer sc LEFT JOIN ours ON ours.c = sc.shopify_id
+        FROM sync_customer sc LEFT JOIN an_ours ours ON ours.c = sc.shopify_id
         WHERE sc.shop_id = %(shop)s""", args)
     cursor.execute("""
         SELECT count(*), count(*) FILTER (WHERE orders_differ), count(*) FILTER (WHERE spend_differ),
@@ -301,6 +350,6 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
                    coalesce(rf.segment, ''), cs.stage, coalesce(rec.rfm_group, ''), cs.orders_life,
                    cs.spend_life, rec.s_orders, rec.s_spend, coalesce(rec.cause, '')
             FROM an_rfm rf JOIN an_cs cs USING (c) LEFT JOIN an_rec rec USING (c)""", args)
-    for name in ("an_ev", "an_cu", "an_cm", "an_rfm", "an_cs", "an_rec"):
+    for name in TEMP_TABLES:
         cursor.execute(f"DROP TABLE IF EXISTS {name}")
     return raw
