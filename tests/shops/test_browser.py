@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
+from django.db import connections
 
 from devstore.testing import DevStore, ShopSpec
 from shops.models import Shop, ShopCredential
@@ -48,8 +49,12 @@ def test_admin_frame_installs_and_bounce_fetches_a_fresh_token(live_server, sett
         # The merchant opens the app in the admin: the iframe loads / with an id_token and we install.
         page.goto(ds.admin_url("acme"))
         page.frames[1].wait_for_load_state()
-        wait_for(lambda: ShopCredential.objects.filter(shop__domain=ACME).exists(), timeout=30)
-        assert Shop.objects.get(domain=ACME).currency == "NZD"
+        try:
+            wait_for(lambda: ShopCredential.objects.filter(shop__domain=ACME).exists(), timeout=30)
+            assert Shop.objects.get(domain=ACME).currency == "NZD"
+        finally:
+            # Inside Playwright's loop the ORM gets a context-local connection teardown would not close.
+            connections.close_all()
 
         # Inside the frame, a plain navigation without a token: bounce, App Bridge, reload with one.
         frame = page.frames[1]
