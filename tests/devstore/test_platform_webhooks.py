@@ -367,3 +367,21 @@ def test_the_delivery_log_forgets_old_finished_deliveries(receiver: Receiver, to
     assert [d["seq"] for d in log] == sorted({d["seq"] for d in log})
     assert log[-1]["seq"] == 30
     assert log[-1]["payload"] == {"id": 29}
+
+
+def test_a_finished_bulk_operation_is_delivered_as_bulk_operations_finish(receiver: Receiver,
+                                                                          toml_path: Path) -> None:
+    toml_path.write_text(TOML.replace('"app/uninstalled",', '"app/uninstalled", "bulk_operations/finish",'))
+    run = """mutation { bulkOperationRunQuery(query: \"\"\"{ customers { edges { node { id } } } }\"\"\") {
+      bulkOperation { id } userErrors { message } } }"""
+    with devstore(receiver, toml_path) as ds:
+        ds.install("acme")
+        registry = ds.platform.registry
+        token = registry.grant_tokens("acme.myshopify.com", registry.grants["acme.myshopify.com"],
+                                      expiring=False)["access_token"]
+        started = ShopClient(ds.base_url, "acme.myshopify.com").graphql(token, run).json()
+        op_id = started["data"]["bulkOperationRunQuery"]["bulkOperation"]["id"]
+        assert wait_until(lambda: "bulk_operations/finish" in receiver.topics(), timeout=20)
+    got = next(r for r in receiver.received if r.topic == "bulk_operations/finish")
+    assert got.json()["admin_graphql_api_id"] == op_id
+    assert got.json()["status"] == "completed"
