@@ -210,6 +210,7 @@ class Platform:
 
     def faults_set(self, shop: str, **faults: Any) -> dict[str, Any]:
         store = self.store(shop)
+        faults = {key: _knob(value) for key, value in faults.items()}
         with self._lock:
             if faults.pop("revoked_token", False):
                 self.registry.tokens_revoke(store.domain)
@@ -440,7 +441,7 @@ class Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         path, raw_query = parts.path, parts.query
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
-        body = self._body() if self.command in ("POST", "DELETE") else b""
+        body = self._body()  # always drained, or a keep-alive connection would read it as the next request
         shop = self._shop(path, query)
         platform = self.platform
 
@@ -617,6 +618,23 @@ class Handler(BaseHTTPRequestHandler):
         if name == "event":
             return {"deliveries": platform.event(_need(shop), str(args["topic"]), dict(args.get("payload") or {}))}
         raise KeyError(f"unknown control call {name}")
+
+
+def _knob(value: Any) -> Any:
+    """Form posts and the CLI give strings: "true", "3", "0.25" mean what they say."""
+    if not isinstance(value, str):
+        return value
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("", "none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(lowered)
+        except ValueError:
+            continue
+    return value
 
 
 def _need(shop: str | None) -> str:

@@ -229,3 +229,11 @@ def test_stop_releases_hung_requests_and_closes_the_port() -> None:
     assert time.monotonic() - started < 3
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
         pass
+
+
+def test_form_posted_fault_knobs_are_typed(ds: DevStore) -> None:
+    response = HTTP.post(f"{ds.base_url}/_devstore/faults",
+                         data={"shop": "beta", "revoked_token": "false", "error_rate": "0.25", "error_next": "2"})
+    assert response.json()["faults"] == {"error_rate": 0.25, "error_next": 2}
+    cleared = HTTP.post(f"{ds.base_url}/_devstore/faults", data={"shop": "beta", "error_rate": "none"})
+    assert cleared.json()["faults"] == {"error_next": 2}

@@ -21,19 +21,6 @@ from devstore.store import DataFileError
 from devstore.testing import DevStore, ShopSpec, settings_default
 
 
-def _value(text: str) -> Any:
-    """A fault value: number, boolean or string."""
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            continue
-    return text
-
-
 def add_serve_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("action", choices=["serve"])
     parser.add_argument("--host", default="127.0.0.1")
@@ -79,7 +66,7 @@ def serve(opts: dict[str, Any], write: Callable[[str], None]) -> None:
             raise CommandError(f"--fault wants KEY=VALUE, got {item!r}")
         for spec in specs:
             if not target or shop_domain(target) == spec.domain:
-                faults.setdefault(spec.domain, {})[key] = _value(value)
+                faults.setdefault(spec.domain, {})[key] = value  # typed by Platform.faults_set
     devstore = DevStore(
         specs,
         api_key=opts["api_key"] or settings_default("SHOPIFY_API_KEY", "devstore-api-key"),
