@@ -2,11 +2,17 @@
 
     .venv/bin/python bench/devstore_scale.py --orders 1000000 --customers 250000
 
-Prints one JSON line: generate_s; export_orders_per_s (root objects per second while devstore
-writes the JSONL, export_write_s) and export_e2e_orders_per_s (from bulkOperationRunQuery to
-COMPLETED as the polling client sees it); export_objects, export_bytes, download_s (the signed
-URL streamed back), peak_rss_mb; path ("http" through devstore's own server with a token from
-token exchange, else "direct" through ShopStore.handle_graphql).
+Prints one JSON line:
+- generate_s;
+- export_orders_per_s: root objects per second while devstore writes the JSONL (export_write_s);
+- export_e2e_orders_per_s: from bulkOperationRunQuery to COMPLETED as the polling client sees it;
+- export_cpu_s, export_orders_per_cpu_s: CPU the export used, worker process included (the rate
+  on an otherwise idle machine);
+- export_objects, export_bytes, download_s (the signed URL streamed back);
+- peak_rss_mb (this process), peak_rss_children_mb (the export worker);
+- load_avg_1m, cpus: how busy the machine was;
+- path: "http" through devstore's own server with a token from token exchange, else "direct"
+  through ShopStore.handle_graphql.
 """
 
 from __future__ import annotations
@@ -50,6 +56,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cpu_seconds() -> float:
+    """User+system CPU of this process and its finished children (the export's worker process)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def graphql_direct(store: ShopStore, query: str, variables: dict | None = None) -> dict:
     status, _, body = store.handle_graphql(SCOPES, orjson.dumps({"query": query, "variables": variables or {}}))
     if status != 200:
@@ -74,6 +87,8 @@ def run(orders: int, customers: int, months: int, seed: int, use_http: bool) -> 
         except Exception as exc:  # noqa: BLE001 - fall back to the direct path and say so
             print(f"# http path unavailable ({exc.__class__.__name__}: {exc}); using direct", file=sys.stderr)
 
+    load_before = os.getloadavg()[0]
+    cpu_before = _cpu_seconds()
     t1 = time.perf_counter()
     run_resp = graphql(
         "mutation($q: String!) { bulkOperationRunQuery(query: $q) {"
@@ -94,6 +109,7 @@ def run(orders: int, customers: int, months: int, seed: int, use_http: bool) -> 
     from devstore import bulk
 
     write_s = bulk.bulk_wait(store, op_id).write_seconds or export_s
+    export_cpu_s = _cpu_seconds() - cpu_before
     if op["status"] != "COMPLETED":
         raise RuntimeError(f"bulk operation ended {op['status']}")
 
@@ -125,6 +141,8 @@ def run(orders: int, customers: int, months: int, seed: int, use_http: bool) -> 
         "generate_s": round(generate_s, 2),
         "export_write_s": round(write_s, 2),
         "export_orders_per_s": round(roots / write_s),
+        "export_cpu_s": round(export_cpu_s, 2),
+        "export_orders_per_cpu_s": round(roots / export_cpu_s) if export_cpu_s else None,
         "export_e2e_s": round(export_s, 2),
         "export_e2e_orders_per_s": round(roots / export_s),
         "export_objects": int(op["objectCount"]),
@@ -133,6 +151,9 @@ def run(orders: int, customers: int, months: int, seed: int, use_http: bool) -> 
         "download_lines": lines,
         "download_bytes": size,
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_rss_children_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        "load_avg_1m": round(load_before, 2),
+        "cpus": os.cpu_count(),
     }
 
 

@@ -107,6 +107,7 @@ class BulkOp:
     root_object_count: int = 0
     file_size: int | None = None
     path: str | None = None
+    parts: list[str] = field(default_factory=list)  # result files, served one after the other
     partial: bool = False
     url_expires: int | None = None
     write_seconds: float | None = None  # wall time spent writing the JSONL (benchmarks)
@@ -323,12 +324,18 @@ def _run(store: ShopStore, op: BulkOp, plan: Plan) -> None:
         if delay:
             op.cancel.wait(delay / 2)
         op.path = os.path.join(store.tmp_dir, f"bulk-{op.id}.jsonl")
+        op.parts = [op.path]
+        plan.group_objects = op.group_objects
         fail = bool(store.faults.get("bulk_fail"))
+        estimate = plan.estimate(store)
         limit = None
         if fail:
-            limit = max(plan.estimate(store) // 2, 0)
+            limit = max(estimate // 2, 0)
         started = time.perf_counter()
-        written = _write(store, op, plan, limit)
+        if not fail and estimate >= PARALLEL_MIN_ROWS and PARALLEL_WORKERS > 1:
+            written = _write_parallel(store, op, plan, estimate)
+        else:
+            written, _, _ = _write(store, op.path, plan, limit, op.cancel, _op_reporter(op))
         op.write_seconds = time.perf_counter() - started
         if op.cancel.is_set():
             _finish(store, op, "CANCELED")
@@ -390,15 +397,17 @@ def bulk_result_stream(
         return error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match.")
     if store.now() >= exp:
         return error(400, "ExpiredToken", "The provided token has expired. Request signature expired.")
-    size = os.path.getsize(op.path)
+    parts = list(op.parts or [op.path])
+    size = sum(os.path.getsize(p) for p in parts)
 
     def chunks() -> Iterator[bytes]:
-        with open(op.path, "rb") as fh:  # type: ignore[arg-type]
-            while True:
-                block = fh.read(256 * 1024)
-                if not block:
-                    return
-                yield block
+        for part in parts:
+            with open(part, "rb") as fh:
+                while True:
+                    block = fh.read(256 * 1024)
+                    if not block:
+                        break
+                    yield block
 
     return 200, {"Content-Type": "application/jsonl", "Content-Length": str(size)}, chunks()
 
@@ -421,6 +430,8 @@ class Plan:
     needs_refunds: bool
     store: ShopStore
     source: str = ""
+    group_objects: bool = False
+    ctx_spec: dict[str, Any] = field(default_factory=dict)  # to rebuild the plan in a worker
 
     def estimate(self, store: ShopStore) -> int:
         table = "orders" if self.root == "orders" else "customers"
@@ -585,8 +596,12 @@ class Compiler:
             elif n == "name":
                 items.append((k, f"f'#{{r[{o['number']}]}}'"))
             elif n in ("createdAt", "processedAt", "updatedAt", "cancelledAt"):
-                col = {"createdAt": "created_at", "processedAt": "processed_at", "updatedAt": "updated_at",
-                       "cancelledAt": "cancelled_at"}[n]
+                col = {
+                    "createdAt": "created_at",
+                    "processedAt": "processed_at",
+                    "updatedAt": "updated_at",
+                    "cancelledAt": "cancelled_at",
+                }[n]
                 items.append((k, f"T(r[{o[col]}])"))
             elif n == "test":
                 items.append((k, f"r[{o['test']}] == 1"))
@@ -700,8 +715,12 @@ class Compiler:
         ci = CI
         items: list[tuple[str, str]] = []
         needs_row = False
-        protected = {"firstName": ("name", "first_name"), "lastName": ("name", "last_name"),
-                     "email": ("email", "email"), "phone": ("phone", "phone")}
+        protected = {
+            "firstName": ("name", "first_name"),
+            "lastName": ("name", "last_name"),
+            "email": ("email", "email"),
+            "phone": ("phone", "phone"),
+        }
         for f in self.fields(sel):
             n, k = f.name.value, self.key(f)
             if n == "id":
@@ -761,10 +780,15 @@ class Compiler:
                     holder.append(store.new_reader())
                 if len(cache) > 50_000:
                     cache.clear()
-                row = holder[0].execute(
-                    f"SELECT {','.join(CUSTOMER_COLUMNS)} FROM customers WHERE id = ?",  # noqa: S608
-                    (cid,),
-                ).fetchone() or ()
+                row = (
+                    holder[0]
+                    .execute(
+                        f"SELECT {','.join(CUSTOMER_COLUMNS)} FROM customers WHERE id = ?",  # noqa: S608
+                        (cid,),
+                    )
+                    .fetchone()
+                    or ()
+                )
                 cache[cid] = row
             return row
 
@@ -876,20 +900,52 @@ def compile_plan(document: Any, ctx: Ctx) -> Plan:
     project, source = comp.build(entry, name)
     # Exports run in id order (reverse honoured) whatever the sortKey, like Shopify's bulk reader.
     order_by = "id DESC" if args.get("reverse") else "id ASC"
-    return Plan(root=name, where=where, params=params, order_by=order_by, project=project,
-                needs_refunds=comp.needs_refunds, store=ctx.store, source=source)
+    return Plan(
+        root=name,
+        where=where,
+        params=params,
+        order_by=order_by,
+        project=project,
+        needs_refunds=comp.needs_refunds,
+        store=ctx.store,
+        source=source,
+        ctx_spec={"scopes": sorted(ctx.scopes), "app_id": ctx.app_id, "now": ctx.now},
+    )
 
 
-def _write(store: ShopStore, op: BulkOp, plan: Plan, limit: int | None) -> int:
-    """Stream the selection to the JSONL file; returns bytes written."""
-    if op.path is None:
-        raise RuntimeError("bulk operation has no result path")
+def _op_reporter(op: BulkOp) -> Callable[[int, int], None]:
+    def report(roots: int, objects: int) -> None:
+        op.root_object_count = roots
+        op.object_count = objects
+
+    return report
+
+
+def _write(
+    store: Any,
+    path: str,
+    plan: Plan,
+    limit: int | None,
+    cancel: threading.Event | Any,
+    report: Callable[[int, int], None],
+    extra: tuple[str, str, list[Any]] | None = None,
+) -> tuple[int, int, int]:
+    """Stream the selection to a JSONL file; returns (bytes, root objects, all objects).
+
+    ``extra``: an id-range condition for orders and the same for refunds (parallel parts).
+    """
     db = store.new_reader()
     db_refunds = store.new_reader() if plan.needs_refunds else None
     table = "orders" if plan.root == "orders" else "customers"
     columns = ORDER_COLUMNS if plan.root == "orders" else CUSTOMER_COLUMNS
-    cond = " AND ".join(plan.where) or "1"
-    cur = db.execute(f"SELECT {','.join(columns)} FROM {table} WHERE {cond} ORDER BY {plan.order_by}", plan.params)  # noqa: S608
+    where, params = list(plan.where), list(plan.params)
+    refund_where, refund_params = "1", []
+    if extra is not None:
+        where.append(extra[0])
+        params.extend(extra[2])
+        refund_where, refund_params = extra[1], list(extra[2])
+    cond = " AND ".join(where) or "1"
+    cur = db.execute(f"SELECT {','.join(columns)} FROM {table} WHERE {cond} ORDER BY {plan.order_by}", params)  # noqa: S608
     project = plan.project
     dumps = orjson.dumps
     written = 0
@@ -903,16 +959,16 @@ def _write(store: ShopStore, op: BulkOp, plan: Plan, limit: int | None) -> int:
     if db_refunds is not None:
         refund_iter = iter(
             db_refunds.execute(
-                f"SELECT {','.join(REFUND_COLUMNS)} FROM refunds "  # noqa: S608
-                f"ORDER BY order_id {'DESC' if descending else 'ASC'}, id"
+                f"SELECT {','.join(REFUND_COLUMNS)} FROM refunds WHERE {refund_where} "  # noqa: S608
+                f"ORDER BY order_id {'DESC' if descending else 'ASC'}, id",
+                refund_params,
             )
         )
         pending_refund = next(refund_iter, None)
     no_refunds: tuple[Any, ...] = ()
     kids: list[bytes] = []
-    group = op.group_objects
-    cancel = op.cancel
-    with open(op.path, "wb") as fh:
+    group = plan.group_objects
+    with open(path, "wb") as fh:
         while True:
             batch = cur.fetchmany(1000)
             if not batch or cancel.is_set():
@@ -950,8 +1006,7 @@ def _write(store: ShopStore, op: BulkOp, plan: Plan, limit: int | None) -> int:
                 fh.write(chunk)
                 written += len(chunk)
                 buf.clear()
-            op.object_count = objects
-            op.root_object_count = roots
+            report(roots, objects)
             if limit is not None and roots >= limit:
                 break
         for pending in deferred:
@@ -960,12 +1015,120 @@ def _write(store: ShopStore, op: BulkOp, plan: Plan, limit: int | None) -> int:
             chunk = b"\n".join(buf) + b"\n"
             fh.write(chunk)
             written += len(chunk)
-    op.object_count = objects
-    op.root_object_count = roots
+    report(roots, objects)
     db.close()
     if db_refunds is not None:
         db_refunds.close()
-    return written
+    return written, roots, objects
+
+
+# ---------------------------------------------------------------------------------------------
+# Parallel export: big files are written in two halves, one by a spawned process (the GIL
+# would serialise threads), and served one after the other.
+
+PARALLEL_MIN_ROWS = 200_000
+PARALLEL_WORKERS = min(os.cpu_count() or 1, 2)
+
+
+class _PartStore:
+    """What compile_plan and _write need of a store, rebuilt in the worker process."""
+
+    def __init__(self, db_path: str, currency: str, iana_timezone: str) -> None:
+        from zoneinfo import ZoneInfo
+
+        self.db_path = db_path
+        self.currency = currency
+        self.tz = ZoneInfo(iana_timezone)
+
+    def new_reader(self) -> Any:
+        import sqlite3
+
+        db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA cache_size=-16384")
+        return db
+
+
+def _export_part(spec: dict[str, Any], shared: Any) -> None:
+    """Worker process: compile the same plan and write one id range to its own file."""
+    part_store = _PartStore(spec["db_path"], spec["currency"], spec["iana_timezone"])
+    ctx = Ctx(
+        store=part_store,  # type: ignore[arg-type]  # duck-typed: db path, currency, zone, readers
+        scopes=frozenset(spec["scopes"]),
+        app_id=spec["app_id"],
+        now=spec["now"],
+    )
+    plan = compile_plan(parse(spec["query"]), ctx)
+    plan.group_objects = spec["group_objects"]
+
+    def report(roots: int, objects: int) -> None:
+        shared[0], shared[1] = roots, objects
+
+    written, roots, objects = _write(
+        part_store, spec["path"], plan, None, threading.Event(), report, extra=tuple(spec["extra"])
+    )  # type: ignore[arg-type]
+    shared[2] = written
+    shared[3] = 1
+
+
+def _write_parallel(store: ShopStore, op: BulkOp, plan: Plan, estimate: int) -> int:
+    import multiprocessing
+
+    table = "orders" if plan.root == "orders" else "customers"
+    cond = " AND ".join(plan.where) or "1"
+    db = store.new_reader()
+    try:
+        row = db.execute(
+            f"SELECT id FROM {table} WHERE {cond} ORDER BY id LIMIT 1 OFFSET ?",  # noqa: S608
+            [*plan.params, estimate // 2],
+        ).fetchone()
+    finally:
+        db.close()
+    if row is None or op.path is None:
+        written, _, _ = _write(store, op.path or "", plan, None, op.cancel, _op_reporter(op))
+        return written
+    mid = int(row[0])
+    ascending = not plan.order_by.endswith("DESC")
+    low = ("id < ?", "order_id < ?", [mid])
+    high = ("id >= ?", "order_id >= ?", [mid])
+    first_part, second_part = (low, high) if ascending else (high, low)
+    second_path = op.path + ".part2"
+    ctx_ = plan.ctx_spec
+    spec = {
+        "db_path": store.db_path,
+        "currency": store.currency,
+        "iana_timezone": store.iana_timezone,
+        "scopes": sorted(ctx_["scopes"]),
+        "app_id": ctx_["app_id"],
+        "now": ctx_["now"],
+        "query": op.query,
+        "group_objects": plan.group_objects,
+        "path": second_path,
+        "extra": list(second_part),
+    }
+    mp = multiprocessing.get_context("spawn")
+    shared = mp.Array("q", 4, lock=False)
+    worker = mp.Process(target=_export_part, args=(spec, shared), daemon=True, name=f"bulk-{op.id}-part2")
+    worker.start()
+    mine = [0, 0]
+
+    def report(roots: int, objects: int) -> None:
+        mine[0], mine[1] = roots, objects
+        op.root_object_count = roots + int(shared[0])
+        op.object_count = objects + int(shared[1])
+
+    written, _, _ = _write(store, op.path, plan, None, op.cancel, report, extra=first_part)
+    while worker.is_alive():
+        if op.cancel.wait(0.02):
+            worker.terminate()
+            worker.join()
+            return written
+        report(mine[0], mine[1])
+    worker.join()
+    if worker.exitcode != 0 or not shared[3]:
+        raise RuntimeError(f"bulk export worker failed with exit code {worker.exitcode}")
+    report(mine[0], mine[1])
+    op.parts = [op.path, second_path]
+    return written + int(shared[2])
 
 
 def now_s() -> int:

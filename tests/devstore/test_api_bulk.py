@@ -225,3 +225,39 @@ def test_finish_webhook_payload() -> None:
         "status": "completed",
         "type": "query",
     }
+
+
+def _export_lines(store: Any) -> list[bytes]:
+    status, headers, raw = store.handle_graphql(
+        frozenset({"read_orders", "read_all_orders"}), orjson.dumps({"query": RUN, "variables": {"q": ORDERS_QUERY}})
+    )
+    op = bulk.bulk_wait(store, orjson.loads(raw)["data"]["bulkOperationRunQuery"]["bulkOperation"]["id"])
+    assert op.status == "COMPLETED"
+    from urllib.parse import parse_qs, urlparse
+
+    url = urlparse(bulk.signed_url(store, op) or "")
+    qs = parse_qs(url.query)
+    status, headers, chunks = store.bulk_result(str(op.id), expires=qs["expires"][0], signature=qs["signature"][0])
+    body = b"".join(chunks)
+    assert headers["Content-Length"] == str(len(body))
+    assert op.object_count == body.count(b"\n")
+    return body.splitlines()
+
+
+def test_parallel_export_writes_the_same_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    store, _ = small_shop(name="halves", customers=150)
+    store.faults["throttle_bucket_size"] = 10**9
+    single = _export_lines(store)
+    # Big exports are split in two id ranges, the second written by a spawned process.
+    monkeypatch.setattr(bulk, "PARALLEL_MIN_ROWS", 10)
+    monkeypatch.setattr(bulk, "PARALLEL_WORKERS", 2)
+    halves = _export_lines(store)
+    assert sorted(halves) == sorted(single)
+    roots = [line for line in halves if b"__parentId" not in line]
+    assert roots == [line for line in single if b"__parentId" not in line]
+    seen: set[str] = set()
+    for line in halves:
+        obj = orjson.loads(line)
+        seen.update(r["id"] for r in obj.get("refunds", []))
+        if "__parentId" in obj:
+            assert obj["__parentId"] in seen  # children still after their parent
