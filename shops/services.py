@@ -226,7 +226,18 @@ def _shop_data_purge(*, shop: Shop, keep: tuple[type[models.Model], ...]) -> dic
 
 
 def credential_store(*, shop: Shop, pair: TokenPair) -> ShopCredential:
+    """Save a token pair, unless the stored one was issued later (call inside the shop's row lock).
+
+    Two first loads of the app can exchange tokens at the same time; Shopify keeps only
+    the newest expiring token alive, so the pair that expires last is the one to keep,
+    whichever transaction commits last.
+    """
     credential, _ = ShopCredential.objects.get_or_create(shop=shop)
+    stored = credential.access_token_expires_at
+    new = pair.access_token_expires_at
+    if credential.access_token_encrypted and stored is not None and new is not None and stored > new:
+        logger.info("kept the stored token: it was issued after this one", extra={"shop": shop.domain})
+        return credential
     credential.access_token = pair.access_token
     credential.access_token_expires_at = pair.access_token_expires_at
     credential.refresh_token = pair.refresh_token
@@ -548,7 +559,13 @@ def customer_redact(*, shop: Shop, payload: Mapping[str, Any]) -> str:
 
 
 def shop_redact(*, shop: Shop) -> str:
-    """shop/redact (48 h after uninstall): delete everything we hold for the shop."""
+    """shop/redact (48 h after uninstall): delete everything we hold for the shop.
+
+    A shop that installed the app again since then is not wiped: the request was about
+    the earlier installation, whose data the reinstall already purged.
+    """
+    if shop.state == Shop.State.INSTALLED:
+        return "not redacted: the shop has installed Tenure again since it uninstalled"
     with transaction.atomic():
         purged = _shop_data_purge(shop=shop, keep=(WebhookEvent,))
         ShopCredential.objects.filter(shop=shop).delete()

@@ -135,3 +135,29 @@ def test_data_reports_are_visible_to_staff_in_the_admin(admin_client, shop_a) ->
     page = admin_client.get(f"/admin/shops/customerdatareport/{report.pk}/change/")
     assert page.status_code == 200
     assert b"personal_data_held" in page.content
+
+
+def test_credential_store_keeps_the_later_issued_token(shop_a) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from shops.services import TokenPair, credential_store
+
+    later = timezone.now() + timedelta(hours=2)
+    credential_store(shop=shop_a, pair=TokenPair("shpat_new", later, "shprt_new", later, "read_orders"))
+    # An exchange that started first but commits last (its token already revoked by Shopify).
+    credential_store(shop=shop_a, pair=TokenPair("shpat_old", later - timedelta(seconds=3), "shprt_old", later,
+                                                 "read_orders"))
+    credential = ShopCredential.objects.get(shop=shop_a)
+    assert (credential.access_token, credential.refresh_token) == ("shpat_new", "shprt_new")
+
+
+def test_shop_redact_for_a_reinstalled_shop_keeps_the_new_install(shop_a) -> None:
+    seed(shop_a)
+    event = record(shop_a, "shop/redact", {"shop_domain": shop_a.domain}, "w-sr-late")
+    assert webhook_event_process(event_id=event.pk) == "processed"
+    event.refresh_from_db()
+    assert event.outcome.startswith("not redacted")
+    assert Order.objects.filter(shop=shop_a).count() == 3
+    assert ShopCredential.objects.filter(shop=shop_a).exists()
