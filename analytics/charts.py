@@ -68,7 +68,8 @@ def _table(caption: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -
 
 def _figure(cid: str, title: str, desc: str, svg_body: str, width: int, height: int, table: str,
             extra_class: str = "") -> SafeString:
-    svg = (f'<svg class="chart {extra_class}" viewBox="0 0 {width} {height}" role="img" '
+    size = f' width="{width}" height="{height}"' if extra_class == "heatmap" else ""
+    svg = (f'<svg class="chart {extra_class}" viewBox="0 0 {width} {height}"{size} role="img" '
            f'aria-labelledby="{cid}-t {cid}-d" preserveAspectRatio="xMinYMin meet" '
            f'xmlns="http://www.w3.org/2000/svg">'
            f'<title id="{cid}-t">{escape(title)}</title><desc id="{cid}-d">{escape(desc)}</desc>{svg_body}</svg>')
@@ -94,7 +95,7 @@ def _x_labels(labels: Sequence[str], xs: Sequence[float]) -> str:
     every = max(1, -(-len(labels) // 12))
     return "".join(
         f'<text class="tick" x="{x:.1f}" y="{HEIGHT - PAD_BOTTOM + 16}" text-anchor="middle">{escape(lbl)}</text>'
-        for i, (lbl, x) in enumerate(zip(labels, xs, strict=True)) if i % every == 0 or i == len(labels) - 1
+        for i, (lbl, x) in enumerate(zip(labels, xs, strict=True)) if i % every == 0
     )
 
 

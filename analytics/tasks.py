@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import redis
 from celery import shared_task
@@ -50,7 +51,10 @@ def refresh_shop(shop_id: int) -> None:
     if shop is None or shop.state != Shop.State.INSTALLED:
         logger.info("analytics refresh skipped: shop gone or not installed", extra={"shop": shop_id})
         return
-    services.snapshot_refresh(shop=shop)
+    snapshot = services.snapshot_refresh(shop=shop)
+    # The pages compare with the previous period: keep its snapshot as fresh as this one's data.
+    period = timedelta(days=int(snapshot.params.get("period_days", 365)))
+    services.snapshot_refresh(shop=shop, as_of=snapshot.as_of - period, predictive=False)
 
 
 @shared_task(name="analytics.tasks.refresh_all", ignore_result=True)

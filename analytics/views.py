@@ -124,7 +124,10 @@ def _period(request: HttpRequest, shop: Shop) -> tuple[PeriodForm, date | None, 
         if not data.get("period"):
             data["period"] = "custom" if data.get("days") else preset
             data.setdefault("days", str(default_days))
-    form = PeriodForm(data, today=today, default_days=default_days, initial={"period": preset, "days": default_days})
+        if not data.get("as_of"):
+            data["as_of"] = today.isoformat()
+    form = PeriodForm(data, today=today, default_days=default_days,
+                      initial={"period": preset, "days": default_days, "as_of": today})
     as_of, days = form.resolved()
     return form, as_of, days
 
@@ -196,6 +199,15 @@ def _empty_state(doc: dict[str, Any], shop: Shop) -> dict[str, Any] | None:
             "body": "Pick a longer period or an earlier as-of date with the period picker above."}
 
 
+def _previous(shop: Shop, doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The previous period's document; none while the shop has no orders yet, so an empty
+    snapshot of it is not stored before the first import lands (the refresh task keeps it fresh)."""
+    if not doc["clv"]["orders"] and not doc["retention"]["customers_at_start"]:
+        return None
+    return services.report_document(shop=shop, as_of=date.fromisoformat(doc["period"]["start"]),
+                                    period_days=int(doc["period"]["days"]))
+
+
 # --- pages ------------------------------------------------------------------------------------------------------
 
 @require_GET
@@ -203,12 +215,11 @@ def _empty_state(doc: dict[str, Any], shop: Shop) -> dict[str, Any] | None:
 def overview(request: HttpRequest) -> HttpResponse:
     shop = _shop(request)
     form, doc = _report(request)
-    previous = services.report_document(shop=shop, as_of=date.fromisoformat(doc["period"]["start"]),
-                                        period_days=int(doc["period"]["days"]))
+    previous = _previous(shop, doc)
     currency = doc["currency"]
     cards = []
     for key, label, kind, higher_better in OVERVIEW_CARDS:
-        value, prev = _get(doc, key), _get(previous, key)
+        value, prev = _get(doc, key), (_get(previous, key) if previous else None)
         cards.append({"key": key, "label": label, "value": value, "shown": _fmt(kind, value, currency),
                       "previous": prev, "previous_shown": _fmt(kind, prev, currency),
                       "change": _change(kind, value, prev, higher_is_better=higher_better),
@@ -262,7 +273,8 @@ def rfm(request: HttpRequest) -> HttpResponse:
         col_labels=f_labels, row_name="Recency", col_name="Frequency",
         values=[[float(cell(r, f, "revenue") or 0) for f in range(1, k + 1)] for r in range(k, 0, -1)],
         texts=[[money_compact(cell(r, f, "revenue"), "") for f in range(1, k + 1)] for r in range(k, 0, -1)])
-    groups = [{"name": g, "label": GROUP_LABELS[g], **doc["rfm"]["groups"][g]} for g in GROUPS]
+    groups = [{"name": g, "label": GROUP_LABELS[g], **doc["rfm"]["groups"][g]["clv"],
+               "customers": doc["rfm"]["groups"][g]["customers"]} for g in GROUPS]
     crosstab = (doc.get("shopify") or {}).get("rfm_crosstab") or {}
     shopify_groups = sorted({name for row in crosstab.values() for name in row})
     cross_rows = [{"label": GROUP_LABELS[g], "cells": [crosstab.get(g, {}).get(s, 0) for s in shopify_groups],
@@ -402,8 +414,7 @@ def retention(request: HttpRequest) -> HttpResponse:
     form, doc = _report(request)
     currency = doc["currency"]
     # The previous period's snapshot gives the series a second point on a young install.
-    services.report_document(shop=shop, as_of=date.fromisoformat(doc["period"]["start"]),
-                             period_days=int(doc["period"]["days"]))
+    _previous(shop, doc)
     series = _snapshot_series(shop, doc)
     over_time = charts.line_chart(
         title="Customer retention rate and churn rate by as-of date", labels=[s["as_of"] for s in series],
