@@ -108,7 +108,7 @@ def cohorts_block(raw: Raw, bounds: Bounds, currency: str) -> list[dict[str, Any
             retention.append(pct(ratio(active, size)))
             revenue.append(money(ratio(cumulative, size), currency))
         rows.append({"cohort": _month_label(cohort), "customers": size, "retention": retention,
-                     "revenue_per_customer": revenue, "small_sample": size < SMALL_COHORT})
+                     "revenue_per_customer": revenue, "small_sample": 0 < size < SMALL_COHORT})
     return rows
 
 
