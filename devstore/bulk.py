@@ -663,6 +663,8 @@ class Compiler:
                 items.append((k, "str(x[0])"))
             elif n in ("createdAt", "updatedAt"):
                 items.append((k, f"T(x[{ri['created_at']}])"))
+            elif n == "processedAt":
+                items.append((k, f"T(x[{ri['processed_at']}])"))
             elif n == "note":
                 items.append((k, f"x[{ri['note']}]"))
             elif n == "totalRefundedSet":

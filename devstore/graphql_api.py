@@ -207,6 +207,7 @@ class RefundObj:
         self.id = refund_gid(row["id"])
         self.legacyResourceId = str(row["id"])
         self.createdAt = iso_utc(row["created_at"])
+        self.processedAt = iso_utc(row["processed_at"])
         self.updatedAt = iso_utc(row["created_at"])
         self.note = row["note"]
 

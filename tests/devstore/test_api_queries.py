@@ -66,7 +66,7 @@ ORDER_FIELDS = """
   totalPriceSet { shopMoney { amount currencyCode } presentmentMoney { amount currencyCode } }
   currentTotalPriceSet { shopMoney { amount currencyCode } }
   totalRefundedSet { shopMoney { amount currencyCode } }
-  refunds { id createdAt totalRefundedSet { shopMoney { amount } }
+  refunds { id createdAt processedAt totalRefundedSet { shopMoney { amount } }
             refundLineItems(first: 10) { nodes { subtotalSet { shopMoney { amount } } } } }
 """
 
@@ -123,6 +123,7 @@ def test_orders_match_ground_truth_field_by_field(shop: Api, truth: dict) -> Non
         assert Decimal(node["totalRefundedSet"]["shopMoney"]["amount"]) == o["total_refunded"]
         mine = refunds_by_order.get(o["shopify_id"], [])
         assert [r["id"] for r in node["refunds"]] == [f"gid://shopify/Refund/{r['shopify_id']}" for r in mine]
+        assert [r["processedAt"] for r in node["refunds"]] == [iso(r["processed_at"]) for r in mine]
         line_total = sum(
             (Decimal(li["subtotalSet"]["shopMoney"]["amount"]) for r in node["refunds"]
              for li in r["refundLineItems"]["nodes"]),
