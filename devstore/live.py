@@ -285,16 +285,28 @@ def order_payload(store: ShopStore, o: dict[str, Any]) -> dict[str, Any]:
 
 
 def _random_row(store: ShopStore, rng: Any, table: str, where: str = "1", params: tuple[Any, ...] = ()) -> Any:
+    """A row picked by a random id pivot: O(log n) on a million-order shop, deterministic per rng."""
     db = store._db
-    (count,) = db.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()  # noqa: S608
-    if not count:
+    lo, hi = db.execute(f"SELECT min(id), max(id) FROM {table}").fetchone()  # noqa: S608
+    if lo is None:
         return None
     cols = ORDER_COLUMNS if table == "orders" else CUSTOMER_COLUMNS
-    row = db.execute(
-        f"SELECT {','.join(cols)} FROM {table} WHERE {where} ORDER BY id LIMIT 1 OFFSET ?",  # noqa: S608
-        (*params, _pick(rng, count)),
-    ).fetchone()
-    return dict(zip(cols, row, strict=True))
+    pivot = lo + _pick(rng, hi - lo + 1)
+    select = f"SELECT {','.join(cols)} FROM {table}"  # noqa: S608
+    row = db.execute(f"{select} WHERE id >= ? AND ({where}) ORDER BY id LIMIT 1", (pivot, *params)).fetchone()
+    if row is None:
+        row = db.execute(f"{select} WHERE {where} ORDER BY id LIMIT 1", params).fetchone()
+    return None if row is None else dict(zip(cols, row, strict=True))
+
+
+def _next_number(store: ShopStore) -> int:
+    """Order numbers continue from the highest one (kept in memory: no index on number)."""
+    with store._lock:
+        current = store._ids.get("number")
+        if current is None:
+            (current,) = store._db.execute("SELECT coalesce(max(number), 1000) FROM orders").fetchone()
+        store._ids["number"] = int(current) + 1
+        return store._ids["number"]
 
 
 def _new_customer(store: ShopStore, rng: Any, ts: int) -> dict[str, Any]:
@@ -341,7 +353,7 @@ def _order_create(store: ShopStore, rng: Any, *, customer: str) -> list[Event]:
             choices = [c for c in PRESENTMENT_CHOICES if c != store.currency]
             pres = choices[_pick(rng, len(choices))]
         oid = store._next_id("orders")
-        (number,) = store._db.execute("SELECT coalesce(max(number), 1000) + 1 FROM orders").fetchone()
+        number = _next_number(store)
         row = {
             "id": oid,
             "number": number,
