@@ -17,7 +17,7 @@ PII_KEYS = frozenset({
     "address1", "address2", "city", "zip", "province", "province_code", "latitude", "longitude",
     "browser_ip", "client_details", "note", "note_attributes", "customer_locale",
     "email_marketing_consent", "sms_marketing_consent", "marketing_opt_in_level",
-    "multipass_identifier", "tax_exemptions",
+    "multipass_identifier", "tax_exemptions", "shop_owner",
 })
 # Inside these objects every string that names a person goes too ("name" on an order is "#1001" and stays).
 _PERSON_OBJECTS = frozenset({"customer", "user", "associated_user"})

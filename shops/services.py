@@ -179,7 +179,7 @@ def app_declared_webhook_topics() -> set[str]:
 SHOP_WEBHOOK_TOPICS = (
     "app/uninstalled", "app/scopes_update", "orders/create", "orders/updated", "orders/cancelled",
     "orders/delete", "refunds/create", "customers/create", "customers/update", "customers/delete",
-    "bulk_operations/finish",
+    "bulk_operations/finish", "shop/update",
 )
 
 
@@ -466,6 +466,20 @@ def shop_scopes_update(*, shop: Shop, payload: Mapping[str, Any]) -> str:
     return f"scopes now {scopes or 'none'}"
 
 
+def shop_update(*, shop: Shop, payload: Mapping[str, Any]) -> str:
+    """shop/update: keep name, currency, time zone and plan current (reports bucket by the zone)."""
+    fields = {"name": payload.get("name"), "currency": payload.get("currency"),
+              "iana_timezone": payload.get("iana_timezone"), "plan": payload.get("plan_display_name")}
+    changed = [f for f, v in fields.items() if isinstance(v, str) and v and getattr(shop, f) != v]
+    for field in changed:
+        setattr(shop, field, fields[field])
+    if changed:
+        shop.save(update_fields=[*changed, "updated_at"])
+    if {"currency", "iana_timezone"} & set(changed):
+        _analytics_refresh_later(shop_id=shop.pk)
+    return f"updated {', '.join(changed)}" if changed else "no change"
+
+
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value)
@@ -619,6 +633,7 @@ HANDLERS: dict[str, Handler] = {
                                                                                 payload=payload),
     "customers/redact": lambda shop, event, payload: customer_redact(shop=shop, payload=payload),
     "shop/redact": lambda shop, event, payload: shop_redact(shop=shop),
+    "shop/update": lambda shop, event, payload: shop_update(shop=shop, payload=payload),
 }
 MAX_ATTEMPTS = 5
 

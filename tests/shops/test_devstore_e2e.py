@@ -344,3 +344,30 @@ def test_reinstall_after_uninstall_starts_clean(devstore: DevStore) -> None:
     assert not Order.objects.filter(shop=shop, shopify_id=424242).exists()
     assert queued_task_args("backfill") == [[shop.pk]]
     assert ShopCredential.objects.filter(shop=shop).count() == 1
+
+
+def test_per_shop_webhook_subscription_is_created_and_delivered(devstore: DevStore, live_server,
+                                                                celery_worker_process) -> None:
+    devstore.install("acme")
+    embedded_load(devstore, "acme")
+    shop = Shop.objects.get(domain=ACME)
+    # shop/update is the one topic shopify.app.toml does not declare: the install subscribed it.
+    assert "shop/update" not in services.app_declared_webhook_topics()
+    subs = devstore.store("acme").webhook_subscriptions
+    assert [(s["topic_rest"], s["uri"]) for s in subs] == [("shop/update", f"{live_server.url}/webhooks")]
+    # Subscribing again (a reinstall) is harmless.
+    token = services.access_token_get(shop=shop)
+    assert services.webhooks_subscribe(shop_domain=ACME, access_token=token) == ["shop/update"]
+    # The merchant moves the shop to another zone: the event reaches us and the shop follows.
+    payload = {"id": 1, "name": "Acme Two", "currency": "NZD", "iana_timezone": "Pacific/Chatham",
+               "plan_display_name": "Plus", "email": "owner@example.com", "shop_owner": "Dev Merchant"}
+    deliveries = devstore.emit("shop/update", payload, "acme")
+    assert [d["url"] for d in deliveries] == [f"{live_server.url}/webhooks"]
+    assert devstore.wait_webhooks(10)
+    wait_for(lambda: Shop.objects.get(pk=shop.pk).iana_timezone == "Pacific/Chatham", timeout=30)
+    shop.refresh_from_db()
+    assert (shop.name, shop.plan) == ("Acme Two", "Plus")
+    event = WebhookEvent.objects.get(topic="shop/update")
+    assert event.outcome == "updated name, iana_timezone, plan"
+    assert event.payload == {"id": 1, "name": "Acme Two", "currency": "NZD", "iana_timezone": "Pacific/Chatham",
+                             "plan_display_name": "Plus"}
