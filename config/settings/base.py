@@ -6,6 +6,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from celery.schedules import crontab
 from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -153,6 +154,12 @@ CELERY_BEAT_SCHEDULE["sync-reconcile"] = {
     "task": "sync.tasks.reconcile_all",
     "schedule": 24 * 3600.0,
     "options": {"queue": "sync", "expires": 3600},
+}
+# Nightly analytics snapshots (today's as-of date in each shop's zone); syncs also refresh, debounced.
+CELERY_BEAT_SCHEDULE["analytics-nightly"] = {
+    "task": "analytics.tasks.refresh_all",
+    "schedule": crontab(hour=3, minute=20),
+    "options": {"queue": "analytics", "expires": 6 * 3600},
 }
 
 LOGGING = {
