@@ -190,7 +190,8 @@ class CostCalculator:
                     items: list[Any] = value or []
                     total += sum(1 + self._selection_cost(field.selection_set, target, item, True) for item in items)
                 else:
-                    size = self._arg(field, "first") or self._arg(field, "last") or 1
+                    ids = self._arg(field, "ids")
+                    size = self._arg(field, "first") or self._arg(field, "last") or (len(ids) if ids else 1)
                     total += int(size) * (1 + self._selection_cost(field.selection_set, target, None, False))
             else:
                 total += 1 + self._selection_cost(field.selection_set, target, value, actual)
