@@ -228,6 +228,8 @@ class ShopifyClient:
             return
         now = time.monotonic()
         available = self._bucket.now_available(now)
+        # A query larger than the whole bucket can only wait for a full one.
+        cost = min(cost, int(self._bucket.maximum))
         if available < cost and self._bucket.restore_rate > 0:
             wait = (cost - available) / self._bucket.restore_rate
             self.stats["throttle_wait_s"] += wait
@@ -330,11 +332,16 @@ class ShopifyClient:
             requested = cost.get("requestedQueryCost")
             if "THROTTLED" in codes:
                 # THROTTLED arrives with HTTP 200: wait exactly what the bucket needs to refill.
+                if requested and requested > self._bucket.maximum:
+                    # Never payable on this plan's bucket: the caller must ask for less.
+                    raise ShopifyQueryError(
+                        f"query cost {requested} exceeds the bucket ({self._bucket.maximum:.0f})",
+                        [{"message": "cost over bucket", "extensions": {"code": "MAX_COST_EXCEEDED"}}])
                 throttles += 1
                 self.stats["throttled"] += 1
                 if throttles > self.max_throttle_waits:
                     raise ShopifyTransientError("still THROTTLED after waiting")
-                need = float(requested or expected_cost)
+                need = min(float(requested or expected_cost), self._bucket.maximum)
                 available = self._bucket.available
                 rate = self._bucket.restore_rate or 50.0
                 wait = max(0.05, (need - available) / rate)
@@ -389,7 +396,9 @@ class ShopifyClient:
             if result.requested_cost:
                 expected = int(result.requested_cost)
                 per_node = max(1.0, result.requested_cost / size)
-                size = max(1, min(MAX_PAGE_SIZE, int(0.9 * MAX_QUERY_COST / per_node)))
+                # 90% of the single-query cap, and of the bucket when a plan's bucket is smaller.
+                budget = 0.9 * min(MAX_QUERY_COST, self._bucket.maximum)
+                size = max(1, min(MAX_PAGE_SIZE, int(budget / per_node)))
                 expected = int(per_node * size)
             if not info.get("hasNextPage"):
                 return

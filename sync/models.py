@@ -175,6 +175,8 @@ class Deletion(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     shopify_id = models.BigIntegerField()
     deleted_at = models.DateTimeField()
+    # A deleted order's customer: their order count moved, so the next sync re-reads them.
+    customer_shopify_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["shop", "kind", "shopify_id"], name="deletion_shop_kind_id")]

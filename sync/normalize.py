@@ -39,7 +39,7 @@ tags customer {{ id }}
 """
 REFUND_FIELDS = f"id createdAt updatedAt totalRefundedSet {{ {_MONEY} }}"
 CUSTOMER_FIELDS = """
-id createdAt updatedAt numberOfOrders amountSpent {{ amount currencyCode }} tags statistics {{ rfmGroup }}
+id createdAt updatedAt numberOfOrders amountSpent { amount currencyCode } tags statistics { rfmGroup }
 """
 
 

@@ -126,10 +126,11 @@ def _parse_time(value: Any) -> datetime:
 def order_delete(*, shop: Shop, shopify_id: int, at: datetime | None = None) -> tuple[int | None, int]:
     """Remove an order and its refunds for good; returns (its customer id, rows deleted)."""
     with transaction.atomic():
-        Deletion.objects.update_or_create(shop=shop, kind=Deletion.Kind.ORDER, shopify_id=shopify_id,
-                                          defaults={"deleted_at": at or timezone.now()})
         customer_id = (Order.objects.filter(shop=shop, shopify_id=shopify_id)
                        .values_list("customer_shopify_id", flat=True).first())
+        Deletion.objects.update_or_create(shop=shop, kind=Deletion.Kind.ORDER, shopify_id=shopify_id,
+                                          defaults={"deleted_at": at or timezone.now(),
+                                                    "customer_shopify_id": customer_id})
         refunds, _ = Refund.objects.filter(shop=shop, order_shopify_id=shopify_id).delete()
         orders, _ = Order.objects.filter(shop=shop, shopify_id=shopify_id).delete()
     return customer_id, refunds + orders
@@ -529,6 +530,14 @@ def _last_mark(shop: Shop) -> datetime | None:
             .aggregate(m=Max("high_water_mark"))["m"])
 
 
+def _last_started(shop: Shop, *, before: SyncRun) -> datetime:
+    """When the previous successful sync started, on our clock."""
+    prev = (SyncRun.objects.filter(shop=shop, status=SyncRun.Status.SUCCEEDED,
+                                   kind__in=[SyncRun.Kind.BACKFILL, SyncRun.Kind.INCREMENTAL])
+            .exclude(pk=before.pk).order_by("-started_at").values_list("started_at", flat=True).first())
+    return prev or before.created_at
+
+
 def _order_rows_from_nodes(nodes: Iterable[Mapping[str, Any]]) -> tuple[list[nz.Row], list[nz.Row], set[int]]:
     orders: list[nz.Row] = []
     refunds: list[nz.Row] = []
@@ -661,6 +670,10 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
             touched.update(reconcile_orders(shop=shop, client=client, run=run))
         if ours_c != theirs_c:
             customers_reconcile_ids(shop=shop, client=client)
+    # Orders deleted by webhook since the last sync: their customers' counts moved too.
+    touched.update(i for i in Deletion.objects.filter(
+        shop=shop, kind=Deletion.Kind.ORDER, deleted_at__gte=_last_started(shop, before=run) - OVERLAP,
+        customer_shopify_id__isnull=False).values_list("customer_shopify_id", flat=True) if i is not None)
     touched -= set(Deletion.objects.filter(shop=shop, kind=Deletion.Kind.CUSTOMER)
                    .values_list("shopify_id", flat=True))
     if touched:

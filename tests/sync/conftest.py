@@ -67,3 +67,60 @@ def devshop(db: None, settings: Any) -> Iterator[DevShop]:
         yield ds
     finally:
         ds.server.stop()
+
+
+def worker_start(name: str, extra_env: dict[str, str] | None = None) -> Any:
+    """Another real worker subprocess (same command as `celery_worker_process`), for kill tests."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from config.celery import app
+    from tests.conftest import ROOT, test_database_url
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "DATABASE_URL": test_database_url(),
+           "REDIS_URL": settings.REDIS_URL, "TENURE_TEST_WORKER": "1", **(extra_env or {})}
+    log = open(ROOT / "var" / f"test-worker-{name}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--loglevel", "WARNING",
+         "-Q", "default,webhooks,sync,backfill,analytics", "--without-heartbeat", "--without-gossip",
+         "--without-mingle", "-n", f"{name}-{os.getpid()}@%h"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited early ({proc.returncode})")
+        if any(f"{name}-{os.getpid()}@" in n for reply in app.control.ping(timeout=0.5) for n in reply):
+            return proc
+    proc.kill()
+    raise RuntimeError("worker did not come up")
+
+
+def app_install(client: Any, ds: Any, shop: str) -> Shop:
+    """The Shopify-managed install: devstore grants, the admin loads the app home with an id_token."""
+    from urllib.parse import urlsplit
+
+    ds.install(shop)
+    url = urlsplit(ds.app_home_url(shop))
+    response = client.get(f"{url.path}?{url.query}")
+    assert response.status_code in (200, 302), response.content[:300]
+    return Shop.objects.get(domain=shop)
+
+
+@pytest.fixture
+def sync_worker(transactional_db: None, redis_client: Any) -> Iterator[Any]:
+    """A real worker with its own log (var/test-worker-sync.log); killed at the end."""
+    redis_client.flushdb()
+    proc = worker_start("sync")
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except Exception:  # noqa: BLE001
+                proc.kill()
+                proc.wait()
