@@ -22,7 +22,7 @@ def rfm_csv(*, shop: Shop, as_of: date | None = None, period_days: int | None = 
     params = selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days, rfm_scale=rfm_scale,
                                          rfm_method=rfm_method)
     snapshot = selectors.snapshot_find(shop=shop, params=params)
-    if snapshot is None or not snapshot.has_customers:
+    if snapshot is None or not selectors.snapshot_rows_present(snapshot=snapshot):
         snapshot = services.snapshot_refresh(shop=shop, as_of=params.as_of, period_days=params.period_days,
                                              rfm_scale=params.rfm_scale, rfm_method=params.rfm_method)
     predictive = snapshot.document.get("predictive") or {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db.models import Q
 from django.utils import timezone
@@ -21,9 +21,28 @@ def analytics_settings_get(*, shop: Shop) -> AnalyticsSettings:
     return found or AnalyticsSettings(shop=shop)
 
 
+def shop_zone(*, shop: Shop) -> str:
+    """The shop's IANA zone; UTC when Shopify sent none or one this system does not know."""
+    name = shop.iana_timezone or "UTC"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "UTC"
+    return name
+
+
+def snapshot_rows_present(*, snapshot: AnalyticsSnapshot) -> bool:
+    """Whether the snapshot's customer rows can be read (pruned, or lost with the unlogged table
+    after a database crash, when they cannot)."""
+    if not snapshot.has_customers:
+        return False
+    expected = snapshot.document.get("clv", {}).get("customers", 0)
+    return not expected or CustomerScore.objects.filter(snapshot=snapshot).exists()
+
+
 def shop_today(*, shop: Shop, now: datetime | None = None) -> date:
     """Today's date in the shop's zone: the default as-of date (its midnight is the period's end)."""
-    return (now or timezone.now()).astimezone(ZoneInfo(shop.iana_timezone or "UTC")).date()
+    return (now or timezone.now()).astimezone(ZoneInfo(shop_zone(shop=shop))).date()
 
 
 def report_params_for(*, shop: Shop, as_of: date | None = None, period_days: int | None = None,

@@ -211,7 +211,7 @@ def snapshot_refresh(*, shop: Shop, as_of: date | None = None, period_days: int 
     """Compute every figure for the shop and store the document (replacing the same key's snapshot)."""
     params = selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days, rfm_scale=rfm_scale,
                                          rfm_method=rfm_method)
-    bounds = bounds_for(params, shop.iana_timezone or "UTC")
+    bounds = bounds_for(params, selectors.shop_zone(shop=shop))
     started = time.perf_counter()
     with transaction.atomic():
         snapshot, _ = AnalyticsSnapshot.objects.get_or_create(
@@ -255,11 +255,11 @@ def report_document(*, shop: Shop, as_of: date | None = None, period_days: int |
     params = selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days, rfm_scale=rfm_scale,
                                          rfm_method=rfm_method)
     snapshot = selectors.snapshot_find(shop=shop, params=params)
-    if snapshot is None or (include_customers and not snapshot.has_customers):
+    if snapshot is None or (include_customers and not selectors.snapshot_rows_present(snapshot=snapshot)):
         snapshot = snapshot_refresh(shop=shop, as_of=params.as_of, period_days=params.period_days,
                                     rfm_scale=params.rfm_scale, rfm_method=params.rfm_method)
     doc = copy.deepcopy(snapshot.document)
-    bounds = bounds_for(params, shop.iana_timezone or "UTC")
+    bounds = bounds_for(params, selectors.shop_zone(shop=shop))
     marketing_apply(doc, selectors.marketing_inputs_for_period(shop=shop, start=bounds.start_date,
                                                                 end=bounds.end_date))
     if include_customers:
