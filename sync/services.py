@@ -9,6 +9,7 @@ dies with the connection of a killed worker). Webhooks do not take it: their row
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -40,7 +41,8 @@ from sync.store import Written, rows_write
 logger = logging.getLogger(__name__)
 
 LOCK_NAMESPACE = 0x5E17  # first key of pg_advisory_lock(int, int); the second is the shop id
-CHUNK_LINES = 20_000  # bulk lines per committed chunk: bounded memory and a fine resume point
+# Bulk lines per committed chunk: bounded memory and a fine resume point (tests make it small).
+CHUNK_LINES = int(os.environ.get("TENURE_SYNC_CHUNK_LINES", "20000"))
 OVERLAP = timedelta(minutes=5)
 BULK_SWITCH_AT = 100  # changed objects above which an incremental sync uses a bulk operation
 PAGE_CHANGED_MAX = 250
@@ -560,9 +562,18 @@ def customers_refresh(*, shop: Shop, client: ShopifyClient, ids: Iterable[int]) 
     """Re-read customers whose stats moved without their `updated_at` moving (orders, refunds)."""
     ids = sorted(set(ids))
     written = 0
-    for start in range(0, len(ids), 50):
-        batch = [f"gid://shopify/Customer/{i}" for i in ids[start:start + 50]]
-        result = client.graphql(CUSTOMER_NODES, {"ids": batch}, expected_cost=60)
+    size = 50
+    start = 0
+    while start < len(ids):
+        batch = [f"gid://shopify/Customer/{i}" for i in ids[start:start + size]]
+        try:
+            result = client.graphql(CUSTOMER_NODES, {"ids": batch}, expected_cost=10 * len(batch))
+        except ShopifyQueryError as exc:
+            if "MAX_COST_EXCEEDED" in exc.codes and size > 1:
+                size = max(1, size // 2)
+                continue
+            raise
+        start += len(batch)
         nodes = [n for n in result.data.get("nodes") or [] if isinstance(n, dict) and n.get("id")]
         with transaction.atomic():
             w = rows_write(shop_id=shop.pk, currency=shop.currency,

@@ -7,6 +7,7 @@ rest on `sync`, so a long backfill never delays another shop's incremental sync 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from django.utils import timezone
@@ -50,9 +51,9 @@ def backfill_run(self, run_id: int) -> str:  # type: ignore[no-untyped-def]
 
 
 @shared_task(name="sync.tasks.backfill_resume_stale", ignore_result=True, expires=55)
-def backfill_resume_stale() -> int:
+def backfill_resume_stale(older_than_s: float = 120.0) -> int:
     """Re-enqueue backfills whose worker died (no lock held, no progress for a while)."""
-    ids = services.backfill_stale()
+    ids = services.backfill_stale(older_than=timedelta(seconds=older_than_s))
     for run_id in ids:
         backfill_run.delay(run_id)
     return len(ids)
