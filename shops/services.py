@@ -682,17 +682,35 @@ def webhook_events_pending(*, older_than: timedelta, limit: int = 500) -> list[i
     cutoff = timezone.now() - older_than
     return list(
         WebhookEvent.objects.filter(
+            # A failed event waits as long again since its last attempt: retries are spaced out.
             models.Q(status=WebhookEvent.Status.RECEIVED)
-            | models.Q(status=WebhookEvent.Status.FAILED, attempts__lt=MAX_ATTEMPTS),
+            | models.Q(status=WebhookEvent.Status.FAILED, attempts__lt=MAX_ATTEMPTS, processed_at__lt=cutoff),
             received_at__lt=cutoff,
         ).order_by("received_at").values_list("pk", flat=True)[:limit]
     )
 
 
-def webhook_events_sweep(*, older_than: timedelta = timedelta(seconds=30), limit: int = 500) -> int:
-    """Process what the on-commit enqueue left behind (Redis down, worker lost); returns how many ran."""
+def webhook_events_sweep(*, older_than: timedelta = timedelta(seconds=30), limit: int = 500,
+                         time_budget: float = 50.0) -> int:
+    """Process what the on-commit publish left behind (Redis down, process killed); returns how many ran.
+
+    Works in batches until nothing older than `older_than` is left or `time_budget`
+    seconds have passed (beat runs it every minute), so a backlog from a long Redis
+    outage drains at the worker's pace rather than `limit` per minute.
+    """
+    import time
+
+    deadline = time.monotonic() + time_budget
     done = 0
-    for event_id in webhook_events_pending(older_than=older_than, limit=limit):
-        if webhook_event_process(event_id=event_id) is not None:
-            done += 1
+    while time.monotonic() < deadline:
+        batch = webhook_events_pending(older_than=older_than, limit=limit)
+        ran = 0
+        for event_id in batch:
+            if webhook_event_process(event_id=event_id) is not None:
+                ran += 1
+            if time.monotonic() >= deadline:
+                break
+        done += ran
+        if ran == 0:
+            break  # nothing left, or what is left is locked by other workers / out of attempts
     return done

@@ -147,3 +147,23 @@ def test_redis_down_still_records_and_sweep_processes(client, shop_a) -> None:
     # A second sweep (or a late task) finds nothing left to do.
     assert webhook_events_sweep() == 0
     assert webhook_event_process(event_id=event.pk) is None
+
+
+def test_sweep_drains_a_backlog_and_spaces_retries(client, shop_a) -> None:
+    for i in range(7):
+        post_webhook(client, {"previous": [], "current": ["read_orders"]}, topic="app/scopes_update",
+                     shop=shop_a.domain, webhook_id=f"w-b{i}")
+    bad = post_webhook(client, {"customer": "not-a-dict"}, topic="customers/redact", shop=shop_a.domain,
+                       webhook_id="w-bad")
+    assert bad.status_code == 200
+    WebhookEvent.objects.update(received_at=timezone.now() - timedelta(minutes=5))
+    # Batches of 3: all 8 are run in one sweep; the failing one once, not five times.
+    assert webhook_events_sweep(limit=3) == 8
+    assert WebhookEvent.objects.filter(status="processed").count() == 7
+    failed = WebhookEvent.objects.get(webhook_id="w-bad")
+    assert (failed.status, failed.attempts) == ("failed", 1)
+    assert webhook_events_sweep() == 0  # its last attempt is too recent
+    WebhookEvent.objects.filter(pk=failed.pk).update(processed_at=timezone.now() - timedelta(minutes=5))
+    assert webhook_events_sweep() == 1
+    failed.refresh_from_db()
+    assert failed.attempts == 2
