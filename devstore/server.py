@@ -107,7 +107,6 @@ class Platform:
         self.live_events = live_events
         self.base_url = "http://127.0.0.1"
         self.stopping = threading.Event()
-        self._seed = seed
         self._live_rngs: dict[str, random.Random] = {}
         self._fault_rngs: dict[str, random.Random] = {}
         self._live_thread: threading.Thread | None = None
