@@ -371,3 +371,23 @@ def test_per_shop_webhook_subscription_is_created_and_delivered(devstore: DevSto
     assert event.outcome == "updated name, iana_timezone, plan"
     assert event.payload == {"id": 1, "name": "Acme Two", "currency": "NZD", "iana_timezone": "Pacific/Chatham",
                              "plan_display_name": "Plus"}
+
+
+def test_refresh_retries_once_with_the_previous_refresh_token(devstore: DevStore) -> None:
+    devstore.install("acme")
+    embedded_load(devstore, "acme")
+    shop = Shop.objects.get(domain=ACME)
+    credential = ShopCredential.objects.get(shop=shop)
+    issued = credential.refresh_token
+    # What we hold as current is not valid at Shopify (say, a response we never fully got);
+    # the one before it still is.
+    credential.refresh_token = "shprt_never_issued"  # noqa: S105
+    credential.previous_refresh_token_encrypted = services.crypto_encrypt(issued)
+    credential.save()
+    token = services.credential_refresh(shop=shop, force=True)
+    credential.refresh_from_db()
+    assert credential.access_token == token
+    assert credential.refresh_token not in (issued, "shprt_never_issued")
+    shop.refresh_from_db()
+    assert shop.needs_reauth_reason == ""
+    assert services.admin_graphql(shop_domain=ACME, access_token=token, query="{ shop { name } }")
