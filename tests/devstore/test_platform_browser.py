@@ -34,7 +34,10 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>loading</title
   shopify.idToken()
     .then(function () { return fetch("/api/echo", { method: "POST", body: "{}" }); })
     .then(function (res) { return res.json(); })
-    .then(function (data) { document.getElementById("out").textContent = JSON.stringify(data); document.title = "done"; })
+    .then(function (data) {
+      document.getElementById("out").textContent = JSON.stringify(data);
+      document.title = "done";
+    })
     .catch(function (err) { document.getElementById("out").textContent = String(err); document.title = "failed"; });
 </script></body></html>"""
 
