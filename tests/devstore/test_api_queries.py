@@ -347,3 +347,34 @@ def test_bad_cursor_and_bad_body(shop: Api) -> None:
     assert body["errors"][0]["message"] == "Invalid cursor for current pagination sort."
     resp = shop.post(b"{not json", scopes=BASIC_SCOPES)
     assert resp.status_code == 400
+
+
+def test_concurrent_reads_while_the_shop_trades() -> None:
+    """The server is threaded: pages keep coming back whole while live trading writes."""
+    import random
+    import threading
+
+    with api_shop("busy", customers=80, months=12) as api:
+        api.store.faults["throttle_bucket_size"] = 10**9
+        api.token(BASIC_SCOPES)
+        failures: list[str] = []
+
+        def reader() -> None:
+            for _ in range(15):
+                status, body = api.gql("{ orders(first: 50, sortKey: UPDATED_AT, reverse: true) { nodes { id "
+                                       "currentTotalPriceSet { shopMoney { amount } } } } ordersCount { count } }",
+                                       scopes=BASIC_SCOPES)
+                if status != 200 or "errors" in body:
+                    failures.append(str(body)[:200])
+
+        threads = [threading.Thread(target=reader) for _ in range(4)]
+        for t in threads:
+            t.start()
+        events = api.store.live_step(60, random.Random(2))
+        for t in threads:
+            t.join()
+        assert failures == []
+        assert len(events) >= 60
+        status, body = api.gql("{ ordersCount(limit: null) { count } }", scopes=BASIC_SCOPES)
+        assert body["data"]["ordersCount"]["count"] == len(api.store.ground_truth()["orders"])
+
