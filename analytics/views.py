@@ -9,6 +9,9 @@ valid for a minute, is what authenticates them.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,11 +23,13 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.safestring import SafeString
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from analytics import charts, export, selectors, services
 from analytics.forms import MarketingForm, PeriodForm, SettingsForm, errors_attach
+from analytics.metrics.document import marketing_apply
 from analytics.models import PERIOD_PRESETS, AnalyticsSnapshot, CustomerScore
 from analytics.templatetags.report import fmt_money, fmt_number, fmt_pct, money_compact
 from shops.auth import embedded_view
@@ -156,11 +161,74 @@ def _period_labels(doc: dict[str, Any] | None) -> dict[str, str]:
             "days": str(doc["period"]["days"]), "as_of": doc["as_of"]}
 
 
-def _report(request: HttpRequest, **kwargs: Any) -> tuple[PeriodForm, dict[str, Any]]:
+# Report documents by stored snapshot (pk, computed_at): a refresh makes a new key, so an entry is
+# never stale; each process keeps the few most recent. Entries are shared, so never mutated.
+_DOCS: OrderedDict[tuple[int, float], dict[str, Any]] = OrderedDict()
+_DOCS_LOCK = threading.Lock()
+_DOCS_MAX = 32
+
+
+def report_document_cached(*, shop: Shop, as_of: date | None, period_days: int,
+                           with_marketing: bool = True) -> dict[str, Any]:
+    """``services.report_document``, read once per snapshot and process; marketing inputs applied per call.
+
+    Two small queries find the stored snapshot's identity; the document itself (and its JSON
+    decoding) is reused until the snapshot is refreshed. A missing snapshot is computed by the
+    service as usual.
+    """
+    params = selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days)
+    settings_hash = params.settings_hash()
+    row = (AnalyticsSnapshot.objects.filter(shop=shop, as_of=params.as_of, settings_hash=settings_hash)
+           .values_list("pk", "computed_at").first())
+    key = (row[0], row[1].timestamp()) if row else None
+    base = None
+    if key is not None:
+        with _DOCS_LOCK:
+            base = _DOCS.get(key)
+            if base is not None:
+                _DOCS.move_to_end(key)
+    if base is None:
+        base = services.report_document(shop=shop, as_of=params.as_of, period_days=params.period_days)
+        if key is not None:
+            base.update({"_cache_key": f"{key[0]}:{key[1]}", "_snapshot_pk": key[0],
+                         "_settings_hash": settings_hash})
+            with _DOCS_LOCK:
+                _DOCS[key] = base
+                while len(_DOCS) > _DOCS_MAX:
+                    _DOCS.popitem(last=False)
+    if not with_marketing:
+        return base
+    doc = {**base, "explain": dict(base.get("explain") or {})}
+    start, end = date.fromisoformat(doc["period"]["start"]), date.fromisoformat(doc["period"]["end"])
+    return marketing_apply(doc, selectors.marketing_inputs_for_period(shop=shop, start=start, end=end))
+
+
+_CHARTS: OrderedDict[tuple[str, str], SafeString] = OrderedDict()
+_CHARTS_MAX = 256
+
+
+def chart_cached(doc: dict[str, Any], name: str, build: Callable[[], SafeString]) -> SafeString:
+    """A chart of a stored document, built once per snapshot and process (charts are pure functions of it)."""
+    doc_key = doc.get("_cache_key")
+    if not doc_key:
+        return build()
+    key = (str(doc_key), name)
+    with _DOCS_LOCK:
+        found = _CHARTS.get(key)
+    if found is not None:
+        return found
+    svg = build()
+    with _DOCS_LOCK:
+        _CHARTS[key] = svg
+        while len(_CHARTS) > _CHARTS_MAX:
+            _CHARTS.popitem(last=False)
+    return svg
+
+
+def _report(request: HttpRequest) -> tuple[PeriodForm, dict[str, Any]]:
     shop = _shop(request)
     form, as_of, days = _period(request, shop)
-    doc = services.report_document(shop=shop, as_of=as_of, period_days=days, **kwargs)
-    return form, doc
+    return form, report_document_cached(shop=shop, as_of=as_of, period_days=days)
 
 
 def _explain(doc: dict[str, Any], key: str) -> dict[str, Any]:
@@ -204,8 +272,8 @@ def _previous(shop: Shop, doc: dict[str, Any]) -> dict[str, Any] | None:
     snapshot of it is not stored before the first import lands (the refresh task keeps it fresh)."""
     if not doc["clv"]["orders"] and not doc["retention"]["customers_at_start"]:
         return None
-    return services.report_document(shop=shop, as_of=date.fromisoformat(doc["period"]["start"]),
-                                    period_days=int(doc["period"]["days"]))
+    return report_document_cached(shop=shop, as_of=date.fromisoformat(doc["period"]["start"]),
+                                  period_days=int(doc["period"]["days"]), with_marketing=False)
 
 
 # --- pages ------------------------------------------------------------------------------------------------------
@@ -226,14 +294,14 @@ def overview(request: HttpRequest) -> HttpResponse:
                       "explain": _explain(doc, key)})
     trend = doc.get("trend") or []
     labels = [row["month"] + ("*" if row.get("partial") else "") for row in trend]
-    revenue_chart = charts.bar_chart(
+    revenue_chart = chart_cached(doc, "revenue_chart", lambda: charts.bar_chart(
         title="Revenue by month", labels=labels, label_name="Month", value_name=f"Revenue ({currency})",
         values=[float(row["revenue"]) if row["revenue"] is not None else None for row in trend],
-        fmt=lambda v: money_compact(v, ""))
-    orders_chart = charts.line_chart(
+        fmt=lambda v: money_compact(v, "")))
+    orders_chart = chart_cached(doc, "orders_chart", lambda: charts.line_chart(
         title="Orders and customers by month", labels=labels, label_name="Month",
         series=[charts.Series("Orders", [row["orders"] for row in trend]),
-                charts.Series("Customers", [row["customers"] for row in trend])])
+                charts.Series("Customers", [row["customers"] for row in trend])]))
     ctx = _context(request, "overview", doc, form, cards=cards, previous=previous,
                    previous_labels=_period_labels(previous), revenue_chart=revenue_chart,
                    orders_chart=orders_chart, empty=_empty_state(doc, shop),
@@ -242,6 +310,9 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 
 def _snapshot_for(shop: Shop, doc: dict[str, Any]) -> AnalyticsSnapshot | None:
+    if doc.get("_snapshot_pk"):
+        return AnalyticsSnapshot(pk=doc["_snapshot_pk"], shop=shop, as_of=date.fromisoformat(doc["as_of"]),
+                                 settings_hash=doc["_settings_hash"])
     params = selectors.report_params_for(shop=shop, as_of=date.fromisoformat(doc["as_of"]),
                                          period_days=int(doc["period"]["days"]), rfm_scale=int(doc["rfm"]["scale"]),
                                          rfm_method=doc["rfm"]["method"])
@@ -264,15 +335,15 @@ def rfm(request: HttpRequest) -> HttpResponse:
     r_labels = [f"R{r}" for r in range(k, 0, -1)]
     f_labels = [f"F{f}" for f in range(1, k + 1)]
     cell = lambda r, f, key: grid.get((r, f), {}).get(key)  # noqa: E731
-    heat_customers = charts.heatmap(
+    heat_customers = chart_cached(doc, "heat_customers", lambda: charts.heatmap(
         title="Customers by recency (R) and frequency (F) score", row_labels=r_labels, col_labels=f_labels,
         row_name="Recency", col_name="Frequency",
-        values=[[cell(r, f, "customers") for f in range(1, k + 1)] for r in range(k, 0, -1)])
-    heat_revenue = charts.heatmap(
+        values=[[cell(r, f, "customers") for f in range(1, k + 1)] for r in range(k, 0, -1)]))
+    heat_revenue = chart_cached(doc, "heat_revenue", lambda: charts.heatmap(
         title=f"Revenue ({currency}) by recency (R) and frequency (F) score", row_labels=r_labels,
         col_labels=f_labels, row_name="Recency", col_name="Frequency",
         values=[[float(cell(r, f, "revenue") or 0) for f in range(1, k + 1)] for r in range(k, 0, -1)],
-        texts=[[money_compact(cell(r, f, "revenue"), "") for f in range(1, k + 1)] for r in range(k, 0, -1)])
+        texts=[[money_compact(cell(r, f, "revenue"), "") for f in range(1, k + 1)] for r in range(k, 0, -1)]))
     groups = [{"name": g, "label": GROUP_LABELS[g], **doc["rfm"]["groups"][g]["clv"],
                "customers": doc["rfm"]["groups"][g]["customers"]} for g in GROUPS]
     crosstab = (doc.get("shopify") or {}).get("rfm_crosstab") or {}
@@ -371,20 +442,20 @@ def clv(request: HttpRequest) -> HttpResponse:
                         "m3": values[3] if len(values) > 3 else None, "m6": values[6] if len(values) > 6 else None,
                         "m12": values[12] if len(values) > 12 else None,
                         "to_date": values[-1] if values and row["customers"] else None})
-    cohort_chart = charts.bar_chart(
+    cohort_chart = chart_cached(doc, "cohort_chart", lambda: charts.bar_chart(
         title=f"Revenue per customer to date, by first-order month ({currency})",
         labels=[c["cohort"] for c in cohorts], label_name="Cohort", value_name=f"Revenue per customer ({currency})",
         values=[float(c["to_date"]) if c["to_date"] is not None else None for c in cohorts],
-        fmt=lambda v: money_compact(v, ""))
+        fmt=lambda v: money_compact(v, "")))
     predictive = doc.get("predictive")
     backtest_chart = None
     if predictive and predictive.get("available") and (predictive.get("backtest") or {}).get("available"):
         weekly = predictive["backtest"].get("weekly") or []
-        backtest_chart = charts.line_chart(
+        backtest_chart = chart_cached(doc, "backtest_chart", lambda: charts.line_chart(
             title="Backtest: cumulative repeat purchases, actual against predicted",
             labels=[w["week_end"] for w in weekly], label_name="Week ending",
             series=[charts.Series("Actual", [w["actual_cumulative"] for w in weekly]),
-                    charts.Series("Predicted", [w["predicted_cumulative"] for w in weekly])])
+                    charts.Series("Predicted", [w["predicted_cumulative"] for w in weekly])]))
     ctx = _context(request, "clv", doc, form, chain_rows=chain_rows, cohorts=cohorts, cohort_chart=cohort_chart,
                    predictive=predictive, backtest_chart=backtest_chart, explain_clv=_explain(doc, "clv.clv"),
                    explain_lifespan=_explain(doc, "clv.lifespan_years"), empty=_empty_state(doc, shop))
@@ -426,22 +497,22 @@ def retention(request: HttpRequest) -> HttpResponse:
     months = [f"M{m}" for m in range(width)]
     cohort_labels = [f"{c['cohort']} (n={c['customers']}{', small' if c.get('small_sample') else ''})"
                      for c in cohorts]
-    retention_heat = charts.heatmap(
+    retention_heat = chart_cached(doc, "retention_heat", lambda: charts.heatmap(
         title="Cohort retention: share of each first-order month's customers ordering in month M (%)",
         row_labels=cohort_labels, col_labels=months, row_name="Cohort", col_name="Month",
         values=[[v for v in c["retention"]] for c in cohorts],
         texts=[["–" if v is None else f"{v:.0f}" for v in c["retention"]] for c in cohorts],
-        cell_w=34, cell_h=22, label_w=150)
-    revenue_heat = charts.heatmap(
+        cell_w=34, cell_h=22, label_w=150))
+    revenue_heat = chart_cached(doc, "revenue_heat", lambda: charts.heatmap(
         title=f"Cumulative revenue per cohort customer ({currency})", row_labels=cohort_labels, col_labels=months,
         row_name="Cohort", col_name="Month",
         values=[[None if v is None else float(v) for v in c["revenue_per_customer"]] for c in cohorts],
         texts=[[money_compact(v, "") for v in c["revenue_per_customer"]] for c in cohorts],
-        cell_w=40, cell_h=22, label_w=150)
+        cell_w=40, cell_h=22, label_w=150))
     hist = doc["retention"].get("gap_histogram") or []
-    gap_chart = charts.histogram(
+    gap_chart = chart_cached(doc, "gap_chart", lambda: charts.histogram(
         title="Time between orders", bins=[_gap_label(b["min_days"], b["max_days"]) for b in hist],
-        counts=[b["gaps"] for b in hist], value_name="Gaps between consecutive orders", bin_name="Days apart")
+        counts=[b["gaps"] for b in hist], value_name="Gaps between consecutive orders", bin_name="Days apart"))
     keys = ("retention.customers_at_start", "retention.customers_at_end", "retention.new_customers",
             "retention.lost_customers", "retention.crr", "retention.churn_rate", "retention.repeat_purchase_rate",
             "retention.repeat_purchase_rate_lifetime", "retention.median_days_between_orders")
@@ -473,16 +544,16 @@ def lifecycle(request: HttpRequest) -> HttpResponse:
             out.append(charts.Series(s["label"], values))
         return out
 
-    aov_chart = charts.line_chart(title=f"Exchange value (average order value, {currency}) by year and stage",
-                                  labels=[str(y) for y in years], label_name="Year", series=series("aov"),
-                                  fmt=lambda v: money_compact(v, ""))
-    volume_chart = charts.line_chart(title="Transaction volume (orders per customer) by year and stage",
-                                     labels=[str(y) for y in years], label_name="Year",
-                                     series=series("orders_per_customer"),
-                                     fmt=lambda v: "–" if v is None else f"{float(v):.2f}")
-    customers_chart = charts.bar_chart(title="Customers per lifecycle stage", labels=[s["label"] for s in stages],
-                                       values=[s["customers"] for s in stages], value_name="Customers",
-                                       label_name="Stage")
+    labels = [str(y) for y in years]
+    aov_chart = chart_cached(doc, "aov_chart", lambda: charts.line_chart(
+        title=f"Exchange value (average order value, {currency}) by year and stage", labels=labels,
+        label_name="Year", series=series("aov"), fmt=lambda v: money_compact(v, "")))
+    volume_chart = chart_cached(doc, "volume_chart", lambda: charts.line_chart(
+        title="Transaction volume (orders per customer) by year and stage", labels=labels, label_name="Year",
+        series=series("orders_per_customer"), fmt=lambda v: "–" if v is None else f"{float(v):.2f}"))
+    customers_chart = chart_cached(doc, "customers_chart", lambda: charts.bar_chart(
+        title="Customers per lifecycle stage", labels=[s["label"] for s in stages],
+        values=[s["customers"] for s in stages], value_name="Customers", label_name="Stage"))
     ctx = _context(request, "lifecycle", doc, form, stages=stages, aov_chart=aov_chart, volume_chart=volume_chart,
                    customers_chart=customers_chart, unobservable=doc.get("lifecycle_unobservable") or {},
                    explain=_explain(doc, "lifecycle"), empty=_empty_state(doc, shop))

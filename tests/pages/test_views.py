@@ -16,6 +16,10 @@ from shops.models import Shop
 from tests.pages.conftest import AS_OF, DOMAIN, Pages, session_token, shop_install
 
 PAGES = ["overview", "rfm", "clv", "retention", "lifecycle", "marketing", "data", "settings"]
+BUDGET_COLD = {"overview": 17, "rfm": 12, "clv": 11, "retention": 18, "lifecycle": 11, "marketing": 11, "data": 16,
+               "settings": 3}
+BUDGET_WARM = {"overview": 9, "rfm": 8, "clv": 7, "retention": 10, "lifecycle": 7, "marketing": 7, "data": 12,
+               "settings": 3}
 
 
 def figures(html: str) -> dict[str, str]:
@@ -34,7 +38,11 @@ def test_every_page_stays_within_its_query_budget(pages: Pages, name: str, djang
     # Warm the stored snapshots (this period and the previous one), as the nightly refresh does.
     services.report_document(shop=pages.shop, as_of=AS_OF, period_days=365)
     services.report_document(shop=pages.shop, as_of=date(2025, 11, 1), period_days=365)
-    with django_assert_max_num_queries(16):
+    # Cold: this process has not read the snapshot yet; warm: it has (the steady state under load).
+    with django_assert_max_num_queries(BUDGET_COLD[name]):
+        response = pages.get(f"/app/{name}", as_of=AS_OF.isoformat())
+    assert response.status_code == 200
+    with django_assert_max_num_queries(BUDGET_WARM[name]):
         response = pages.get(f"/app/{name}", as_of=AS_OF.isoformat())
     assert response.status_code == 200
     assert response["Content-Security-Policy"].startswith("frame-ancestors https://pagesshop.myshopify.com")
