@@ -345,7 +345,7 @@ def _order_create(store: ShopStore, rng: Any, *, customer: str) -> list[Event]:
             cust = _new_customer(store, rng, ts)
             events.append(("customers/create", customer_payload(store, cust)))
         scale = minor_units(store.currency)
-        unit = rate_between("USD", store.currency) if scale == 100 else rate_between("USD", store.currency) / 100
+        unit = rate_between("USD", store.currency)  # shop-currency units per USD
         subtotal = max(1, int((20 + rng.random() * 120) * unit * scale))
         shipping = 0 if rng.random() < 0.4 else int(6.5 * unit * scale)
         pres = store.currency

@@ -752,7 +752,6 @@ def _generate_into(store: ShopStore, spec: GeneratorSpec, now: int) -> None:
     horizon = now - start
     n_cust = spec.customers
     scale = minor_units(store.currency)
-    unit = 1.0 if scale == 100 else 0.01  # JPY-like shops: prices ~100x larger in major units
     unit_major = USD_RATES.get(store.currency, 1.0) if scale == 100 else USD_RATES.get(store.currency, 100.0)
 
     # Customers: acquisition skewed towards recent months (a growing shop), prospects never buy.
@@ -876,7 +875,7 @@ def _generate_into(store: ShopStore, spec: GeneratorSpec, now: int) -> None:
         customer_of = np.where(has_owner & ~erased[safe_owner], cust_id_of[safe_owner], -1)
         # Order values: gamma around each customer's own mean (guests: the population's).
         base_mean = np.where(has_owner, mean_value[safe_owner], 55.0 * unit_major)
-        subtotal = np.maximum(np.round(orng.gamma(3.0, base_mean / 3.0) * scale * unit), 1).astype(np.int64)
+        subtotal = np.maximum(np.round(orng.gamma(3.0, base_mean / 3.0) * scale), 1).astype(np.int64)
         free_ship = subtotal >= 100 * unit_major * scale
         shipping = np.where(free_ship | (orng.random(m) < 0.3), 0, round(6.5 * unit_major * scale)).astype(np.int64)
         total = subtotal + shipping

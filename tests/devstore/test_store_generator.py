@@ -149,3 +149,13 @@ def test_shop_record(truth: dict) -> None:
         "shopify_gid": truth["shop"]["shopify_gid"],
     }
     assert truth["shop"]["shopify_gid"].startswith("gid://shopify/Shop/")
+
+
+def test_zero_decimal_shop_currency() -> None:
+    store = ShopStore.generate(name="tokyo", seed=5, customers=60, months=12, currency="JPY",
+                               iana_timezone="Asia/Tokyo", now=NOW)
+    truth = store.ground_truth()
+    totals = sorted(o["total"] for o in truth["orders"])
+    assert all(t == t.to_integral_value() for t in totals)  # yen have no minor unit
+    assert 2_000 < totals[len(totals) // 2] < 50_000  # a typical order is thousands of yen
+    assert truth["shop"]["currency"] == "JPY"
