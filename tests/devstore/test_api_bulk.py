@@ -261,3 +261,23 @@ def test_parallel_export_writes_the_same_file(monkeypatch: pytest.MonkeyPatch) -
         seen.update(r["id"] for r in obj.get("refunds", []))
         if "__parentId" in obj:
             assert obj["__parentId"] in seen  # children still after their parent
+
+
+def test_group_objects_puts_children_right_after_their_parent(shop: Api) -> None:
+    status, body = shop.gql(
+        "mutation($q: String!) { bulkOperationRunQuery(query: $q, groupObjects: true) {"
+        " bulkOperation { id } userErrors { message } } }",
+        {"q": ORDERS_QUERY},
+    )
+    op = poll_until_done(shop, body["data"]["bulkOperationRunQuery"]["bulkOperation"]["id"])
+    objects = [orjson.loads(line) for line in shop.get(op["url"]).content.splitlines()]
+    owner: dict[str, int] = {}
+    last_root = -1
+    for i, obj in enumerate(objects):
+        if "__parentId" not in obj:
+            last_root = i
+            for refund in obj.get("refunds", []):
+                owner[refund["id"]] = i
+        else:
+            assert owner[obj["__parentId"]] == last_root  # the latest root line is its order
+    assert any("__parentId" in obj for obj in objects)
