@@ -167,6 +167,22 @@ def test_every_page_in_the_admin_frame(browser: Any, devstore: DevStore, live_se
         .then(r => r.json())""")
     assert status["backfill_done"] is True
 
+    # A backfill running: the bar follows it live (the page polls its JSON endpoint), then says it is done.
+    from django.utils import timezone
+
+    from sync.models import SyncRun
+
+    running = SyncRun.objects.create(shop=shop, kind=SyncRun.Kind.BACKFILL, status=SyncRun.Status.RUNNING,
+                                     started_at=timezone.now(), objects_seen=40, object_count=100)
+    frame.goto(frame.url)
+    frame = app_frame(page, live_server.url, "/app/data")
+    assert frame.locator("#backfill-progress").get_attribute("value") == "40"
+    page.screenshot(path=str(SHOTS / "data-backfill.png"))
+    SyncRun.objects.filter(pk=running.pk).update(objects_seen=80)
+    frame.wait_for_function("() => document.getElementById('backfill-progress').value === 80", timeout=10_000)
+    SyncRun.objects.filter(pk=running.pk).update(status=SyncRun.Status.SUCCEEDED, finished_at=timezone.now())
+    frame.wait_for_selector("text=Import finished", timeout=10_000)
+
     # Settings: a bad value is answered next to its field; a good one is saved.
     frame.get_by_role("link", name="Settings", exact=True).first.click()
     frame = app_frame(page, live_server.url, "/app/settings")
