@@ -38,6 +38,14 @@ class ShopAuthError(Exception):
     """The shop's token is gone or cannot be renewed: the merchant must open the app again."""
 
 
+class TokenExchangeRefused(ShopAuthError):
+    """Shopify refused the session token (``invalid_subject_token``) or the app (``invalid_client``)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"token exchange refused: {code}")
+        self.code = code
+
+
 class ShopifyTokenError(Exception):
     """Shopify did not answer a token request usefully (network, 5xx, 429): try again later."""
 
@@ -274,8 +282,9 @@ def shop_install(*, shop_domain: str, pair: TokenPair) -> InstallResult:
             shop.scopes = pair.scopes
             shop.state = Shop.State.INSTALLED
             shop.needs_reauth_reason = ""
-            shop.paused_reason = ""
             if fresh:
+                # A pause (frozen shop) is the sync's to lift when Shopify answers again.
+                shop.paused_reason = ""
                 shop.installed_at = now
                 shop.uninstalled_at = None
                 shop.redacted_at = None
@@ -285,7 +294,7 @@ def shop_install(*, shop_domain: str, pair: TokenPair) -> InstallResult:
     try:
         webhooks_subscribe(shop_domain=shop_domain, access_token=pair.access_token)
     except (InstallError, ShopAuthError) as exc:
-        # Not fatal: shopify.app.toml declares the topics app-wide; the log says what is missing.
+        # Not fatal: the toml's app-wide topics already flow; the next open of the app subscribes again.
         logger.warning("webhook subscription failed: %s", exc, extra={"shop": shop_domain})
     return InstallResult(shop=shop, fresh=fresh)
 
@@ -298,7 +307,7 @@ def token_exchange(*, id_token: Any) -> TokenPair:
     if not result.ok or result.access_token is None:
         code = result.log.code
         if code in ("invalid_subject_token", "invalid_client"):
-            raise ShopAuthError(f"token exchange refused: {code}")
+            raise TokenExchangeRefused(code)
         raise InstallError(f"token exchange failed: {code}")
     return token_pair_from_library(result.access_token)
 

@@ -95,6 +95,15 @@ def app_home(request: HttpRequest) -> HttpResponse:
             try:
                 pair = services.token_exchange(id_token=check.id_token)
                 result = services.shop_install(shop_domain=shop_domain, pair=pair)
+            except services.TokenExchangeRefused as exc:
+                if exc.code == "invalid_subject_token":
+                    return bounce_response(request)  # a fresh session token fixes this one
+                # The app is not installed on this shop (or our credentials are wrong): bouncing
+                # would only loop, so say so.
+                logger.warning("token exchange refused: %s", exc.code)
+                response = HttpResponse("Tenure is not installed on this shop. Install it from the Shopify App Store.",
+                                        status=401, content_type="text/plain")
+                return frame_headers_set(response, shop_domain)
             except services.ShopAuthError:
                 return session_failure_response(request, check)
             except services.InstallError as exc:
