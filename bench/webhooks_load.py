@@ -202,6 +202,8 @@ def main() -> int:
     parser.add_argument("--rates", default="500,1000", help="open-loop arrival rates (deliveries/s), in turn")
     parser.add_argument("--no-access-log", action="store_true",
                         help="drop gunicorn's per-request access log from web_argv (measures its cost)")
+    parser.add_argument("--broker-down", action="store_true",
+                        help="point the app's broker at a closed port: deliveries must still be recorded")
     parser.add_argument("--rate-seconds", type=float, default=5.0, help="duration of each open-loop rate")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -216,7 +218,8 @@ def main() -> int:
         conn.execute(f'CREATE DATABASE "{DB_NAME}"')
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.local", "DATABASE_URL": db_url,
-           "REDIS_URL": redis_url, "SHOPIFY_API_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
+           "REDIS_URL": "redis://127.0.0.1:1/0" if args.broker_down else redis_url,
+           "SHOPIFY_API_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("INSERT INTO shops_shop (domain, shopify_gid, name, currency, iana_timezone, plan, scopes, "
@@ -320,7 +323,7 @@ def main() -> int:
     at_200 = next((r for r in results if r["concurrency"] >= 200), results[-1])
     summary = {
         "bench": "webhooks_load", "summary": True, "cpus": os.cpu_count(),
-        "access_log": not args.no_access_log, "deliveries_sent": sent_total,
+        "access_log": not args.no_access_log, "broker_down": args.broker_down, "deliveries_sent": sent_total,
         "accepted": len(accepted_all), "recorded": len(recorded), "lost": lost, "duplicates": duplicates,
         "pii_rows": payload_pii[0] if payload_pii else None,
         "accepted_per_s": at_200["accepted_per_s"], "p50_ms": at_200["p50_ms"], "p99_ms": at_200["p99_ms"],
