@@ -21,6 +21,7 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 from django.db import connection
+from django.urls import reverse
 from django.utils import timezone
 
 from devstore.oauth import query_signed
@@ -74,11 +75,13 @@ def queued_task_args(queue: str) -> list[list[object]]:
 def test_managed_install_by_token_exchange(devstore: DevStore) -> None:
     devstore.install("acme")
     response = embedded_load(devstore, "acme")
-    assert response.status_code in (200, 302)
-    if response.status_code == 302:
-        target = urlparse(response.headers["location"])
-        assert parse_qs(target.query)["shop"] == [ACME]
-        assert "id_token" in parse_qs(target.query)
+    assert response.status_code == 302
+    target = urlparse(response.headers["location"])
+    assert target.path == reverse("analytics:overview")
+    kept = parse_qs(target.query)
+    assert kept["shop"] == [ACME]
+    assert kept["embedded"] == ["1"]
+    assert set(kept) >= {"shop", "host", "embedded", "id_token"}
     assert response.headers["content-security-policy"] == (
         f"frame-ancestors https://{ACME} https://admin.shopify.com {devstore.base_url}")
     assert "x-frame-options" not in response.headers
