@@ -48,7 +48,8 @@ def test_admin_frame_installs_and_bounce_fetches_a_fresh_token(live_server, sett
 
         # The merchant opens the app in the admin: the iframe loads / with an id_token and we install.
         page.goto(ds.admin_url("acme"))
-        page.frames[1].wait_for_load_state()
+        # ...and sends the frame on to the overview, keeping the embed parameters.
+        page.frames[1].wait_for_url(re.compile(r"/app/overview\?.*shop=acme\.myshopify\.com"), timeout=30_000)
         try:
             wait_for(lambda: ShopCredential.objects.filter(shop__domain=ACME).exists(), timeout=30)
             assert Shop.objects.get(domain=ACME).currency == "NZD"
