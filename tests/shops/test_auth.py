@@ -130,3 +130,8 @@ def test_admin_origin_setting_is_added(client, orders, shop_a, settings) -> None
     response = client.get("/t/orders", HTTP_AUTHORIZATION=f"Bearer {session_token(shop_a.domain)}")
     assert response["Content-Security-Policy"] == (
         "frame-ancestors https://acme.myshopify.com https://admin.shopify.com http://127.0.0.1:5555")
+
+
+def test_clickjacking_middleware_stays_out(settings) -> None:
+    # X-Frame-Options: DENY would break the admin iframe; per-shop frame-ancestors is the control.
+    assert "django.middleware.clickjacking.XFrameOptionsMiddleware" not in settings.MIDDLEWARE
