@@ -50,7 +50,8 @@ def gid_id(value: Any) -> int | None:
     if isinstance(value, int):
         return value
     text = str(value)
-    return int(text.rsplit("/", 1)[-1].split("?", 1)[0])
+    tail = text.rsplit("/", 1)[-1]
+    return int(tail.split("?", 1)[0] if "?" in tail else tail)
 
 
 def gid_kind(value: str) -> str:
@@ -271,3 +272,57 @@ def copy_line(row: Row) -> str:
         else:
             out.append(str(value).translate(_ESCAPES))
     return "\t".join(out) + "\n"
+
+
+# --- the bulk fast path -----------------------------------------------------------------------
+# One bulk line straight to its COPY line: the same values as copy_line(order_from_graphql(node)),
+# without the intermediate tuple (a million orders spend most of their Python time here).
+
+_NEEDS_ESCAPE = frozenset("\\\t\n\r")
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    text = str(value)
+    return text.translate(_ESCAPES) if _NEEDS_ESCAPE.intersection(text) else text
+
+
+def _tags_text(tags: Any) -> str:
+    if not tags:
+        return "{}"
+    return _array_literal(_tags(tags)).translate(_ESCAPES)
+
+
+def _m(value: Any) -> str:
+    if value:
+        money = value.get("shopMoney")
+        if money and money.get("amount") is not None:
+            return str(money["amount"])
+    return _money(value)
+
+
+def order_copy_line(node: Mapping[str, Any]) -> str:
+    customer = node.get("customer")
+    cid = str(gid_id(customer.get("id"))) if isinstance(customer, Mapping) and customer.get("id") else "\\N"
+    created = node.get("createdAt")
+    return (
+        f"{gid_id(node['id'])}\t{_text(node.get('name') or '')}\t{cid}\t{_text(node.get('processedAt') or created)}\t"
+        f"{_text(created)}\t{_text(node.get('updatedAt'))}\t{_text(node.get('cancelledAt'))}\t"
+        f"{'t' if node.get('test') else 'f'}\t{_text(_upper(node.get('displayFinancialStatus')))}\t"
+        f"{_text(node.get('currencyCode') or '')}\t{_text(node.get('presentmentCurrencyCode') or '')}\t"
+        f"{_m(node.get('subtotalPriceSet'))}\t{_m(node.get('currentSubtotalPriceSet'))}\t"
+        f"{_m(node.get('totalPriceSet'))}\t{_m(node.get('currentTotalPriceSet'))}\t"
+        f"{_m(node.get('totalRefundedSet'))}\t{_tags_text(node.get('tags'))}\n"
+    )
+
+
+def customer_copy_line(node: Mapping[str, Any]) -> str:
+    spent = node.get("amountSpent") or {}
+    stats = node.get("statistics") or {}
+    return (
+        f"{gid_id(node['id'])}\t{_text(node.get('createdAt'))}\t{_text(node.get('updatedAt'))}\t"
+        f"{_text(str(stats.get('rfmGroup') or '') if isinstance(stats, Mapping) else '')}\t"
+        f"{int(node.get('numberOfOrders') or 0)}\t{_text(str(spent.get('amount') or '0'))}\t"
+        f"{_text(str(spent.get('currencyCode') or ''))}\t{_tags_text(node.get('tags'))}\n"
+    )

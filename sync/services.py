@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -215,23 +217,24 @@ def bulk_query(kind: str, search: str | None = None) -> str:
 
 def _parse_chunk(
     kind: str, lines: list[bytes],
-) -> tuple[list[nz.Row], list[nz.Row], list[nz.Row], list[tuple[int, Decimal]]]:
-    orders: list[nz.Row] = []
+) -> tuple[list[str], list[nz.Row], list[str], list[tuple[int, Decimal]]]:
+    """Bulk lines -> COPY lines for orders and customers, refund rows, refund line items by refund."""
+    orders: list[str] = []
     refunds: list[nz.Row] = []
-    customers: list[nz.Row] = []
+    customers: list[str] = []
     refund_lines: list[tuple[int, Decimal]] = []
     loads = orjson.loads
+    if kind == "customers":
+        customer_line = nz.customer_copy_line
+        return [], [], [customer_line(loads(line)) for line in lines], []
+    order_line = nz.order_copy_line
     for line in lines:
         obj = loads(line)
         parent = obj.get("__parentId")
-        if kind == "customers":
-            customers.append(nz.customer_from_graphql(obj))
-            continue
         if parent is None:
-            oid = nz.gid_id(obj["id"])
-            orders.append(nz.order_from_graphql(obj))
-            for refund in obj.get("refunds") or []:
-                refunds.append(nz.refund_from_graphql(refund, oid))  # type: ignore[arg-type]
+            orders.append(order_line(obj))
+            for refund in obj.get("refunds") or ():
+                refunds.append(nz.refund_from_graphql(refund, nz.gid_id(obj["id"])))  # type: ignore[arg-type]
             continue
         own = obj.get("id")
         if isinstance(own, str) and nz.gid_kind(own) == "Refund":
@@ -274,38 +277,73 @@ def _run_save(run: SyncRun, *fields: str) -> None:
 
 def bulk_ingest(*, run: SyncRun, client: ShopifyClient, phase: str, url: str | None,
                 on_chunk: Callable[[SyncRun], None] | None = None) -> Written:
-    """Stream one result file into the database, committing a chunk (and the resume point) at a time."""
+    """Stream one result file into the database, committing a chunk (and the resume point) at a time.
+
+    Two stages overlap: this thread downloads and parses chunk n+1 while a writer thread (its own
+    connection) COPYs and upserts chunk n, so Python and PostgreSQL use both cores. The queue
+    holds at most two parsed chunks: memory stays flat whatever the file's size.
+    """
     ph = run.state.setdefault("phases", {}).setdefault(phase, {})
     kind = ph.get("kind", phase)
     total = Written()
     if url:
         skip = int(ph.get("lines", 0))
-        chunk: list[bytes] = []
+        pending: queue.Queue[tuple[Any, int, float] | None] = queue.Queue(maxsize=2)
+        failure: list[Exception] = []
 
-        def flush() -> None:
-            orders, refunds, customers, refund_lines = _parse_chunk(kind, chunk)
+        def write(parsed: Any, n_lines: int, parse_s: float) -> None:
+            orders, refunds, customers, refund_lines = parsed
+            started = time.perf_counter()
             with transaction.atomic():
                 written = rows_write(shop_id=run.shop_id, currency=run.shop.currency, orders=orders,
-                                     refunds=refunds, customers=customers)
+                                     refunds=refunds, customers=customers, lazy_commit=True)
                 _refund_lines_stage(run_id=run.pk, lines=refund_lines)
-                ph["lines"] = int(ph.get("lines", 0)) + len(chunk)
-                run.objects_seen += len(chunk)
+                ph["lines"] = int(ph.get("lines", 0)) + n_lines
+                # Where the time goes (the bench reports it): parsing, and writing in PostgreSQL.
+                ph["parse_s"] = round(float(ph.get("parse_s", 0)) + parse_s, 3)
+                ph["db_s"] = round(float(ph.get("db_s", 0)) + time.perf_counter() - started, 3)
+                run.objects_seen += n_lines
                 run.objects_written += written.total
                 run.state["updated_at"] = time.time()
                 _run_save(run, "objects_seen", "objects_written", "state")
             total.orders += written.orders
             total.refunds += written.refunds
             total.customers += written.customers
-            chunk.clear()
             if on_chunk is not None:
                 on_chunk(run)
 
-        for line in client.bulk_lines(url, skip=skip):
-            chunk.append(line)
-            if len(chunk) >= CHUNK_LINES:
-                flush()
-        if chunk:
-            flush()
+        def writer() -> None:
+            try:
+                while (item := pending.get()) is not None:
+                    if not failure:
+                        write(*item)
+            except Exception as exc:  # noqa: BLE001 - handed to the reading thread, which re-raises it
+                failure.append(exc)
+                while pending.get() is not None:
+                    pass
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=writer, name=f"bulk-writer-{run.pk}", daemon=True)
+        thread.start()
+        try:
+            chunk: list[bytes] = []
+            for line in client.bulk_lines(url, skip=skip):
+                chunk.append(line)
+                if len(chunk) >= CHUNK_LINES:
+                    started = time.perf_counter()
+                    pending.put((_parse_chunk(kind, chunk), len(chunk), time.perf_counter() - started))
+                    chunk = []
+                    if failure:
+                        break
+            if chunk and not failure:
+                started = time.perf_counter()
+                pending.put((_parse_chunk(kind, chunk), len(chunk), time.perf_counter() - started))
+        finally:
+            pending.put(None)
+            thread.join()
+        if failure:
+            raise failure[0]
     with transaction.atomic():
         if kind == "orders":
             _refund_lines_apply(run=run)

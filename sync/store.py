@@ -103,20 +103,18 @@ class Written:
         return self.orders + self.refunds + self.customers
 
 
-def _copy(cursor: object, table: str, columns: tuple[str, ...], rows: Iterable[Row]) -> int:
-    """Stream rows into a staging table with COPY (text format); returns how many."""
+def _copy(cursor: object, table: str, columns: tuple[str, ...], rows: Iterable[Row | str]) -> int:
+    """Stream rows (tuples, or lines already in COPY text format) into a staging table; returns how many."""
     n = 0
     raw = getattr(cursor, "cursor", cursor)
+    buf: list[str] = []
+    for row in rows:
+        buf.append(row if isinstance(row, str) else copy_line(row))
+    n = len(buf)
+    if not n:
+        return 0
     with raw.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[attr-defined]
-        buf: list[str] = []
-        for row in rows:
-            buf.append(copy_line(row))
-            n += 1
-            if len(buf) >= 2000:
-                copy.write("".join(buf))
-                buf.clear()
-        if buf:
-            copy.write("".join(buf))
+        copy.write("".join(buf))
     return n
 
 
@@ -125,12 +123,19 @@ def staging_ensure() -> None:
         cursor.execute(_STAGING)
 
 
-def rows_write(*, shop_id: int, currency: str = "", orders: Iterable[Row] = (), refunds: Iterable[Row] = (),
-               customers: Iterable[Row] = ()) -> Written:
-    """Upsert the given rows in the current transaction (call inside `transaction.atomic()`)."""
+def rows_write(*, shop_id: int, currency: str = "", orders: Iterable[Row | str] = (),
+               refunds: Iterable[Row | str] = (), customers: Iterable[Row | str] = (),
+               lazy_commit: bool = False) -> Written:
+    """Upsert the given rows in the current transaction (call inside `transaction.atomic()`).
+
+    `lazy_commit` skips waiting for the WAL flush at commit: for bulk chunks whose resume point
+    commits in the same transaction, a crash loses the chunk and its resume point together.
+    """
     written = Written()
     params: dict[str, int | str] = {"shop": shop_id, "currency": currency}
     with connection.cursor() as cursor:
+        if lazy_commit:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
         cursor.execute(_STAGING)
         if _copy(cursor, "tenure_stage_order", ORDER_COLUMNS, orders):
             cursor.execute(_UPSERT_ORDERS, params)
