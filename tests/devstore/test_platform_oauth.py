@@ -403,3 +403,23 @@ def test_code_grant_limits_scopes_to_what_the_shop_grants() -> None:
         with client(store, "narrow.myshopify.com") as c:
             body = c.post(TOKEN_URL, json={"client_id": API_KEY, "client_secret": SECRET, "code": code}).json()
     assert body["scope"] == "read_orders"
+
+
+def test_oauth_error_rate_makes_the_token_endpoint_fail_and_shopifyapp_retry(ds: DevStore, settings) -> None:
+    settings.SHOPIFY_API_BASE_URL = ds.base_url
+    ds.install("acme")
+    pair = exchange(ds).json()
+    ds.set_faults("acme", oauth_error_rate=1.0, error_status=502)
+    assert refresh(ds, pair["refresh_token"]).status_code == 502
+    stale = TokenExchangeAccessToken(
+        access_mode="offline", shop="acme", token=pair["access_token"], scope=pair["scope"],
+        expires=(datetime.now(UTC) - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        refresh_token=pair["refresh_token"], refresh_token_expires=None, user=None)
+    config = {"client_id": API_KEY, "client_secret": SECRET, "old_client_secret": None}
+    with shopify_http_client() as http:
+        result = refresh_access_token(stale, config, http)
+    assert not result.ok
+    assert result.log.code == "server_error"
+    assert [log.code for log in result.http_logs] == ["server_error_retry", "server_error_retry", "server_error"]
+    ds.set_faults("acme", oauth_error_rate=None)
+    assert refresh(ds, pair["refresh_token"]).status_code == 200  # the failures did not burn the token
