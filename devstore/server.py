@@ -146,21 +146,23 @@ class Platform:
         store = self.registry.shop_get(shop)
         return store.faults if store is not None else {}
 
-    def subscription_urls(self, shop: str, topic: str, *, force: bool = False) -> list[str]:
-        """App-level subscriptions (shopify.app.toml) then the shop's API-created ones."""
+    def subscription_urls(self, shop: str, topic: str, *, force: bool = False) -> list[tuple[str, tuple[str, ...]]]:
+        """(URL, include_fields) of the app-level subscriptions (shopify.app.toml), then the API-created ones."""
         shop = shop_domain(shop)
         if not force and self.registry.installed(shop) is None:
             return []
-        urls = [self.app.subscription_url(s.uri) for s in self.app.subscriptions if s.topic == topic]
+        urls: list[tuple[str, tuple[str, ...]]] = [
+            (self.app.subscription_url(s.uri), ()) for s in self.app.subscriptions if s.topic == topic
+        ]
         store = self.registry.shop_get(shop)
         if store is not None:
             for sub in list(store.webhook_subscriptions):
                 if sub.get("topic_rest") == topic and sub.get("app_id", self.app.api_key) == self.app.api_key:
-                    urls.append(str(sub["uri"]))
+                    urls.append((str(sub["uri"]), tuple(sub.get("include_fields") or ())))
         return urls
 
     def event(self, shop: str, topic: str, payload: dict[str, Any], *, force: bool = False,
-              urls: list[str] | None = None) -> list[dict[str, Any]]:
+              urls: list[tuple[str, tuple[str, ...]]] | None = None) -> list[dict[str, Any]]:
         shop = shop_domain(shop)
         targets = urls if urls is not None else self.subscription_urls(shop, topic, force=force)
         deliveries = self.webhooks.emit(shop=shop, topic=topic, payload=payload, urls=targets,

@@ -28,7 +28,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -120,18 +120,24 @@ class WebhookDispatcher:
 
     # -- producing -------------------------------------------------------------------------
 
-    def emit(self, *, shop: str, topic: str, payload: dict[str, Any], urls: list[str],
+    def emit(self, *, shop: str, topic: str, payload: dict[str, Any], urls: Sequence[str | tuple[str, Sequence[str]]],
              api_version: str, triggered_at: str | None = None) -> list[Delivery]:
-        """Queue one event for every subscribed URL; returns the deliveries (fault knobs applied)."""
+        """Queue one event for every subscription; returns the deliveries (fault knobs applied).
+
+        A subscription is a URL, or (URL, include_fields): then only those top-level fields are sent.
+        """
         if not urls:
             return []
-        body = json.dumps(payload, separators=(",", ":"), default=str).encode()
+        full = json.dumps(payload, separators=(",", ":"), default=str).encode()
         event_id = str(uuid.uuid4())
         triggered = triggered_at or iso_now()
         faults = self._faults(shop)
         out = []
         with self._cond:
-            for url in urls:
+            for target in urls:
+                url, fields = (target, ()) if isinstance(target, str) else target
+                body = full if not fields else json.dumps(
+                    {k: payload[k] for k in fields if k in payload}, separators=(",", ":"), default=str).encode()
                 delivery = Delivery(seq=self._next_seq(), shop=shop, topic=topic, url=url, body=body,
                                     webhook_id=str(uuid.uuid4()), event_id=event_id, triggered_at=triggered,
                                     api_version=api_version)

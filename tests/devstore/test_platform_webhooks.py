@@ -385,3 +385,23 @@ def test_a_finished_bulk_operation_is_delivered_as_bulk_operations_finish(receiv
     got = next(r for r in receiver.received if r.topic == "bulk_operations/finish")
     assert got.json()["admin_graphql_api_id"] == op_id
     assert got.json()["status"] == "completed"
+
+
+def test_include_fields_trims_the_payload_of_an_api_subscription(receiver: Receiver, toml_path: Path) -> None:
+    toml_path.write_text(TOML.replace('"orders/updated", ', ""))
+    with devstore(receiver, toml_path) as ds:
+        ds.install("acme")
+        registry = ds.platform.registry
+        token = registry.grant_tokens("acme.myshopify.com", registry.grants["acme.myshopify.com"],
+                                      expiring=False)["access_token"]
+        created = ShopClient(ds.base_url, "acme.myshopify.com").graphql(token, SUBSCRIBE, {
+            "topic": "ORDERS_UPDATED",
+            "sub": {"uri": receiver.url + "/slim", "includeFields": ["id", "updated_at"]}}).json()
+        assert created["data"]["webhookSubscriptionCreate"]["userErrors"] == []
+        ds.emit("orders/updated", {"id": 7, "updated_at": "2026-01-01T00:00:00Z", "total_price": "9.99"}, shop="acme")
+        assert ds.wait_webhooks(10)
+    assert len(receiver.received) == 1
+    got = receiver.received[0]
+    assert got.path == "/slim"
+    assert got.json() == {"id": 7, "updated_at": "2026-01-01T00:00:00Z"}
+    assert webhook_hmac_valid(got.body, got.headers["X-Shopify-Hmac-Sha256"], secret=SECRET)
