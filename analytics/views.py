@@ -9,6 +9,8 @@ valid for a minute, is what authenticates them.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -23,18 +25,30 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.safestring import SafeString
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from analytics import charts, export, selectors, services
-from analytics.forms import MarketingForm, PeriodForm, SettingsForm, errors_attach
+from analytics.forms import (
+    CUSTOM,
+    MAX_PERIOD_DAYS,
+    MIN_PERIOD_DAYS,
+    PERIOD_CHOICES,
+    MarketingForm,
+    PeriodForm,
+    SettingsForm,
+    errors_attach,
+)
 from analytics.metrics.document import marketing_apply
-from analytics.models import PERIOD_PRESETS, AnalyticsSnapshot, CustomerScore
+from analytics.metrics.params import ReportParams
+from analytics.models import PERIOD_PRESETS, AnalyticsSettings, AnalyticsSnapshot, CustomerScore
 from analytics.templatetags.report import fmt_money, fmt_number, fmt_pct, money_compact
 from shops.auth import embedded_view
 from shops.models import Shop
 
+PERIOD_FORM_CHOICES = [*PERIOD_CHOICES, (CUSTOM, "Custom length")]
 # Query parameters every in-app link keeps: the admin's launch context and the period picker.
 EMBED_PARAMS = ("shop", "host", "embedded", "locale", "id_token")
 PERIOD_PARAMS = ("period", "days", "as_of")
@@ -119,9 +133,28 @@ def _change(kind: str, current: Any, previous: Any, *, higher_is_better: bool) -
             "words": {"up": "up", "down": "down", "flat": "unchanged"}[direction]}
 
 
+def shop_settings(request: HttpRequest, shop: Shop) -> AnalyticsSettings:
+    """The shop's analytics settings, read once per request."""
+    found: AnalyticsSettings | None = getattr(request, "_tenure_settings", None)
+    if found is None:
+        found = selectors.analytics_settings_get(shop=shop)
+        request._tenure_settings = found  # type: ignore[attr-defined]
+    return found
+
+
+def report_params(s: AnalyticsSettings, *, shop: Shop, as_of: date | None, period_days: int | None) -> ReportParams:
+    """``selectors.report_params_for`` from settings already read (a test holds the two equal)."""
+    return ReportParams(
+        as_of=as_of or selectors.shop_today(shop=shop), period_days=int(period_days or s.period_days),
+        activity_window_days=int(s.activity_window_days), order_value_basis=s.order_value_basis,
+        refund_dating=s.refund_dating, rfm_scale=int(s.rfm_scale), rfm_method=s.rfm_method,
+        lifespan_override_years=s.lifespan_override_years, excluded_order_tags=tuple(s.excluded_order_tags or ()),
+    )
+
+
 def _period(request: HttpRequest, shop: Shop) -> tuple[PeriodForm, date | None, int]:
     today = selectors.shop_today(shop=shop)
-    default_days = int(selectors.analytics_settings_get(shop=shop).period_days)
+    default_days = int(shop_settings(request, shop).period_days)
     preset = str(default_days) if default_days in PERIOD_PRESETS else "custom"
     data = None
     if any(k in request.GET for k in PERIOD_PARAMS):
@@ -148,8 +181,22 @@ def _context(request: HttpRequest, page: str, doc: dict[str, Any] | None, form: 
         "page_title": dict(NAV)[page], "currency": (doc or {}).get("currency") or shop.currency,
         "api_key": settings.SHOPIFY_API_KEY, "app_bridge_url": settings.SHOPIFY_APP_BRIDGE_URL,
         "self_url": page_url(request, f"analytics:{page}"),
-        "period_labels": _period_labels(doc), **extra,
+        "period_labels": _period_labels(doc), "period_picker": _picker(form, doc), **extra,
     }
+
+
+def _picker(form: PeriodForm | None, doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The period picker's values, written out in the template (cheaper than rendering form widgets)."""
+    if form is None or doc is None:
+        return None
+    days = int(doc["period"]["days"])
+    chosen = form.data.get("period") if form.is_bound else None
+    period = chosen if chosen in {v for v, _ in PERIOD_FORM_CHOICES} else (
+        str(days) if days in PERIOD_PRESETS else "custom")
+    return {"choices": PERIOD_FORM_CHOICES, "period": period, "days": days, "as_of": doc["as_of"],
+            "max_as_of": form.fields["as_of"].widget.attrs.get("max", ""),
+            "errors": form.errors if form.is_bound else {},
+            "min_days": MIN_PERIOD_DAYS, "max_days": MAX_PERIOD_DAYS}
 
 
 def _period_labels(doc: dict[str, Any] | None) -> dict[str, str]:
@@ -168,15 +215,16 @@ _DOCS_LOCK = threading.Lock()
 _DOCS_MAX = 32
 
 
-def report_document_cached(*, shop: Shop, as_of: date | None, period_days: int,
-                           with_marketing: bool = True) -> dict[str, Any]:
+def report_document_cached(*, shop: Shop, as_of: date | None, period_days: int, with_marketing: bool = True,
+                           settings_row: AnalyticsSettings | None = None) -> dict[str, Any]:
     """``services.report_document``, read once per snapshot and process; marketing inputs applied per call.
 
     Two small queries find the stored snapshot's identity; the document itself (and its JSON
     decoding) is reused until the snapshot is refreshed. A missing snapshot is computed by the
     service as usual.
     """
-    params = selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days)
+    params = (report_params(settings_row, shop=shop, as_of=as_of, period_days=period_days) if settings_row
+              else selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days))
     settings_hash = params.settings_hash()
     row = (AnalyticsSnapshot.objects.filter(shop=shop, as_of=params.as_of, settings_hash=settings_hash)
            .values_list("pk", "computed_at").first())
@@ -225,10 +273,47 @@ def chart_cached(doc: dict[str, Any], name: str, build: Callable[[], SafeString]
     return svg
 
 
+# Whole pages by (page, snapshot, query, marketing inputs, extra): the HTML is a pure function of
+# them except for the request's session token, which is cut out before storing and put back on
+# each answer. This keeps a page to a few small queries under load.
+_PAGES: OrderedDict[str, str] = OrderedDict()
+_PAGES_MAX = 96
+TOKEN_SLOT = "__tenure_id_token__"  # noqa: S105 - a placeholder, not a secret
+
+
+def page_cached(request: HttpRequest, page: str, doc: dict[str, Any], extra: Any,
+                build: Callable[[], HttpResponse]) -> HttpResponse:
+    token = request.GET.get("id_token", "")
+    doc_key = doc.get("_cache_key")
+    if not doc_key or len(token) < 20 or request.method != "GET" or not doc["clv"]["orders"]:
+        return build()  # no stored snapshot, or an empty state that follows the live sync
+    shop = _shop(request)
+    query = sorted((k, v) for k, values in request.GET.lists() if k != "id_token" for v in values)
+    marketing = json.dumps(doc.get("marketing"), sort_keys=True, default=str)
+    day = timezone.now().date().isoformat()  # the picker's latest allowed as-of date moves daily
+    raw = repr((page, doc_key, query, marketing, extra, shop.pk, shop.name, str(shop.updated_at), day))
+    key = hashlib.sha256(raw.encode()).hexdigest()
+    with _DOCS_LOCK:
+        html = _PAGES.get(key)
+        if html is not None:
+            _PAGES.move_to_end(key)
+    if html is not None:
+        return HttpResponse(html.replace(TOKEN_SLOT, token))
+    response = build()
+    if response.status_code == 200 and not response.streaming:
+        stored = response.content.decode().replace(token, TOKEN_SLOT)
+        with _DOCS_LOCK:
+            _PAGES[key] = stored
+            while len(_PAGES) > _PAGES_MAX:
+                _PAGES.popitem(last=False)
+    return response
+
+
 def _report(request: HttpRequest) -> tuple[PeriodForm, dict[str, Any]]:
     shop = _shop(request)
     form, as_of, days = _period(request, shop)
-    return form, report_document_cached(shop=shop, as_of=as_of, period_days=days)
+    return form, report_document_cached(shop=shop, as_of=as_of, period_days=days,
+                                        settings_row=shop_settings(request, shop))
 
 
 def _explain(doc: dict[str, Any], key: str) -> dict[str, Any]:
@@ -267,13 +352,15 @@ def _empty_state(doc: dict[str, Any], shop: Shop) -> dict[str, Any] | None:
             "body": "Pick a longer period or an earlier as-of date with the period picker above."}
 
 
-def _previous(shop: Shop, doc: dict[str, Any]) -> dict[str, Any] | None:
+def _previous(request: HttpRequest, doc: dict[str, Any]) -> dict[str, Any] | None:
     """The previous period's document; none while the shop has no orders yet, so an empty
     snapshot of it is not stored before the first import lands (the refresh task keeps it fresh)."""
     if not doc["clv"]["orders"] and not doc["retention"]["customers_at_start"]:
         return None
+    shop = _shop(request)
     return report_document_cached(shop=shop, as_of=date.fromisoformat(doc["period"]["start"]),
-                                  period_days=int(doc["period"]["days"]), with_marketing=False)
+                                  period_days=int(doc["period"]["days"]), with_marketing=False,
+                                  settings_row=shop_settings(request, shop))
 
 
 # --- pages ------------------------------------------------------------------------------------------------------
@@ -281,9 +368,15 @@ def _previous(shop: Shop, doc: dict[str, Any]) -> dict[str, Any] | None:
 @require_GET
 @embedded_view
 def overview(request: HttpRequest) -> HttpResponse:
-    shop = _shop(request)
     form, doc = _report(request)
-    previous = _previous(shop, doc)
+    previous = _previous(request, doc)
+    return page_cached(request, "overview", doc, (previous or {}).get("_cache_key"),
+                       lambda: _overview(request, form, doc, previous))
+
+
+def _overview(request: HttpRequest, form: PeriodForm, doc: dict[str, Any],
+              previous: dict[str, Any] | None) -> HttpResponse:
+    shop = _shop(request)
     currency = doc["currency"]
     cards = []
     for key, label, kind, higher_better in OVERVIEW_CARDS:
@@ -327,8 +420,12 @@ def customer_admin_url(shop: Shop, customer_id: int) -> str:
 @require_GET
 @embedded_view
 def rfm(request: HttpRequest) -> HttpResponse:
-    shop = _shop(request)
     form, doc = _report(request)
+    return page_cached(request, "rfm", doc, None, lambda: _rfm(request, form, doc))
+
+
+def _rfm(request: HttpRequest, form: PeriodForm, doc: dict[str, Any]) -> HttpResponse:
+    shop = _shop(request)
     currency = doc["currency"]
     k = int(doc["rfm"]["scale"])
     grid = {(c["r"], c["f"]): c for c in doc["rfm"].get("grid") or []}
@@ -426,8 +523,12 @@ def rfm_csv(request: HttpRequest) -> HttpResponseBase:
 @require_GET
 @embedded_view
 def clv(request: HttpRequest) -> HttpResponse:
-    shop = _shop(request)
     form, doc = _report(request)
+    return page_cached(request, "clv", doc, None, lambda: _clv(request, form, doc))
+
+
+def _clv(request: HttpRequest, form: PeriodForm, doc: dict[str, Any]) -> HttpResponse:
+    shop = _shop(request)
     currency = doc["currency"]
     chain_rows = [{"label": "All customers", **doc["clv"]}]
     chain_rows += [{"label": f"RFM {GROUP_LABELS[g].lower()} group", **doc["rfm"]["groups"][g]["clv"]}
@@ -483,10 +584,16 @@ def _gap_label(lo: int, hi: int | None) -> str:
 def retention(request: HttpRequest) -> HttpResponse:
     shop = _shop(request)
     form, doc = _report(request)
-    currency = doc["currency"]
     # The previous period's snapshot gives the series a second point on a young install.
-    _previous(shop, doc)
+    _previous(request, doc)
     series = _snapshot_series(shop, doc)
+    return page_cached(request, "retention", doc, repr(series), lambda: _retention(request, form, doc, series))
+
+
+def _retention(request: HttpRequest, form: PeriodForm, doc: dict[str, Any],
+               series: list[dict[str, Any]]) -> HttpResponse:
+    shop = _shop(request)
+    currency = doc["currency"]
     over_time = charts.line_chart(
         title="Customer retention rate and churn rate by as-of date", labels=[s["as_of"] for s in series],
         label_name="As of", series=[charts.Series("CRR %", [s["crr"] for s in series]),
@@ -526,8 +633,12 @@ def retention(request: HttpRequest) -> HttpResponse:
 @require_GET
 @embedded_view
 def lifecycle(request: HttpRequest) -> HttpResponse:
-    shop = _shop(request)
     form, doc = _report(request)
+    return page_cached(request, "lifecycle", doc, None, lambda: _lifecycle(request, form, doc))
+
+
+def _lifecycle(request: HttpRequest, form: PeriodForm, doc: dict[str, Any]) -> HttpResponse:
+    shop = _shop(request)
     currency = doc["currency"]
     stages = [{"name": s, "label": STAGE_LABELS[s], **doc["lifecycle"][s]} for s in STAGE_LABELS
               if s in doc["lifecycle"]]
@@ -566,13 +677,20 @@ def lifecycle(request: HttpRequest) -> HttpResponse:
 def marketing(request: HttpRequest) -> HttpResponse:
     shop = _shop(request)
     form, doc = _report(request)
-    if request.method == "POST":
-        mform = MarketingForm(request.POST)
-        _, errors = services.marketing_inputs_update(shop=shop, data=request.POST.dict())
-        if not errors:
-            return HttpResponseRedirect(page_url(request, "analytics:marketing", saved=1))
-        errors_attach(mform, errors)
-        status = 200  # re-rendered with field errors; a 4xx would log the URL, session token included
+    if request.method == "GET":
+        return page_cached(request, "marketing", doc, None, lambda: _marketing(request, form, doc, None))
+    mform = MarketingForm(request.POST)
+    _, errors = services.marketing_inputs_update(shop=shop, data=request.POST.dict())
+    if not errors:
+        return HttpResponseRedirect(page_url(request, "analytics:marketing", saved=1))
+    errors_attach(mform, errors)
+    return _marketing(request, form, doc, mform)
+
+
+def _marketing(request: HttpRequest, form: PeriodForm, doc: dict[str, Any],
+               invalid: MarketingForm | None) -> HttpResponse:
+    if invalid is not None:
+        mform = invalid
     else:
         entered = doc["marketing"].get("inputs_period") or {}
         mform = MarketingForm(initial={
@@ -583,14 +701,14 @@ def marketing(request: HttpRequest) -> HttpResponse:
             "conversion_rate": "" if doc["marketing"].get("conversion_rate") is None
             else doc["marketing"]["conversion_rate"],
         })
-        status = 200
     keys = ("marketing.cac", "marketing.ltv_to_cac", "marketing.return_per_customer", "marketing.max_cost_per_click",
             "marketing.retention_cost_per_customer")
     figures = {key.split(".")[1]: {"key": key, "value": _get(doc, key), "explain": _explain(doc, key)}
                for key in keys}
     ctx = _context(request, "marketing", doc, form, mform=mform, figures=figures, mk=doc["marketing"],
                    saved=request.GET.get("saved") == "1", form_action=page_url(request, "analytics:marketing"))
-    return render(request, "analytics/marketing.html", ctx, status=status)
+    # Invalid input is re-rendered with field errors as a 200: a 4xx would log the URL, session token included.
+    return render(request, "analytics/marketing.html", ctx)
 
 
 def _status(shop: Shop) -> dict[str, Any]:
