@@ -21,7 +21,7 @@ import random
 import re
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -162,7 +162,8 @@ class Platform:
         return urls
 
     def event(self, shop: str, topic: str, payload: dict[str, Any], *, force: bool = False,
-              urls: list[tuple[str, tuple[str, ...]]] | None = None) -> list[dict[str, Any]]:
+              urls: Sequence[str | tuple[str, Sequence[str]]] | None = None) -> list[dict[str, Any]]:
+        """Deliver an event to the topic's subscriptions, or to ``urls`` (URL or (URL, include_fields))."""
         shop = shop_domain(shop)
         targets = urls if urls is not None else self.subscription_urls(shop, topic, force=force)
         deliveries = self.webhooks.emit(shop=shop, topic=topic, payload=payload, urls=targets,
