@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 Response = tuple[int, dict[str, str], bytes]
 
+# Shopify's 401 for a missing, wrong, expired or revoked access token, byte for byte as reported in
+# https://github.com/Shopify/shopify-cli/issues/263 and https://github.com/frappe/ecommerce_integrations/issues/414.
 INVALID_TOKEN_BODY = {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}
 COMPLIANCE_TOPICS = ("customers/data_request", "customers/redact", "shop/redact")
 MAX_HANG_S = 120.0
