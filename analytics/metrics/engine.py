@@ -15,6 +15,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from django.db import DatabaseError
 from django.db.backends.utils import CursorWrapper
 
 from analytics.metrics.params import Bounds, ReportParams
@@ -142,6 +143,14 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
     counted = (f"o.shop_id = %(shop)s AND NOT o.test AND o.cancelled_at IS NULL "
                f"AND o.customer_shopify_id IS NOT NULL AND o.processed_at < %(end)s AND NOT {excluded}")
     raw = Raw()
+    # Room for the temporary tables in memory; only settable before the session's first
+    # temporary table, so a reused connection keeps whatever it had.
+    cursor.execute("SAVEPOINT an_temp_buffers")
+    try:
+        cursor.execute("SET temp_buffers = '512MB'")
+    except DatabaseError:
+        cursor.execute("ROLLBACK TO SAVEPOINT an_temp_buffers")
+    cursor.execute("RELEASE SAVEPOINT an_temp_buffers")
     cursor.execute("SET LOCAL work_mem = '256MB'")
     cursor.execute("SET LOCAL synchronous_commit = off")
     # A dozen short statements: compiling each one costs more than it saves.
@@ -156,14 +165,14 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
     cursor.execute("SET LOCAL enable_bitmapscan = off")
     cursor.execute(f"""
         CREATE TEMP TABLE an_ev ON COMMIT DROP AS
-        SELECT c, d, date_trunc('month', d)::date AS mo, v, 1 AS n, d - prev AS gap,
-               date_trunc('month', first_d)::date AS first_mo,
-               prev IS NULL OR date_trunc('month', prev) <> date_trunc('month', d) AS new_month,
-               prev IS NULL OR date_part('year', prev) <> date_part('year', d) AS new_year
-        FROM (SELECT c, d, v, lag(d) OVER w AS prev, first_value(d) OVER w AS first_d
-              FROM (SELECT o.customer_shopify_id AS c, (o.processed_at AT TIME ZONE %(tz)s)::date AS d,
-                           {value_col} AS v
-                    FROM sync_order o WHERE {counted}) y
+        SELECT c, d, mo, v, 1 AS n, d - prev AS gap, first_mo,
+               prev IS NULL OR prev < mo AS new_month,
+               prev IS NULL OR prev < d - (date_part('doy', d)::int - 1) AS new_year, t, rfd
+        FROM (SELECT c, d, mo, v, t, rfd, lag(d) OVER w AS prev, first_value(mo) OVER w AS first_mo
+              FROM (SELECT c, d, d - (date_part('day', d)::int - 1) AS mo, v, t, rfd
+                    FROM (SELECT o.customer_shopify_id AS c, (o.processed_at AT TIME ZONE %(tz)s)::date AS d,
+                                 {value_col} AS v, o.current_total AS t, o.total_refunded > 0 AS rfd
+                          FROM sync_order o WHERE {counted}) y) z
               WINDOW w AS (PARTITION BY c ORDER BY d)) x""", args)
     cursor.execute("SET LOCAL enable_indexscan = on")
     cursor.execute("SET LOCAL enable_bitmapscan = on")
@@ -179,23 +188,24 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
     cursor.execute("""
         CREATE TEMP TABLE an_cu ON COMMIT DROP AS
         SELECT e.c, e.first_d, e.first_mo, e.last_d, e.last_before_start, e.orders_life, e.freq,
-               e.monetary + coalesce(r.monetary, 0) AS monetary, e.spend_life + coalesce(r.spend_life, 0) AS spend_life
+               e.monetary + coalesce(r.monetary, 0) AS monetary, e.spend_life + coalesce(r.spend_life, 0) AS spend_life,
+               e.total_life, e.refunded_life
         FROM (
             SELECT c, min(d) AS first_d, min(first_mo) AS first_mo, max(d) AS last_d,
                    max(d) FILTER (WHERE d < %(start_date)s) AS last_before_start, count(*) AS orders_life,
                    count(*) FILTER (WHERE d >= %(start_date)s) AS freq,
-                   coalesce(sum(v) FILTER (WHERE d >= %(start_date)s), 0) AS monetary, sum(v) AS spend_life
+                   coalesce(sum(v) FILTER (WHERE d >= %(start_date)s), 0) AS monetary, sum(v) AS spend_life,
+                   sum(t) AS total_life, count(*) FILTER (WHERE rfd) AS refunded_life
             FROM an_ev GROUP BY c
         ) e LEFT JOIN (
             SELECT c, coalesce(sum(v) FILTER (WHERE d >= %(start_date)s), 0) AS monetary, sum(v) AS spend_life
             FROM an_rf GROUP BY c
         ) r USING (c)""", args)
-    cursor.execute("ANALYZE an_cu")
     if refund_col:
         # Refund events join the order rows for the monthly and yearly money sums.
         cursor.execute("""
-            INSERT INTO an_ev (c, d, mo, v, n, gap, first_mo, new_month, new_year)
-            SELECT r.c, r.d, date_trunc('month', r.d)::date, r.v, 0, NULL, cu.first_mo, false, false
+            INSERT INTO an_ev (c, d, mo, v, n, gap, first_mo, new_month, new_year, t, rfd)
+            SELECT r.c, r.d, r.d - (date_part('day', r.d)::int - 1), r.v, 0, NULL, cu.first_mo, false, false, 0, false
             FROM an_rf r JOIN an_cu cu USING (c)""")
 
     cursor.execute("""
@@ -236,7 +246,6 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
                (1 + (3 * (rank() OVER (ORDER BY r + f + m) - 1)) / n)::int AS grp,
                {segment} AS segment
         FROM scored""", args)
-    cursor.execute("ANALYZE an_rfm")
     cursor.execute("""
         CREATE TEMP TABLE an_cs ON COMMIT DROP AS
         SELECT cu.c, cu.freq, cu.monetary, cu.orders_life, cu.spend_life, rf.grp,
@@ -246,7 +255,6 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
                     WHEN cu.orders_life >= 2 THEN 'retention'
                     ELSE 'purchase' END AS stage
         FROM an_cu cu LEFT JOIN an_rfm rf USING (c)""", args)
-    cursor.execute("ANALYZE an_cs")
 
     cursor.execute("SELECT r, f, count(*), sum(monetary) FROM an_rfm GROUP BY 1, 2")
     raw.rf_grid = {(r, f): (n, Decimal(v)) for r, f, n, v in cursor.fetchall()}
@@ -266,11 +274,17 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
     for stage, members, customers, orders, revenue in cursor.fetchall():
         raw.stage_members[stage] = members
         raw.stages[stage] = Aggregate(customers, int(orders), Decimal(revenue))
+    # Grouped by month (cheap keys), then summed to years here: a customer's first order of a
+    # year opens exactly one month, so new_year rows still count each customer once per year.
     cursor.execute("""
-        SELECT cs.stage, date_part('year', e.mo)::int, count(*) FILTER (WHERE e.new_year AND e.n = 1),
+        SELECT cs.stage, e.mo, count(*) FILTER (WHERE e.new_year AND e.n = 1),
                count(*) FILTER (WHERE e.n = 1), sum(e.v)
         FROM an_ev e JOIN an_cs cs USING (c) GROUP BY 1, 2""")
-    raw.stage_years = {(s, y): (n, int(o), Decimal(v)) for s, y, n, o, v in cursor.fetchall()}
+    stage_years: dict[tuple[str, int], tuple[int, int, Decimal]] = {}
+    for stage, mo, n, o, v in cursor.fetchall():
+        prev_n, prev_o, prev_v = stage_years.get((stage, mo.year), (0, 0, Decimal(0)))
+        stage_years[(stage, mo.year)] = (prev_n + n, prev_o + int(o), prev_v + Decimal(v))
+    raw.stage_years = stage_years
 
     # Cohort cells and the monthly trend in one pass over the last 24 months' events.
     cursor.execute("""
@@ -287,9 +301,10 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
     cursor.execute("SELECT first_mo, count(*) FROM an_cu WHERE first_mo >= %(first_cohort)s GROUP BY 1", args)
     raw.cohort_sizes = dict(cursor.fetchall())
 
-    # Reconciliation is against Shopify's figures as they are now, so it reads every synced
-    # order (not only those before the as-of date) and values them on Shopify's basis. The
-    # same pass counts the period's guest orders (the row whose customer is null).
+    # Reconciliation is against Shopify's figures as they are now, so it counts every synced
+    # order (not only those before the as-of date) and values them on Shopify's basis
+    # (current total). The counted orders are already in an_cu; this pass reads only the
+    # rest (test, cancelled, excluded, later, guest) and counts the period's guest orders.
     ok = "NOT o.test AND o.cancelled_at IS NULL"
     cursor.execute(f"""
         CREATE TEMP TABLE an_ours ON COMMIT DROP AS
@@ -302,12 +317,22 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
                count(*) FILTER (WHERE {ok} AND NOT {excluded} AND o.total_refunded > 0) AS refunded,
                count(*) FILTER (WHERE {ok} AND NOT {excluded} AND o.processed_at >= %(start)s
                                 AND o.processed_at < %(end)s) AS in_period
-        FROM sync_order o WHERE o.shop_id = %(shop)s GROUP BY 1""", args)
+        FROM sync_order o WHERE o.shop_id = %(shop)s AND NOT ({counted}) GROUP BY 1""", args)
     cursor.execute("SELECT in_period FROM an_ours WHERE c IS NULL")
     guest = cursor.fetchone()
     raw.guest_orders = int(guest[0]) if guest else 0
     cursor.execute("""
         CREATE TEMP TABLE an_rec ON COMMIT DROP AS
+        WITH ours AS (
+            SELECT coalesce(cu.c, x.c) AS c,
+                   coalesce(cu.orders_life, 0) + coalesce(x.all_orders, 0) AS all_orders,
+                   coalesce(x.tests, 0) AS tests, coalesce(x.cancels, 0) AS cancels,
+                   coalesce(x.excluded, 0) AS excluded,
+                   coalesce(cu.orders_life, 0) + coalesce(x.orders, 0) AS orders,
+                   coalesce(cu.total_life, 0) + coalesce(x.spend, 0) AS spend,
+                   coalesce(cu.refunded_life, 0) + coalesce(x.refunded, 0) AS refunded
+            FROM an_cu cu FULL JOIN (SELECT * FROM an_ours WHERE c IS NOT NULL) x ON x.c = cu.c
+        )
         SELECT sc.shopify_id AS c, sc.rfm_group, sc.number_of_orders AS s_orders, sc.amount_spent AS s_spend,
                coalesce(ours.orders, 0) <> sc.number_of_orders AS orders_differ,
                coalesce(ours.spend, 0) <> sc.amount_spent AS spend_differ,
@@ -319,7 +344,7 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
                     WHEN ours.excluded > 0 THEN 'excluded_tags'
                     WHEN ours.refunded > 0 THEN 'refund_basis'
                     ELSE 'unexplained' END AS cause
-        FROM sync_customer sc LEFT JOIN an_ours ours ON ours.c = sc.shopify_id
+        FROM sync_customer sc LEFT JOIN ours ON ours.c = sc.shopify_id
         WHERE sc.shop_id = %(shop)s""", args)
     cursor.execute("""
         SELECT count(*), count(*) FILTER (WHERE orders_differ), count(*) FILTER (WHERE spend_differ),
