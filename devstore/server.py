@@ -576,7 +576,11 @@ class Handler(BaseHTTPRequestHandler):
             return [{"domain": d, "installed": registry.installed(d) is not None,
                      "admin_url": platform.admin_url(d)} for d in sorted(registry.shops)]
         if name == "id_token":
-            # The App Bridge stand-in calls this from the app's origin, hence CORS.
+            # The App Bridge stand-in calls this from the app's origin, hence CORS; other sites
+            # a developer's browser visits get nothing.
+            origin = self.headers.get("Origin")
+            if origin and origin not in (_origin(platform.app.app_url), _origin(platform.base_url)):
+                return 403, {"Content-Type": "application/json"}, b'{"error":"origin not allowed"}'
             token = platform.session_token(_need(shop))
             return 200, {**_cors(self.headers.get("Origin")), "Content-Type": "application/json",
                          "Cache-Control": "no-store"}, json.dumps({"id_token": token}).encode()
@@ -639,6 +643,11 @@ def _knob(value: Any) -> Any:
         except ValueError:
             continue
     return value
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _need(shop: str | None) -> str:

@@ -193,3 +193,10 @@ def test_bridge_completes_the_bounce_page(ds: DevStore) -> None:
 def test_bridge_outside_the_admin_reopens_the_app_inside_it(ds: DevStore) -> None:
     out = run_bridge(ds, "top", "/reports?shop=acme.myshopify.com")
     assert out["replaced"] == f"{ds.base_url}/store/acme/apps/{API_KEY}/reports"
+
+
+def test_id_token_endpoint_refuses_other_origins(ds: DevStore) -> None:
+    response = HTTP.get(f"{ds.base_url}/_devstore/id_token", params={"shop": "acme.myshopify.com"},
+                        headers={"Origin": "https://evil.example"})
+    assert response.status_code == 403
+    assert "id_token" not in response.text
