@@ -118,7 +118,11 @@ def test_serve_command_prints_admin_urls_and_stops_cleanly_without_a_database() 
         assert HTTP.post(base + "/_devstore/faults", json={"shop": "north"}).json()["faults"] == {}
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=20)
+        try:
+            out, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
     assert proc.returncode == 0
     assert "devstore stopped" in out
 
@@ -138,7 +142,11 @@ def test_serve_command_loads_a_transactions_file(tmp_path: Path) -> None:
         orders = truth.ground_truth("filed").orders
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=20)
+        try:
+            proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
     assert [(o["shopify_id"], o["customer_shopify_id"], o["total"]) for o in orders] == [
         (5001, 1001, Decimal("25.50")), (5002, 1001, Decimal("10.00")), (5003, None, Decimal("7.25"))]
     assert {o["currency"] for o in orders} == {"AUD"}
@@ -148,7 +156,12 @@ def test_serve_command_reports_a_bad_row_by_line(tmp_path: Path) -> None:
     data = tmp_path / "bad.csv"
     data.write_text("customer_id,order_id,processed_at,amount\n1,1,2026-01-05T10:00:00Z,1.00\n2,2,yesterday,3.00\n")
     proc = serve("--shop", "broken", "--data", str(data))
-    out, _ = proc.communicate(timeout=60)
+    try:
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # a hang is a failure, not a leftover process
+            proc.kill()
+            proc.communicate()
     assert proc.returncode != 0
     assert "line 3" in out
     assert "Traceback" not in out
