@@ -26,7 +26,8 @@ def rfm_csv(*, shop: Shop, as_of: date | None = None, period_days: int | None = 
         snapshot = services.snapshot_refresh(shop=shop, as_of=params.as_of, period_days=params.period_days,
                                              rfm_scale=params.rfm_scale, rfm_method=params.rfm_method)
     predictive = snapshot.document.get("predictive") or {}
-    with_prediction = bool(predictive.get("available"))
+    # Without the spend model there are purchase predictions but no predicted CLV to export.
+    with_prediction = bool(predictive.get("available")) and bool(predictive.get("spend_available", True))
     currency = snapshot.document.get("currency", "")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

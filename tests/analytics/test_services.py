@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 from datetime import date
 from decimal import Decimal
 
@@ -184,3 +185,33 @@ def test_segment_rules_cover_every_score_pair_once():
                        if rule.r_min <= r <= rule.r_max and rule.f_min <= f <= rule.f_max]
             assert len(matches) == 1, (r, f, matches)
             assert segment_for(r, f) == matches[0]
+
+
+def test_predictive_block_is_stored_and_feeds_the_csv():
+    shop = shop_make()
+    # Buyers as BG/NBD imagines them: Poisson purchases at a gamma-distributed rate, each
+    # purchase followed by a chance to drop out for good.
+    rng = random.Random(7)
+    rows = []
+    end = AS_OF.toordinal()
+    for c in range(1, 301):
+        rate = rng.gammavariate(2.0, 1 / 80)
+        mean_spend = rng.gammavariate(4.0, 15.0)
+        day = date(2024, 1, 1).toordinal() + rng.randrange(365)
+        while day < end:
+            rows.append({"customer": c, "at": date.fromordinal(day).isoformat(),
+                         "value": str(round(rng.gammavariate(6.0, mean_spend / 6), 2))})
+            if rng.random() < 0.25:
+                break
+            day += 1 + int(rng.expovariate(rate))
+    orders_add(shop, rows)
+    snapshot = services.snapshot_refresh(shop=shop, as_of=AS_OF)
+    block = snapshot.document["predictive"]
+    assert block["available"] is True, block
+    assert "customers" not in block  # per-customer predictions live in the score rows
+    assert block["spend_available"] is True, block["message"]
+    scores = CustomerScore.objects.filter(snapshot=snapshot)
+    assert scores.exclude(predicted_clv=None).count() == scores.count() > 0
+    lines = list(export.rfm_csv(shop=shop, as_of=AS_OF))
+    assert lines[0].rstrip().endswith(",predicted_clv")
+    assert all(line.rstrip().split(",")[-1] != "" for line in lines[1:])
