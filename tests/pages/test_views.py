@@ -16,9 +16,10 @@ from shops.models import Shop
 from tests.pages.conftest import AS_OF, DOMAIN, Pages, session_token, shop_install
 
 PAGES = ["overview", "rfm", "clv", "retention", "lifecycle", "marketing", "data", "settings"]
-BUDGET_COLD = {"overview": 17, "rfm": 12, "clv": 11, "retention": 18, "lifecycle": 11, "marketing": 11, "data": 16,
+BUDGET_COLD = {"overview": 15, "rfm": 11, "clv": 10, "retention": 16, "lifecycle": 10, "marketing": 10, "data": 15,
                "settings": 3}
-BUDGET_WARM = {"overview": 9, "rfm": 8, "clv": 7, "retention": 10, "lifecycle": 7, "marketing": 7, "data": 12,
+# Warm: session check (shop, credential), settings, snapshot identity, marketing inputs (exact, overlapping).
+BUDGET_WARM = {"overview": 7, "rfm": 7, "clv": 6, "retention": 8, "lifecycle": 6, "marketing": 6, "data": 11,
                "settings": 3}
 
 
@@ -141,6 +142,8 @@ def test_retention_clv_lifecycle_show_the_document(pages: Pages) -> None:
     clv = pages.get("/app/clv", as_of=AS_OF.isoformat()).content.decode()
     assert figures(clv)["clv.clv"] == doc["clv"]["clv"]
     assert "the 3-year default" in clv or "derived from churn" in clv
+    assert "predictive" in doc
+    assert 'data-testid="predictive"' in clv  # the section says why when the model could not be fitted
     life = pages.get("/app/lifecycle", as_of=AS_OF.isoformat()).content.decode()
     for stage in ("purchase", "retention", "advocacy", "at_risk", "lapsed"):
         assert figures(life)[f"lifecycle.{stage}.customers"] == str(doc["lifecycle"][stage]["customers"])
