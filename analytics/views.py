@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
@@ -463,7 +464,9 @@ def _rfm(request: HttpRequest, form: PeriodForm, doc: dict[str, Any]) -> HttpRes
     total_rows = doc["rfm"]["groups"][group]["customers"] if group else int(doc["clv"]["customers"] or 0)
     if snapshot is not None:
         column = CUSTOMER_SORTS[sort_key][0]
-        order = (f"-{column}" if direction == "desc" else column, "customer_shopify_id")
+        # Customers without a prediction sort last either way.
+        primary = F(column).desc(nulls_last=True) if direction == "desc" else F(column).asc(nulls_last=True)
+        order = (primary, F("customer_shopify_id").asc())
         qs = CustomerScore.objects.filter(snapshot=snapshot)
         if group:
             qs = qs.filter(rfm_group=group)
