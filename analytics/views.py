@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -134,11 +135,38 @@ def _change(kind: str, current: Any, previous: Any, *, higher_is_better: bool) -
             "words": {"up": "up", "down": "down", "flat": "unchanged"}[direction]}
 
 
+# Settings and marketing inputs change only through this app's forms: each process reuses what it
+# read for a few seconds, forgets everything on its own writes, and the page a form redirects to
+# (``saved=1``) reads afresh, so the other worker never shows a merchant their old values.
+MEMO_SECONDS = 3.0
+_MEMO: dict[tuple[Any, ...], tuple[float, Any]] = {}
+
+
+def memo(request: HttpRequest, key: tuple[Any, ...], load: Callable[[], Any]) -> Any:
+    now = time.monotonic()
+    if request.method == "GET" and request.GET.get("saved") != "1":
+        with _DOCS_LOCK:
+            hit = _MEMO.get(key)
+        if hit is not None and now - hit[0] < MEMO_SECONDS:
+            return hit[1]
+    value = load()
+    with _DOCS_LOCK:
+        if len(_MEMO) > 4096:
+            _MEMO.clear()
+        _MEMO[key] = (now, value)
+    return value
+
+
+def memo_forget() -> None:
+    with _DOCS_LOCK:
+        _MEMO.clear()
+
+
 def shop_settings(request: HttpRequest, shop: Shop) -> AnalyticsSettings:
-    """The shop's analytics settings, read once per request."""
+    """The shop's analytics settings, read once per request (and reused briefly, see ``memo``)."""
     found: AnalyticsSettings | None = getattr(request, "_tenure_settings", None)
     if found is None:
-        found = selectors.analytics_settings_get(shop=shop)
+        found = memo(request, ("settings", shop.pk), lambda: selectors.analytics_settings_get(shop=shop))
         request._tenure_settings = found  # type: ignore[attr-defined]
     return found
 
@@ -217,7 +245,8 @@ _DOCS_MAX = 32
 
 
 def report_document_cached(*, shop: Shop, as_of: date | None, period_days: int, with_marketing: bool = True,
-                           settings_row: AnalyticsSettings | None = None) -> dict[str, Any]:
+                           settings_row: AnalyticsSettings | None = None,
+                           request: HttpRequest | None = None) -> dict[str, Any]:
     """``services.report_document``, read once per snapshot and process; marketing inputs applied per call.
 
     Two small queries find the stored snapshot's identity; the document itself (and its JSON
@@ -249,7 +278,11 @@ def report_document_cached(*, shop: Shop, as_of: date | None, period_days: int, 
         return base
     doc = {**base, "explain": dict(base.get("explain") or {})}
     start, end = date.fromisoformat(doc["period"]["start"]), date.fromisoformat(doc["period"]["end"])
-    return marketing_apply(doc, selectors.marketing_inputs_for_period(shop=shop, start=start, end=end))
+    def inputs() -> dict[str, Any] | None:
+        return selectors.marketing_inputs_for_period(shop=shop, start=start, end=end)
+
+    found = inputs() if request is None else memo(request, ("marketing", shop.pk, start, end), inputs)
+    return marketing_apply(doc, found)
 
 
 _CHARTS: OrderedDict[tuple[str, str], SafeString] = OrderedDict()
@@ -314,7 +347,7 @@ def _report(request: HttpRequest) -> tuple[PeriodForm, dict[str, Any]]:
     shop = _shop(request)
     form, as_of, days = _period(request, shop)
     return form, report_document_cached(shop=shop, as_of=as_of, period_days=days,
-                                        settings_row=shop_settings(request, shop))
+                                        settings_row=shop_settings(request, shop), request=request)
 
 
 def _explain(doc: dict[str, Any], key: str) -> dict[str, Any]:
@@ -684,6 +717,7 @@ def marketing(request: HttpRequest) -> HttpResponse:
         return page_cached(request, "marketing", doc, None, lambda: _marketing(request, form, doc, None))
     mform = MarketingForm(request.POST)
     _, errors = services.marketing_inputs_update(shop=shop, data=request.POST.dict())
+    memo_forget()
     if not errors:
         return HttpResponseRedirect(page_url(request, "analytics:marketing", saved=1))
     errors_attach(mform, errors)
@@ -769,6 +803,7 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         if "lifespan_override_years" in data and not data["lifespan_override_years"].strip():
             data["lifespan_override_years"] = ""
         _, errors = services.settings_update(shop=shop, data=data)
+        memo_forget()
         if not errors:
             _refresh_later(shop)
             return HttpResponseRedirect(page_url(request, "analytics:settings", with_period=False, saved=1))

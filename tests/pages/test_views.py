@@ -263,3 +263,14 @@ def test_page_params_match_the_analytics_selector(shop: Shop) -> None:
         theirs = selectors.report_params_for(shop=shop, as_of=as_of, period_days=days)
         assert ours == theirs
         assert ours.settings_hash() == theirs.settings_hash()
+
+
+def test_the_page_a_form_redirects_to_reads_afresh(pages: Pages) -> None:
+    # Another worker saved the inputs: this process's brief reuse must not hide them on the redirect.
+    first = pages.get("/app/marketing", as_of=AS_OF.isoformat()).content.decode()
+    assert 'data-testid="mk-empty"' in first
+    MarketingInput.objects.create(shop=pages.shop, period_start=date(2025, 11, 1), period_end=AS_OF,
+                                  acquisition_spend=Decimal(500))
+    after = pages.get("/app/marketing", as_of=AS_OF.isoformat(), saved="1").content.decode()
+    assert 'data-testid="mk-empty"' not in after
+    assert "Saved." in after
