@@ -776,10 +776,16 @@ def data(request: HttpRequest) -> HttpResponse:
     _, doc = _report(request)
     status = _status(shop)
     rec = (doc.get("shopify") or {}).get("reconciliation") or {}
-    ctx = _context(request, "data", doc, None, status=status, rec=rec, causes=rec.get("causes") or {},
-                   status_url=page_url(request, "analytics:data_status", with_period=False),
-                   scopes=sorted(shop.granted_scopes))
-    return render(request, "analytics/data.html", ctx)
+
+    def build() -> HttpResponse:
+        ctx = _context(request, "data", doc, None, status=status, rec=rec, causes=rec.get("causes") or {},
+                       status_url=page_url(request, "analytics:data_status", with_period=False),
+                       scopes=sorted(shop.granted_scopes))
+        return render(request, "analytics/data.html", ctx)
+
+    # The live sync status is part of the key (its read time is not), so the page follows it.
+    live = repr(sorted((k, repr(v)) for k, v in status.items() if k != "as_of"))
+    return page_cached(request, "data", doc, (live, shop.scopes), build)
 
 
 @require_GET
