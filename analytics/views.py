@@ -315,15 +315,20 @@ _PAGES_MAX = 96
 TOKEN_SLOT = "__tenure_id_token__"  # noqa: S105 - a placeholder, not a secret
 
 
-def page_cached(request: HttpRequest, page: str, doc: dict[str, Any], extra: Any,
+def page_cached(request: HttpRequest, page: str, doc: dict[str, Any] | None, extra: Any,
                 build: Callable[[], HttpResponse]) -> HttpResponse:
+    """``build()``'s page, reused while everything it shows is unchanged.
+
+    With a document, the key is its snapshot; without one (Settings), ``extra`` carries all
+    the page shows.
+    """
     token = request.GET.get("id_token", "")
-    doc_key = doc.get("_cache_key")
-    if not doc_key or len(token) < 20 or request.method != "GET" or not doc["clv"]["orders"]:
+    doc_key = "none" if doc is None else doc.get("_cache_key")
+    if not doc_key or len(token) < 20 or request.method != "GET" or (doc is not None and not doc["clv"]["orders"]):
         return build()  # no stored snapshot, or an empty state that follows the live sync
     shop = _shop(request)
     query = sorted((k, v) for k, values in request.GET.lists() if k != "id_token" for v in values)
-    marketing = json.dumps(doc.get("marketing"), sort_keys=True, default=str)
+    marketing = json.dumps((doc or {}).get("marketing"), sort_keys=True, default=str)
     day = timezone.now().date().isoformat()  # the picker's latest allowed as-of date moves daily
     raw = repr((page, doc_key, query, marketing, extra, shop.pk, shop.name, str(shop.updated_at), day))
     key = hashlib.sha256(raw.encode()).hexdigest()
@@ -802,7 +807,6 @@ def data_status(request: HttpRequest) -> HttpResponse:
 @embedded_view
 def settings_page(request: HttpRequest) -> HttpResponse:
     shop = _shop(request)
-    status = 200
     if request.method == "POST":
         sform = SettingsForm(request.POST)
         data = request.POST.dict()
@@ -814,12 +818,19 @@ def settings_page(request: HttpRequest) -> HttpResponse:
             _refresh_later(shop)
             return HttpResponseRedirect(page_url(request, "analytics:settings", with_period=False, saved=1))
         errors_attach(sform, errors)
-        status = 200  # re-rendered with field errors; a 4xx would log the URL, session token included
-    else:
-        sform = SettingsForm.from_settings(selectors.analytics_settings_get(shop=shop))
+        return _settings_render(request, sform)
+    current = shop_settings(request, shop)
+    shown = [(name, repr(getattr(current, name))) for name in SettingsForm.base_fields] + [
+        ("updated_at", str(current.updated_at))]
+    return page_cached(request, "settings", None, shown,
+                       lambda: _settings_render(request, SettingsForm.from_settings(current)))
+
+
+def _settings_render(request: HttpRequest, sform: SettingsForm) -> HttpResponse:
+    # Invalid input is re-rendered with field errors as a 200: a 4xx would log the URL, session token included.
     ctx = _context(request, "settings", None, None, sform=sform, saved=request.GET.get("saved") == "1",
                    form_action=page_url(request, "analytics:settings", with_period=False))
-    return render(request, "analytics/settings.html", ctx, status=status)
+    return render(request, "analytics/settings.html", ctx)
 
 
 def _refresh_later(shop: Shop) -> None:
