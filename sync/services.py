@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, Max
 from django.utils import timezone
 
 from config.logging import log_context
@@ -718,7 +718,7 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
         if ours_o != theirs_o:
             touched.update(reconcile_orders(shop=shop, client=client, run=run))
         if ours_c != theirs_c:
-            customers_reconcile_ids(shop=shop, client=client)
+            reconcile_kind(shop=shop, client=client, run=run, kind="customers")
     # Orders deleted by webhook since the last sync: their customers' counts moved too.
     touched.update(i for i in Deletion.objects.filter(
         shop=shop, kind=Deletion.Kind.ORDER, deleted_at__gte=_last_started(shop, before=run) - OVERLAP,
@@ -739,65 +739,81 @@ def _day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     return start, datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=tz)
 
 
-def _our_counts_by_day(shop: Shop, tz: ZoneInfo, start: datetime | None = None) -> dict[date, tuple[int, Decimal]]:
+def _our_counts_by_day(shop: Shop, tz: ZoneInfo, kind: str) -> dict[date, int]:
     from django.db.models.functions import TruncDate
 
-    qs = Order.objects.filter(shop=shop)
-    if start is not None:
-        qs = qs.filter(created_at__gte=start)
-    rows = (qs.annotate(day=TruncDate("created_at", tzinfo=tz)).values("day")
-            .annotate(n=Count("id"), total=Sum("total")).order_by("day"))
-    return {r["day"]: (r["n"], r["total"] or Decimal(0)) for r in rows}
+    model: Any = Order if kind == "orders" else Customer
+    rows = (model.objects.filter(shop=shop).annotate(day=TruncDate("created_at", tzinfo=tz)).values("day")
+            .annotate(n=Count("id")).order_by("day"))
+    return {r["day"]: r["n"] for r in rows}
 
 
-def _orders_between(client: ShopifyClient, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
-    search = f"created_at:>='{_iso(start)}' AND created_at:<'{_iso(end)}'"
-    yield from client.paginate(ORDERS_PAGE, variables={"query": search}, connection="orders", page_size=12)
+def _created_between(start: datetime, end: datetime) -> str:
+    return f"created_at:>='{_iso(start)}' AND created_at:<'{_iso(end)}'"
 
 
-def reconcile_day(*, shop: Shop, client: ShopifyClient, day: date) -> tuple[int, set[int]]:
-    """Re-read one day of orders (shop's zone) and drop ours that Shopify no longer has."""
+COUNT_QUERY = {
+    "orders": "query TenureCount($q: String) { n: ordersCount(query: $q, limit: null) { count } }",
+    "customers": "query TenureCount($q: String) { n: customersCount(query: $q, limit: null) { count } }",
+}
+
+
+def reconcile_day(*, shop: Shop, client: ShopifyClient, day: date, kind: str = "orders") -> tuple[int, set[int]]:
+    """Re-read one day (shop's zone) of orders or customers; drop ours that Shopify no longer has.
+
+    Returns how many rows were removed and the customers whose orders changed.
+    """
     tz = ZoneInfo(shop.iana_timezone or "UTC")
     start, end = _day_bounds(day, tz)
-    nodes = list(_orders_between(client, start, end))
-    orders, refunds, customers = _order_rows_from_nodes(nodes)
-    seen = {row[0] for row in orders}
+    search = _created_between(start, end)
+    touched: set[int] = set()
+    if kind == "orders":
+        nodes = list(client.paginate(ORDERS_PAGE, variables={"query": search}, connection="orders", page_size=12))
+        orders, refunds, touched = _order_rows_from_nodes(nodes)
+        seen = {row[0] for row in orders}
+        with transaction.atomic():
+            rows_write(shop_id=shop.pk, currency=shop.currency, orders=orders, refunds=refunds)
+        gone = set(Order.objects.filter(shop=shop, created_at__gte=start, created_at__lt=end)
+                   .exclude(shopify_id__in=seen).values_list("shopify_id", flat=True))
+        for shopify_id in gone:
+            customer_id, _ = order_delete(shop=shop, shopify_id=shopify_id)
+            if customer_id is not None:
+                touched.add(customer_id)
+        return len(gone), touched
+    customers = [nz.customer_from_graphql(n) for n in client.paginate(
+        CUSTOMERS_PAGE, variables={"query": search}, connection="customers", page_size=100)]
     with transaction.atomic():
-        rows_write(shop_id=shop.pk, currency=shop.currency, orders=orders, refunds=refunds)
-    gone = set(Order.objects.filter(shop=shop, created_at__gte=start, created_at__lt=end)
+        rows_write(shop_id=shop.pk, currency=shop.currency, customers=customers)
+    seen = {row[0] for row in customers}
+    gone = set(Customer.objects.filter(shop=shop, created_at__gte=start, created_at__lt=end)
                .exclude(shopify_id__in=seen).values_list("shopify_id", flat=True))
     for shopify_id in gone:
-        customer_id, _ = order_delete(shop=shop, shopify_id=shopify_id)
-        if customer_id is not None:
-            customers.add(customer_id)
-    return len(gone), customers
+        customer_delete(shop=shop, shopify_id=shopify_id)
+    return len(gone), touched
 
 
-def reconcile_orders(*, shop: Shop, client: ShopifyClient, run: SyncRun, days: int | None = None) -> set[int]:
-    """Compare per-day order counts with Shopify's (`ordersCount`, shop's zone) and re-sync the days that differ.
+def reconcile_kind(*, shop: Shop, client: ShopifyClient, run: SyncRun, kind: str,
+                   days: int | None = None) -> set[int]:
+    """Compare per-day counts with Shopify's (`ordersCount`/`customersCount` by created_at in the shop's
+    zone) and re-sync the days that differ. Ranges are bisected, so a long history costs a few
+    dozen cheap count queries, not one per day. With `days` only the most recent days are checked.
 
-    With `days` only the most recent days are checked; otherwise every day we or Shopify have.
-    Returns the customers whose orders changed.
+    Returns the customers whose orders changed (their order counts moved).
     """
     tz = ZoneInfo(shop.iana_timezone or "UTC")
     today = timezone.now().astimezone(tz).date()
-    first = today - timedelta(days=days) if days else None
-    ours = _our_counts_by_day(shop, tz, _day_bounds(first, tz)[0] if first else None)
-    candidates = sorted(set(ours) | ({today - timedelta(days=i) for i in range(days + 1)} if days else set()))
-    # Bisect over ranges so a long history costs a few dozen counts, not one per day.
+    ours = _our_counts_by_day(shop, tz, kind)
+    first = today - timedelta(days=days) if days else (min(ours) if ours else today)
     differing: list[date] = []
 
     def their_count(a: date, b: date) -> int:
-        start, end = _day_bounds(a, tz)[0], _day_bounds(b, tz)[1]
-        search = f"created_at:>='{_iso(start)}' AND created_at:<'{_iso(end)}'"
-        data = client.graphql(ORDERS_COUNT, {"orders": search}, expected_cost=1).data
-        return int((data.get("orders") or {}).get("count") or 0)
-
-    def our_count(a: date, b: date) -> int:
-        return sum(n for d, (n, _) in ours.items() if a <= d <= b)
+        data = client.graphql(COUNT_QUERY[kind], {"q": _created_between(_day_bounds(a, tz)[0],
+                                                                        _day_bounds(b, tz)[1])},
+                              expected_cost=1).data
+        return int((data.get("n") or {}).get("count") or 0)
 
     def walk(a: date, b: date) -> None:
-        if their_count(a, b) == our_count(a, b):
+        if their_count(a, b) == sum(n for d, n in ours.items() if a <= d <= b):
             return
         if a == b:
             differing.append(a)
@@ -806,43 +822,20 @@ def reconcile_orders(*, shop: Shop, client: ShopifyClient, run: SyncRun, days: i
         walk(a, mid)
         walk(mid + timedelta(days=1), b)
 
-    if candidates:
-        walk(candidates[0], max(candidates[-1], today))
+    walk(first, today)
     touched: set[int] = set()
     removed = 0
     for day in differing:
-        n, customers = reconcile_day(shop=shop, client=client, day=day)
+        n, customers = reconcile_day(shop=shop, client=client, day=day, kind=kind)
         removed += n
         touched |= customers
-    run.state["reconciled_days"] = [d.isoformat() for d in differing]
-    run.state["reconcile_removed"] = removed
+    run.state.setdefault("reconciled", {})[kind] = {"days": [d.isoformat() for d in differing],
+                                                    "removed": removed}
     return touched
 
 
-def customers_reconcile_ids(*, shop: Shop, client: ShopifyClient) -> int:
-    """Drop our customers that Shopify no longer lists (deleted, webhook lost)."""
-    query = """
-    query TenureCustomerIds($first: Int!, $after: String) {
-      customers(first: $first, after: $after, sortKey: ID) { nodes { id } pageInfo { hasNextPage endCursor } }
-    }"""
-    with connection.cursor() as cursor:
-        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS tenure_ids (shopify_id bigint PRIMARY KEY)")
-        cursor.execute("TRUNCATE tenure_ids")
-        batch: list[int] = []
-        for node in client.paginate(query, connection="customers", page_size=250):
-            batch.append(nz.gid_id(node["id"]) or 0)
-            if len(batch) >= 5000:
-                cursor.executemany("INSERT INTO tenure_ids VALUES (%s) ON CONFLICT DO NOTHING", [(i,) for i in batch])
-                batch = []
-        if batch:
-            cursor.executemany("INSERT INTO tenure_ids VALUES (%s) ON CONFLICT DO NOTHING", [(i,) for i in batch])
-        cursor.execute("SELECT shopify_id FROM sync_customer c WHERE c.shop_id = %s AND NOT EXISTS "
-                       "(SELECT 1 FROM tenure_ids t WHERE t.shopify_id = c.shopify_id)", [shop.pk])
-        gone = [r[0] for r in cursor.fetchall()]
-        cursor.execute("DROP TABLE tenure_ids")
-    for shopify_id in gone:
-        customer_delete(shop=shop, shopify_id=shopify_id)
-    return len(gone)
+def reconcile_orders(*, shop: Shop, client: ShopifyClient, run: SyncRun, days: int | None = None) -> set[int]:
+    return reconcile_kind(shop=shop, client=client, run=run, kind="orders", days=days)
 
 
 def reconcile_run(*, shop: Shop, client_factory: ClientFactory = default_client,
@@ -856,8 +849,8 @@ def reconcile_run(*, shop: Shop, client_factory: ClientFactory = default_client,
         try:
             client = client_factory(shop)
             try:
-                touched = reconcile_orders(shop=shop, client=client, run=run, days=days)
-                run.state["customers_removed"] = customers_reconcile_ids(shop=shop, client=client)
+                touched = reconcile_kind(shop=shop, client=client, run=run, kind="orders", days=days)
+                reconcile_kind(shop=shop, client=client, run=run, kind="customers", days=days)
                 if touched:
                     customers_refresh(shop=shop, client=client, ids=touched)
             finally:

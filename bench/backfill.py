@@ -1,0 +1,240 @@
+"""Backfill of a big devstore shop, end to end through the real worker; plus the naive baseline and
+an incremental sync of ~1,000 changed orders.
+
+    .venv/bin/python bench/backfill.py --orders 1000000 --customers 250000
+
+What runs: a fresh PostgreSQL database (BENCH_DATABASE_URL server, default the system one on
+127.0.0.1:5432), devstore as a subprocess (DevStore.spawn) with the generated shop, the app
+installed through the managed-install flow (app home loaded with an id_token), a Celery worker
+subprocess (solo pool, every sync queue; not the analytics queue, so the analytics refresh the
+sync asks for does not pollute the worker's memory figure) that runs the backfill.
+
+Prints one JSON line:
+- orders_per_s: root orders / (result file ready -> last row committed) of the orders operation;
+- ingest_s (both operations), wall_s (install -> backfill succeeded), export_s (devstore's side);
+- parse_s / db_s: where the ingest time went (parsing in the worker, writing in PostgreSQL);
+- peak_worker_rss_mb: the worker process's peak resident memory (sampled every 100 ms);
+- naive_orders_per_s and naive_ratio: the same order lines written by a per-row ORM
+  `update_or_create` loop on a sample (--naive-sample), ratio = orders_per_s / naive_orders_per_s;
+- incremental_1000_s: an incremental sync after live trading changed >= 1,000 orders (task
+  started -> finished), with incremental_changed_orders and incremental_mode;
+- load_avg_1m, cpus: the machine is shared, so read the rates with this in mind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SERVER = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
+
+
+def _psql(sql: str) -> None:
+    subprocess.run(["psql", f"{SERVER}/postgres", "-q", "-c", sql], check=True)  # noqa: S603, S607
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        import psutil
+
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        while not self.stop.is_set():
+            try:
+                rss = self.proc.memory_info().rss + sum(c.memory_info().rss for c in self.proc.children(recursive=True))
+            except psutil.Error:
+                return
+            self.peak = max(self.peak, rss)
+            time.sleep(0.1)
+
+
+def main() -> None:  # noqa: PLR0915
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--customers", type=int, default=250_000)
+    parser.add_argument("--naive-sample", type=int, default=20_000)
+    parser.add_argument("--incremental-orders", type=int, default=1000)
+    parser.add_argument("--db", default="tenure_bench_backfill")
+    parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/4"))
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = parser.parse_args()
+
+    _psql(f'DROP DATABASE IF EXISTS "{args.db}"')
+    _psql(f'CREATE DATABASE "{args.db}"')
+    env = {**os.environ, "DATABASE_URL": f"{SERVER}/{args.db}", "REDIS_URL": args.redis,
+           "DJANGO_SETTINGS_MODULE": "config.settings.local"}
+    os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")})
+    import django
+
+    django.setup()
+    import redis
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.test import Client
+
+    from devstore.testing import DevStore, ShopSpec
+    from shops.models import Shop
+    from sync.models import Order, SyncRun
+
+    call_command("migrate", interactive=False, verbosity=0)
+    redis.Redis.from_url(args.redis).flushdb()
+    spec = ShopSpec(name="bench-backfill", seed=42, customers=args.customers, orders=args.orders, months=36,
+                    currency="USD", iana_timezone="America/New_York", plan="Basic")
+    t = time.monotonic()
+    # Webhooks go nowhere (no web server in this bench): drop them instead of retrying.
+    ds = DevStore.spawn([spec], app_url="http://127.0.0.1:9", faults={spec.domain: {"webhook_drop_rate": 1}},
+                        startup_timeout_s=600)
+    generate_s = time.monotonic() - t
+    worker = None
+    sampler = None
+    out: dict[str, object] = {"bench": "backfill", "orders": args.orders, "customers": args.customers}
+    try:
+        settings.SHOPIFY_API_BASE_URL = ds.base_url
+        wenv = {**env, "SHOPIFY_API_BASE_URL": ds.base_url}
+        worker = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--loglevel", "WARNING",
+             "-Q", "default,webhooks,sync,backfill", "--without-heartbeat", "--without-gossip", "--without-mingle",
+             "-n", f"bench-backfill-{os.getpid()}@%h"],
+            cwd=ROOT, env=wenv, stdout=open(ROOT / "var" / "bench-backfill-worker.log", "wb"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+        )
+        sampler = RssSampler(worker.pid)
+        sampler.start()
+        time.sleep(3)
+        started = time.monotonic()
+        ds.install(spec.domain)
+        home = urlsplit(ds.app_home_url(spec.domain))
+        response = Client().get(f"{home.path}?{home.query}")
+        assert response.status_code in (200, 302), response.content[:300]
+        shop = Shop.objects.get(domain=spec.domain)
+        while True:
+            run = SyncRun.objects.filter(shop=shop, kind=SyncRun.Kind.BACKFILL).first()
+            if run is not None and run.status in (SyncRun.Status.SUCCEEDED, SyncRun.Status.FAILED):
+                break
+            if worker.poll() is not None:
+                raise RuntimeError("worker died")
+            time.sleep(0.5)
+        wall_s = time.monotonic() - started
+        if run.status != SyncRun.Status.SUCCEEDED:
+            raise RuntimeError(f"backfill failed: {run.error}")
+        phases = run.state["phases"]
+        orders_ph = phases["orders"]
+        n_orders = Order.objects.filter(shop=shop).count()
+        ingest_orders_s = orders_ph["ingested_at"] - orders_ph["ready_at"]
+        out.update({
+            "generate_s": round(generate_s, 1),
+            "orders_written": n_orders,
+            "orders_per_s": round(n_orders / ingest_orders_s),
+            "ingest_orders_s": round(ingest_orders_s, 2),
+            "ingest_s": round(sum(p["ingested_at"] - p["ready_at"] for p in phases.values()), 2),
+            "export_s": round(sum(p["ready_at"] - p["started_at"] for p in phases.values()), 2),
+            "wall_s": round(wall_s, 2),
+            "lines": sum(p["lines"] for p in phases.values()),
+            "parse_s": round(sum(p.get("parse_s", 0) for p in phases.values()), 2),
+            "db_s": round(sum(p.get("db_s", 0) for p in phases.values()), 2),
+            "peak_worker_rss_mb": round(sampler.peak / 2**20, 1),
+        })
+        out.update(naive_baseline(shop=shop, op_id=orders_ph["op"], sample=args.naive_sample))
+        out["naive_ratio"] = round(float(out["orders_per_s"]) / float(out["naive_orders_per_s"]), 1)  # type: ignore[arg-type]
+        out.update(incremental(ds=ds, spec=spec, shop=shop, want=args.incremental_orders))
+        out["peak_worker_rss_mb"] = round(sampler.peak / 2**20, 1)
+    finally:
+        if sampler is not None:
+            sampler.stop.set()
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
+        ds.close()
+        if not args.keep:
+            from django.db import connections
+
+            connections.close_all()
+            _psql(f'DROP DATABASE IF EXISTS "{args.db}"')
+    out["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    out["cpus"] = os.cpu_count()
+    print(json.dumps(out))  # noqa: T201
+
+
+def naive_baseline(*, shop: object, op_id: str, sample: int) -> dict[str, object]:
+    """The same bulk lines written one row at a time through the ORM (what the COPY path replaces)."""
+    import orjson
+    from django.db import transaction
+
+    from shops.models import Shop
+    from sync import normalize as nz
+    from sync.client import ShopifyClient
+    from sync.models import Order, Refund
+
+    naive = Shop.objects.create(domain="naive-baseline.myshopify.com", currency="USD")
+    assert isinstance(shop, Shop)
+    client = ShopifyClient.for_shop(shop)
+    url = client.bulk_get(op_id)["url"]
+    n = 0
+    started = time.monotonic()
+    for line in client.bulk_lines(url):
+        obj = orjson.loads(line)
+        if "__parentId" in obj:
+            continue
+        row = dict(zip(nz.ORDER_COLUMNS, nz.order_from_graphql(obj), strict=True))
+        shopify_id = row.pop("shopify_id")
+        with transaction.atomic():
+            Order.objects.update_or_create(shop=naive, shopify_id=shopify_id, defaults=row)
+            for refund in obj.get("refunds") or []:
+                r = dict(zip(nz.REFUND_COLUMNS, nz.refund_from_graphql(refund, shopify_id), strict=True))
+                r["subtotal_amount"] = r["subtotal_amount"] or 0
+                Refund.objects.update_or_create(shop=naive, shopify_id=r.pop("shopify_id"), defaults=r)
+        n += 1
+        if n >= sample:
+            break
+    elapsed = time.monotonic() - started
+    client.close()
+    return {"naive_sample": n, "naive_orders_per_s": round(n / elapsed)}
+
+
+def incremental(*, ds: object, spec: object, shop: object, want: int) -> dict[str, object]:
+    """Trade until >= `want` orders changed, then one incremental sync through the worker."""
+    from sync.models import SyncRun
+    from sync.tasks import incremental_sync
+
+    changed: set[int] = set()
+    while len(changed) < want:
+        for topic, payload in ds.live_step(spec.domain, events=200):  # type: ignore[attr-defined]
+            if topic.startswith("orders/"):
+                changed.add(int(payload["id"]))
+            elif topic == "refunds/create":
+                changed.add(int(payload["order_id"]))
+    before = SyncRun.objects.filter(shop=shop, kind=SyncRun.Kind.INCREMENTAL).count()
+    started = time.monotonic()
+    incremental_sync.delay(shop.pk)  # type: ignore[attr-defined]
+    while True:
+        runs = SyncRun.objects.filter(shop=shop, kind=SyncRun.Kind.INCREMENTAL).order_by("-created_at")
+        run = runs.first()
+        if runs.count() > before and run is not None and run.status not in ("pending", "running"):
+            break
+        time.sleep(0.1)
+    enqueue_to_done = time.monotonic() - started
+    if run.status != SyncRun.Status.SUCCEEDED:
+        raise RuntimeError(f"incremental failed: {run.error}")
+    task_s = (run.finished_at - run.started_at).total_seconds()
+    return {"incremental_1000_s": round(task_s, 2), "incremental_enqueue_to_done_s": round(enqueue_to_done, 2),
+            "incremental_changed_orders": run.state.get("changed_orders"), "incremental_live_orders": len(changed),
+            "incremental_mode": run.state.get("mode")}
+
+
+if __name__ == "__main__":
+    main()
