@@ -139,15 +139,16 @@ def _change(kind: str, current: Any, previous: Any, *, higher_is_better: bool) -
 # read for a few seconds, forgets everything on its own writes, and the page a form redirects to
 # (``saved=1``) reads afresh, so the other worker never shows a merchant their old values.
 MEMO_SECONDS = 3.0
+STATUS_SECONDS = 1.0
 _MEMO: dict[tuple[Any, ...], tuple[float, Any]] = {}
 
 
-def memo(request: HttpRequest, key: tuple[Any, ...], load: Callable[[], Any]) -> Any:
+def memo(request: HttpRequest, key: tuple[Any, ...], load: Callable[[], Any], seconds: float = MEMO_SECONDS) -> Any:
     now = time.monotonic()
     if request.method == "GET" and request.GET.get("saved") != "1":
         with _DOCS_LOCK:
             hit = _MEMO.get(key)
-        if hit is not None and now - hit[0] < MEMO_SECONDS:
+        if hit is not None and now - hit[0] < seconds:
             return hit[1]
     value = load()
     with _DOCS_LOCK:
@@ -779,7 +780,8 @@ def _status_json(status: dict[str, Any]) -> dict[str, Any]:
 def data(request: HttpRequest) -> HttpResponse:
     shop = _shop(request)
     _, doc = _report(request)
-    status = _status(shop)
+    # Read at most once a second per process; the progress bar's JSON endpoint is always live.
+    status = memo(request, ("status", shop.pk), lambda: _status(shop), seconds=STATUS_SECONDS)
     rec = (doc.get("shopify") or {}).get("reconciliation") or {}
 
     def build() -> HttpResponse:

@@ -174,6 +174,7 @@ def test_every_page_in_the_admin_frame(browser: Any, devstore: DevStore, live_se
 
     running = SyncRun.objects.create(shop=shop, kind=SyncRun.Kind.BACKFILL, status=SyncRun.Status.RUNNING,
                                      started_at=timezone.now(), objects_seen=40, object_count=100)
+    page.wait_for_timeout(1100)  # the Data page reuses the sync status it read for up to a second
     frame.goto(frame.url)
     frame = app_frame(page, live_server.url, "/app/data")
     assert frame.locator("#backfill-progress").get_attribute("value") == "40"
