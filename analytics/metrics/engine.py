@@ -93,9 +93,11 @@ def _score_sql(params: ReportParams) -> tuple[str, str, str]:
         m = (f"(1 + LEAST({k - 1}, COALESCE(div({k} * (b.monetary - st.mmin), "
              f"NULLIF(st.mmax - st.mmin, 0)), 0)))::int")
         return r, f, m
-    # Tie-aware quantile: rank() - 1 counts the customers with a strictly better-placed value.
-    r = f"1 + ({k} * (rank() OVER (ORDER BY b.recency DESC) - 1)) / st.n"
-    f = f"1 + ({k} * (rank() OVER (ORDER BY b.freq) - 1)) / st.n"
+    # Tie-aware quantile: `worse` counts the customers with a strictly worse value (from the
+    # small recency and frequency histograms; rank() - 1 for monetary, which has no ties to
+    # speak of).
+    r = f"1 + ({k} * rw.worse) / st.n"
+    f = f"1 + ({k} * fw.worse) / st.n"
     m = f"1 + ({k} * (rank() OVER (ORDER BY b.monetary) - 1)) / st.n"
     return r, f, m
 
@@ -237,24 +239,82 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
         ), st AS (
             SELECT count(*) AS n, min(recency) AS rmin, max(recency) AS rmax, min(freq) AS fmin,
                    max(freq) AS fmax, min(monetary) AS mmin, max(monetary) AS mmax FROM base
+        ), rw AS (
+            SELECT recency, coalesce(sum(cnt) OVER (ORDER BY recency DESC ROWS BETWEEN UNBOUNDED PRECEDING
+                                                    AND 1 PRECEDING), 0)::bigint AS worse
+            FROM (SELECT recency, count(*) AS cnt FROM base GROUP BY 1) h
+        ), fw AS (
+            SELECT freq, coalesce(sum(cnt) OVER (ORDER BY freq ROWS BETWEEN UNBOUNDED PRECEDING
+                                                 AND 1 PRECEDING), 0)::bigint AS worse
+            FROM (SELECT freq, count(*) AS cnt FROM base GROUP BY 1) h
         ), scored AS (
             SELECT b.c, b.recency, b.freq, b.monetary, st.n,
                    ({r_sql})::int AS r, ({f_sql})::int AS f, ({m_sql})::int AS m
-            FROM base b CROSS JOIN st
+            FROM base b CROSS JOIN st JOIN rw USING (recency) JOIN fw USING (freq)
+        ), tw AS (
+            SELECT total, coalesce(sum(cnt) OVER (ORDER BY total ROWS BETWEEN UNBOUNDED PRECEDING
+                                                  AND 1 PRECEDING), 0)::bigint AS worse
+            FROM (SELECT r + f + m AS total, count(*) AS cnt FROM scored GROUP BY 1) h
         )
-        SELECT c, recency, freq, monetary, r, f, m, r + f + m AS total,
-               (1 + (3 * (rank() OVER (ORDER BY r + f + m) - 1)) / n)::int AS grp,
-               {segment} AS segment
-        FROM scored""", args)
+        SELECT s.c, s.recency, s.freq, s.monetary, s.r, s.f, s.m, s.r + s.f + s.m AS total,
+               (1 + (3 * tw.worse) / s.n)::int AS grp, {segment} AS segment
+        FROM scored s JOIN tw ON tw.total = s.r + s.f + s.m""", args)
+    # Reconciliation is against Shopify's figures as they are now, so it counts every synced
+    # order (not only those before the as-of date) and values them on Shopify's basis
+    # (current total). The counted orders are already in an_cu; this pass reads only the
+    # rest (test, cancelled, excluded, later, guest) and counts the period's guest orders.
+    ok = "NOT o.test AND o.cancelled_at IS NULL"
+    cursor.execute(f"""
+        CREATE TEMP TABLE an_ours ON COMMIT DROP AS
+        SELECT o.customer_shopify_id AS c, count(*) AS all_orders,
+               count(*) FILTER (WHERE o.test) AS tests,
+               count(*) FILTER (WHERE NOT o.test AND o.cancelled_at IS NOT NULL) AS cancels,
+               count(*) FILTER (WHERE {ok} AND {excluded}) AS excluded,
+               count(*) FILTER (WHERE {ok} AND NOT {excluded}) AS orders,
+               coalesce(sum(o.current_total) FILTER (WHERE {ok} AND NOT {excluded}), 0) AS spend,
+               count(*) FILTER (WHERE {ok} AND NOT {excluded} AND o.total_refunded > 0) AS refunded,
+               count(*) FILTER (WHERE {ok} AND NOT {excluded} AND o.processed_at >= %(start)s
+                                AND o.processed_at < %(end)s) AS in_period
+        FROM sync_order o WHERE o.shop_id = %(shop)s AND NOT ({counted}) GROUP BY 1""", args)
+    cursor.execute("SELECT in_period FROM an_ours WHERE c IS NULL")
+    guest = cursor.fetchone()
+    raw.guest_orders = int(guest[0]) if guest else 0
+    cursor.execute("""
+        CREATE TEMP TABLE an_rec ON COMMIT DROP AS
+        WITH ours AS (
+            SELECT coalesce(cu.c, x.c) AS c,
+                   coalesce(cu.orders_life, 0) + coalesce(x.all_orders, 0) AS all_orders,
+                   coalesce(x.tests, 0) AS tests, coalesce(x.cancels, 0) AS cancels,
+                   coalesce(x.excluded, 0) AS excluded,
+                   coalesce(cu.orders_life, 0) + coalesce(x.orders, 0) AS orders,
+                   coalesce(cu.total_life, 0) + coalesce(x.spend, 0) AS spend,
+                   coalesce(cu.refunded_life, 0) + coalesce(x.refunded, 0) AS refunded
+            FROM an_cu cu FULL JOIN (SELECT * FROM an_ours WHERE c IS NOT NULL) x ON x.c = cu.c
+        )
+        SELECT sc.shopify_id AS c, sc.rfm_group, sc.number_of_orders AS s_orders, sc.amount_spent AS s_spend,
+               coalesce(ours.orders, 0) <> sc.number_of_orders AS orders_differ,
+               coalesce(ours.spend, 0) <> sc.amount_spent AS spend_differ,
+               CASE WHEN coalesce(ours.orders, 0) = sc.number_of_orders
+                         AND coalesce(ours.spend, 0) = sc.amount_spent THEN ''
+                    WHEN sc.number_of_orders > coalesce(ours.all_orders, 0) THEN 'outside_window'
+                    WHEN ours.tests > 0 THEN 'test_orders'
+                    WHEN ours.cancels > 0 THEN 'cancellations'
+                    WHEN ours.excluded > 0 THEN 'excluded_tags'
+                    WHEN ours.refunded > 0 THEN 'refund_basis'
+                    ELSE 'unexplained' END AS cause
+        FROM sync_customer sc LEFT JOIN ours ON ours.c = sc.shopify_id
+        WHERE sc.shop_id = %(shop)s""", args)
+    # One row per customer with everything the customer table needs, joined once.
     cursor.execute("""
         CREATE TEMP TABLE an_cs ON COMMIT DROP AS
-        SELECT cu.c, cu.freq, cu.monetary, cu.orders_life, cu.spend_life, rf.grp,
+        SELECT cu.c, cu.freq, cu.monetary, cu.orders_life, cu.spend_life, rf.grp, rf.recency, rf.r, rf.f, rf.m,
+               rf.total, rf.segment, rec.rfm_group AS shopify_group, rec.s_orders, rec.s_spend, rec.cause,
                CASE WHEN cu.last_d < %(a_end_date)s THEN 'lapsed'
                     WHEN cu.last_d < %(half_date)s THEN 'at_risk'
                     WHEN rf.grp = 3 THEN 'advocacy'
                     WHEN cu.orders_life >= 2 THEN 'retention'
                     ELSE 'purchase' END AS stage
-        FROM an_cu cu LEFT JOIN an_rfm rf USING (c)""", args)
+        FROM an_cu cu LEFT JOIN an_rfm rf USING (c) LEFT JOIN an_rec rec USING (c)""", args)
 
     cursor.execute("SELECT r, f, count(*), sum(monetary) FROM an_rfm GROUP BY 1, 2")
     raw.rf_grid = {(r, f): (n, Decimal(v)) for r, f, n, v in cursor.fetchall()}
@@ -301,51 +361,6 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
     cursor.execute("SELECT first_mo, count(*) FROM an_cu WHERE first_mo >= %(first_cohort)s GROUP BY 1", args)
     raw.cohort_sizes = dict(cursor.fetchall())
 
-    # Reconciliation is against Shopify's figures as they are now, so it counts every synced
-    # order (not only those before the as-of date) and values them on Shopify's basis
-    # (current total). The counted orders are already in an_cu; this pass reads only the
-    # rest (test, cancelled, excluded, later, guest) and counts the period's guest orders.
-    ok = "NOT o.test AND o.cancelled_at IS NULL"
-    cursor.execute(f"""
-        CREATE TEMP TABLE an_ours ON COMMIT DROP AS
-        SELECT o.customer_shopify_id AS c, count(*) AS all_orders,
-               count(*) FILTER (WHERE o.test) AS tests,
-               count(*) FILTER (WHERE NOT o.test AND o.cancelled_at IS NOT NULL) AS cancels,
-               count(*) FILTER (WHERE {ok} AND {excluded}) AS excluded,
-               count(*) FILTER (WHERE {ok} AND NOT {excluded}) AS orders,
-               coalesce(sum(o.current_total) FILTER (WHERE {ok} AND NOT {excluded}), 0) AS spend,
-               count(*) FILTER (WHERE {ok} AND NOT {excluded} AND o.total_refunded > 0) AS refunded,
-               count(*) FILTER (WHERE {ok} AND NOT {excluded} AND o.processed_at >= %(start)s
-                                AND o.processed_at < %(end)s) AS in_period
-        FROM sync_order o WHERE o.shop_id = %(shop)s AND NOT ({counted}) GROUP BY 1""", args)
-    cursor.execute("SELECT in_period FROM an_ours WHERE c IS NULL")
-    guest = cursor.fetchone()
-    raw.guest_orders = int(guest[0]) if guest else 0
-    cursor.execute("""
-        CREATE TEMP TABLE an_rec ON COMMIT DROP AS
-        WITH ours AS (
-            SELECT coalesce(cu.c, x.c) AS c,
-                   coalesce(cu.orders_life, 0) + coalesce(x.all_orders, 0) AS all_orders,
-                   coalesce(x.tests, 0) AS tests, coalesce(x.cancels, 0) AS cancels,
-                   coalesce(x.excluded, 0) AS excluded,
-                   coalesce(cu.orders_life, 0) + coalesce(x.orders, 0) AS orders,
-                   coalesce(cu.total_life, 0) + coalesce(x.spend, 0) AS spend,
-                   coalesce(cu.refunded_life, 0) + coalesce(x.refunded, 0) AS refunded
-            FROM an_cu cu FULL JOIN (SELECT * FROM an_ours WHERE c IS NOT NULL) x ON x.c = cu.c
-        )
-        SELECT sc.shopify_id AS c, sc.rfm_group, sc.number_of_orders AS s_orders, sc.amount_spent AS s_spend,
-               coalesce(ours.orders, 0) <> sc.number_of_orders AS orders_differ,
-               coalesce(ours.spend, 0) <> sc.amount_spent AS spend_differ,
-               CASE WHEN coalesce(ours.orders, 0) = sc.number_of_orders
-                         AND coalesce(ours.spend, 0) = sc.amount_spent THEN ''
-                    WHEN sc.number_of_orders > coalesce(ours.all_orders, 0) THEN 'outside_window'
-                    WHEN ours.tests > 0 THEN 'test_orders'
-                    WHEN ours.cancels > 0 THEN 'cancellations'
-                    WHEN ours.excluded > 0 THEN 'excluded_tags'
-                    WHEN ours.refunded > 0 THEN 'refund_basis'
-                    ELSE 'unexplained' END AS cause
-        FROM sync_customer sc LEFT JOIN ours ON ours.c = sc.shopify_id
-        WHERE sc.shop_id = %(shop)s""", args)
     cursor.execute("""
         SELECT count(*), count(*) FILTER (WHERE orders_differ), count(*) FILTER (WHERE spend_differ),
                count(*) FILTER (WHERE cause <> '') FROM an_rec""")
@@ -358,8 +373,8 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
                           "spend_differ": spend_differ, "customers_differing": differing, "causes": causes}
 
     cursor.execute("""
-        SELECT rf.grp, coalesce(nullif(rec.rfm_group, ''), 'NONE'), count(*)
-        FROM an_rfm rf LEFT JOIN an_rec rec USING (c) GROUP BY 1, 2""")
+        SELECT grp, coalesce(nullif(shopify_group, ''), 'NONE'), count(*)
+        FROM an_cs WHERE grp IS NOT NULL GROUP BY 1, 2""")
     raw.crosstab = {name: {} for name in GROUP_NAMES.values()}
     for grp, shopify_group, n in cursor.fetchall():
         raw.crosstab[GROUP_NAMES[grp]][shopify_group] = n
@@ -370,11 +385,11 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
                 monetary, r, f, m, total, rfm_group, segment, lifecycle_stage, shopify_rfm_group,
                 orders_lifetime, spend_lifetime, shopify_number_of_orders, shopify_amount_spent,
                 reconcile_cause)
-            SELECT %(snapshot)s, rf.c, rf.recency, rf.freq, rf.monetary, rf.r, rf.f, rf.m, rf.total,
-                   CASE rf.grp WHEN 3 THEN 'top' WHEN 2 THEN 'middle' ELSE 'bottom' END,
-                   coalesce(rf.segment, ''), cs.stage, coalesce(rec.rfm_group, ''), cs.orders_life,
-                   cs.spend_life, rec.s_orders, rec.s_spend, coalesce(rec.cause, '')
-            FROM an_rfm rf JOIN an_cs cs USING (c) LEFT JOIN an_rec rec USING (c)""", args)
+            SELECT %(snapshot)s, c, recency, freq, monetary, r, f, m, total,
+                   CASE grp WHEN 3 THEN 'top' WHEN 2 THEN 'middle' ELSE 'bottom' END,
+                   coalesce(segment, ''), stage, coalesce(shopify_group, ''), orders_life,
+                   spend_life, s_orders, s_spend, coalesce(cause, '')
+            FROM an_cs WHERE grp IS NOT NULL""", args)
     for name in TEMP_TABLES:
         cursor.execute(f"DROP TABLE IF EXISTS {name}")
     return raw
