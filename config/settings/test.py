@@ -9,8 +9,8 @@ from config.settings.base import env
 SECRET_KEY = "test-only-not-secret"  # noqa: S105
 ALLOWED_HOSTS = ["*"]
 SHOPIFY_API_KEY = "tenure-test-api-key"
-SHOPIFY_API_SECRET = "tenure-test-api-secret"  # noqa: S105
-SHOPIFY_API_SECRET_PREVIOUS = "tenure-test-api-secret-old"  # noqa: S105
+SHOPIFY_API_SECRET = "tenure-test-api-secret-not-for-production"  # noqa: S105
+SHOPIFY_API_SECRET_PREVIOUS = "tenure-test-api-secret-old-not-for-production"  # noqa: S105
 TOKEN_ENCRYPTION_KEY = "lg8sqq89PcDx46fCsOmPM1FWprUit3ZDB-QtuOdJp7U="  # noqa: S105
 
 DATABASES = {"default": database_config(prefer_system=True)}
