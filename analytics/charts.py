@@ -173,18 +173,23 @@ def line_chart(*, title: str, labels: Sequence[str], series: Sequence[Series], f
                 parts.append(f'<polyline class="line {cls}" fill="none" points="{" ".join(seg)}"{dash_attr}/>')
         legend.append((cls, dash, marker, s.name))
     parts.append(_x_labels(labels, xs))
+    legend_rows = 0
     if len(series) > 1:
-        lx = PAD_LEFT
+        lx, ly = PAD_LEFT, HEIGHT - 8
+        legend_rows = 1
         for cls, dash, marker, name in legend:
+            width = 40 + 7 * len(name)
+            if lx + width > WIDTH and lx > PAD_LEFT:  # wrap the legend onto another row
+                lx, ly, legend_rows = PAD_LEFT, ly + 16, legend_rows + 1
             dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-            parts.append(f'<line class="line {cls}" x1="{lx}" x2="{lx + 24}" y1="{HEIGHT - 8}" y2="{HEIGHT - 8}"'
-                         f"{dash_attr}/>" + _marker(marker, lx + 12, HEIGHT - 8, cls, name)
-                         + f'<text class="legend" x="{lx + 30}" y="{HEIGHT - 4}">{escape(name)}</text>')
-            lx += 40 + 7 * len(name)
+            parts.append(f'<line class="line {cls}" x1="{lx}" x2="{lx + 24}" y1="{ly}" y2="{ly}"'
+                         f"{dash_attr}/>" + _marker(marker, lx + 12, ly, cls, name)
+                         + f'<text class="legend" x="{lx + 30}" y="{ly + 4}">{escape(name)}</text>')
+            lx += width
     table = _table(title, [label_name or "Label", *[s.name for s in series]],
                    [[lbl, *[fmt(s.values[i]) for s in series]] for i, lbl in enumerate(labels)])
     return _figure(cid, title, desc or f"Line chart of {', '.join(s.name for s in series)}.", "".join(parts),
-                   WIDTH, HEIGHT + (12 if len(series) > 1 else 0), table)
+                   WIDTH, HEIGHT + 16 * legend_rows, table)
 
 
 def _marker(shape: str, x: float, y: float, cls: str, label: str) -> str:

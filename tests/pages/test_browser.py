@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,20 @@ def test_every_page_in_the_admin_frame(browser: Any, devstore: DevStore, live_se
     frame.wait_for_selector("text=(90 days)")
     doc90 = services.report_document(shop=shop, period_days=90)
     assert shown_figures(frame)["clv.orders"] == str(doc90["clv"]["orders"])
+
+    # Marketing: the merchant's numbers give CAC (acquisition spend / new customers).
+    frame.get_by_role("link", name="Marketing", exact=True).first.click()
+    frame = app_frame(page, live_server.url, "/app/marketing")
+    frame.get_by_label("Acquisition spend").fill("5000")
+    frame.get_by_label("Retention spend").fill("1200")
+    frame.get_by_label("Campaign conversion rate (%)").fill("2.5")
+    frame.get_by_role("button", name="Save").click()
+    frame = app_frame(page, live_server.url, "/app/marketing")
+    frame.wait_for_selector("text=Saved.")
+    cac = Decimal(5000) / doc90["retention"]["new_customers"]
+    assert Decimal(shown_figures(frame)["marketing.cac"]) == cac.quantize(Decimal("0.01"))
+    page.wait_for_timeout(400)
+    page.screenshot(path=str(SHOTS / "marketing.png"))
 
     # RFM: the customer links open the customer in the Shopify admin; the CSV downloads.
     frame.get_by_role("link", name="RFM", exact=True).first.click()
