@@ -266,3 +266,13 @@ def report_document(*, shop: Shop, as_of: date | None = None, period_days: int |
         doc["rfm"]["customers"] = selectors.customer_rows(snapshot=snapshot)
     doc["computed_at"] = snapshot.computed_at.isoformat()
     return doc
+
+
+def customer_scores_forget(*, shop: Shop, customer_shopify_id: int) -> int:
+    """Delete a customer's rows from every stored customer table of the shop (customers/redact).
+
+    Snapshot documents hold only aggregates, so they stay until the next refresh recomputes them
+    without the customer's orders. Returns the number of rows deleted.
+    """
+    deleted, _ = CustomerScore.objects.filter(snapshot__shop=shop, customer_shopify_id=customer_shopify_id).delete()
+    return deleted

@@ -215,3 +215,14 @@ def test_predictive_block_is_stored_and_feeds_the_csv():
     lines = list(export.rfm_csv(shop=shop, as_of=AS_OF))
     assert lines[0].rstrip().endswith(",predicted_clv")
     assert all(line.rstrip().split(",")[-1] != "" for line in lines[1:])
+
+
+def test_customer_scores_forget_removes_only_that_customer():
+    shop = shop_make()
+    orders_add(shop, [{"customer": 21, "at": "2025-06-01", "value": "10"},
+                      {"customer": 22, "at": "2025-06-01", "value": "10"}])
+    services.snapshot_refresh(shop=shop, as_of=AS_OF)
+    services.snapshot_refresh(shop=shop, as_of=date(2025, 12, 1))
+    assert services.customer_scores_forget(shop=shop, customer_shopify_id=21) == 2
+    assert list(CustomerScore.objects.filter(snapshot__shop=shop).values_list("customer_shopify_id", flat=True)
+                .distinct()) == [22]
