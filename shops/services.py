@@ -547,7 +547,7 @@ def customer_redact(*, shop: Shop, payload: Mapping[str, Any]) -> str:
     with the customer id and tags cleared; the webhook payloads that named the customer
     lose their body.
     """
-    from sync.models import Customer, Order
+    from sync.models import Order
 
     customer_id = _int_or_none((payload.get("customer") or {}).get("id"))
     order_ids = [i for i in (_int_or_none(o) for o in payload.get("orders_to_redact") or []) if i is not None]
@@ -557,13 +557,12 @@ def customer_redact(*, shop: Shop, payload: Mapping[str, Any]) -> str:
         deleted = 0
         if customer_id is not None:
             # sync's delete leaves a tombstone, so a late customers/update cannot bring the row back.
-            from sync import services as sync_services
+            from analytics.services import customer_scores_forget
+            from sync.services import customer_delete
 
-            customer_delete = getattr(sync_services, "customer_delete", None)
-            if customer_delete is not None:
-                deleted = customer_delete(shop=shop, shopify_id=customer_id)
-            else:
-                deleted, _ = Customer.objects.filter(shop=shop, shopify_id=customer_id).delete()
+            deleted = customer_delete(shop=shop, shopify_id=customer_id)
+            # Stored RFM tables name the customer; aggregates go at the next refresh.
+            customer_scores_forget(shop=shop, customer_shopify_id=customer_id)
         link = models.Q(shopify_id__in=order_ids)
         if customer_id is not None:
             link |= models.Q(customer_shopify_id=customer_id)

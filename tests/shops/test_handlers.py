@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
+from analytics.models import AnalyticsSnapshot, CustomerScore
 from shops.models import CustomerDataReport, Shop, ShopCredential, WebhookEvent
 from shops.services import webhook_event_process
 from sync.models import Customer, Order, Refund, SyncRun
@@ -55,9 +57,16 @@ def test_customer_redact_deletes_customer_and_detaches_orders(shop_a, shop_b) ->
     earlier = record(shop_a, "customers/update", {"id": 7, "tags": "vip"}, "w-earlier")
     earlier.status = WebhookEvent.Status.PROCESSED
     earlier.save()
+    snapshot = AnalyticsSnapshot.objects.create(shop=shop_a, as_of=date(2026, 11, 1), settings_hash="h",
+                                                computed_at=timezone.now())
+    score = {"recency_days": 3, "frequency": 2, "monetary": Decimal("35.5"), "r": 3, "f": 3, "m": 3, "total": 9,
+             "rfm_group": "top"}
+    CustomerScore.objects.create(snapshot=snapshot, customer_shopify_id=7, **score)
+    CustomerScore.objects.create(snapshot=snapshot, customer_shopify_id=8, **score)
     event = record(shop_a, "customers/redact", {"customer": {"id": 7}, "orders_to_redact": [100, 101]}, "w-cr")
     assert webhook_event_process(event_id=event.pk) == "processed"
     assert not Customer.objects.filter(shop=shop_a, shopify_id=7).exists()
+    assert list(CustomerScore.objects.values_list("customer_shopify_id", flat=True)) == [8]
     assert list(Order.objects.filter(shop=shop_a, shopify_id__in=[100, 101]).order_by("shopify_id").values_list(
         "customer_shopify_id", "tags", "total")) == [(None, [], Decimal("10.0000")), (None, [], Decimal("25.5000"))]
     assert Order.objects.filter(shop=shop_a, customer_shopify_id=7).count() == 0
