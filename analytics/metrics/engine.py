@@ -15,7 +15,6 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from django.db import DatabaseError
 from django.db.backends.utils import CursorWrapper
 
 from analytics.metrics.params import Bounds, ReportParams
@@ -102,7 +101,6 @@ def _score_sql(params: ReportParams) -> tuple[str, str, str]:
     return r, f, m
 
 
-TEMP_TABLES = ("an_ev", "an_rf", "an_cu", "an_rfm", "an_cs", "an_ours", "an_rec")
 
 
 def _median_from_counts(counts: list[tuple[int, int]]) -> float | None:
@@ -145,20 +143,24 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
     counted = (f"o.shop_id = %(shop)s AND NOT o.test AND o.cancelled_at IS NULL "
                f"AND o.customer_shopify_id IS NOT NULL AND o.processed_at < %(end)s AND NOT {excluded}")
     raw = Raw()
-    # Room for the temporary tables in memory; only settable before the session's first
-    # temporary table, so a reused connection keeps whatever it had.
-    cursor.execute("SAVEPOINT an_temp_buffers")
-    try:
-        cursor.execute("SET temp_buffers = '512MB'")
-    except DatabaseError:
-        cursor.execute("ROLLBACK TO SAVEPOINT an_temp_buffers")
-    cursor.execute("RELEASE SAVEPOINT an_temp_buffers")
+    # Work tables are unlogged tables in a schema of this backend's own, not temporary tables:
+    # PostgreSQL's parallel workers cannot read temporary tables, and every big scan, sort and
+    # aggregate below is worth splitting over both cores. They are created inside the caller's
+    # transaction (invisible to other sessions, gone on rollback) and dropped before it commits.
+    cursor.execute("SELECT pg_backend_pid(), current_setting('search_path')")
+    pid, search_path = cursor.fetchone()
+    schema = f"an_work_{int(pid)}"
+    cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    cursor.execute(f"CREATE SCHEMA {schema}")
+    cursor.execute(f"SET LOCAL search_path = {schema}, {search_path}")
     cursor.execute("SET LOCAL work_mem = '256MB'")
     cursor.execute("SET LOCAL synchronous_commit = off")
     # A dozen short statements: compiling each one costs more than it saves.
     cursor.execute("SET LOCAL jit = off")
-    for name in TEMP_TABLES:
-        cursor.execute(f"DROP TABLE IF EXISTS {name}")
+    # The default costs keep the sorted pass over the orders on one core; shipping its rows
+    # through Gather Merge is cheaper than sorting them all in one process.
+    cursor.execute("SET LOCAL parallel_setup_cost = 10")
+    cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")
 
     # n = 1 for an order, 0 for a refund event (money only, never a purchase). The (shop,
     # customer, time) index would hand the window its order, but fetching a million rows
@@ -166,7 +168,7 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
     cursor.execute("SET LOCAL enable_indexscan = off")
     cursor.execute("SET LOCAL enable_bitmapscan = off")
     cursor.execute(f"""
-        CREATE TEMP TABLE an_ev ON COMMIT DROP AS
+        CREATE UNLOGGED TABLE an_ev AS
         SELECT c, d, mo, v, 1 AS n, d - prev AS gap, first_mo,
                prev IS NULL OR prev < mo AS new_month,
                prev IS NULL OR prev < d - (date_part('doy', d)::int - 1) AS new_year, t, rfd
@@ -180,15 +182,15 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
     cursor.execute("SET LOCAL enable_bitmapscan = on")
     if refund_col:
         cursor.execute(f"""
-            CREATE TEMP TABLE an_rf ON COMMIT DROP AS
+            CREATE UNLOGGED TABLE an_rf AS
             SELECT o.customer_shopify_id AS c, (r.created_at AT TIME ZONE %(tz)s)::date AS d, -{refund_col} AS v
             FROM sync_refund r JOIN sync_order o ON o.shop_id = r.shop_id AND o.shopify_id = r.order_shopify_id
             WHERE r.shop_id = %(shop)s AND r.created_at < %(end)s AND {counted}""", args)
     else:
-        cursor.execute("CREATE TEMP TABLE an_rf (c bigint, d date, v numeric) ON COMMIT DROP")
+        cursor.execute("CREATE UNLOGGED TABLE an_rf (c bigint, d date, v numeric)")
 
     cursor.execute("""
-        CREATE TEMP TABLE an_cu ON COMMIT DROP AS
+        CREATE UNLOGGED TABLE an_cu AS
         SELECT e.c, e.first_d, e.first_mo, e.last_d, e.last_before_start, e.orders_life, e.freq,
                e.monetary + coalesce(r.monetary, 0) AS monetary, e.spend_life + coalesce(r.spend_life, 0) AS spend_life,
                e.total_life, e.refunded_life
@@ -233,7 +235,7 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
     r_sql, f_sql, m_sql = _score_sql(params)
     segment = segment_case_sql("r", "f") if int(params.rfm_scale) == 5 else "NULL"
     cursor.execute(f"""
-        CREATE TEMP TABLE an_rfm ON COMMIT DROP AS
+        CREATE UNLOGGED TABLE an_rfm AS
         WITH base AS (
             SELECT c, (%(end_date)s::date - last_d) AS recency, freq, monetary FROM an_cu WHERE freq > 0
         ), st AS (
@@ -265,7 +267,7 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
     # rest (test, cancelled, excluded, later, guest) and counts the period's guest orders.
     ok = "NOT o.test AND o.cancelled_at IS NULL"
     cursor.execute(f"""
-        CREATE TEMP TABLE an_ours ON COMMIT DROP AS
+        CREATE UNLOGGED TABLE an_ours AS
         SELECT o.customer_shopify_id AS c, count(*) AS all_orders,
                count(*) FILTER (WHERE o.test) AS tests,
                count(*) FILTER (WHERE NOT o.test AND o.cancelled_at IS NOT NULL) AS cancels,
@@ -280,7 +282,7 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
     guest = cursor.fetchone()
     raw.guest_orders = int(guest[0]) if guest else 0
     cursor.execute("""
-        CREATE TEMP TABLE an_rec ON COMMIT DROP AS
+        CREATE UNLOGGED TABLE an_rec AS
         WITH ours AS (
             SELECT coalesce(cu.c, x.c) AS c,
                    coalesce(cu.orders_life, 0) + coalesce(x.all_orders, 0) AS all_orders,
@@ -306,7 +308,7 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
         WHERE sc.shop_id = %(shop)s""", args)
     # One row per customer with everything the customer table needs, joined once.
     cursor.execute("""
-        CREATE TEMP TABLE an_cs ON COMMIT DROP AS
+        CREATE UNLOGGED TABLE an_cs AS
         SELECT cu.c, cu.freq, cu.monetary, cu.orders_life, cu.spend_life, rf.grp, rf.recency, rf.r, rf.f, rf.m,
                rf.total, rf.segment, rec.rfm_group AS shopify_group, rec.s_orders, rec.s_spend, rec.cause,
                CASE WHEN cu.last_d < %(a_end_date)s THEN 'lapsed'
@@ -390,6 +392,6 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
                    coalesce(segment, ''), stage, coalesce(shopify_group, ''), orders_life,
                    spend_life, s_orders, s_spend, coalesce(cause, '')
             FROM an_cs WHERE grp IS NOT NULL""", args)
-    for name in TEMP_TABLES:
-        cursor.execute(f"DROP TABLE IF EXISTS {name}")
+    cursor.execute(f"DROP SCHEMA {schema} CASCADE")
+    cursor.execute("SELECT set_config('search_path', %s, true)", [search_path])
     return raw
