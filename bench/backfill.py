@@ -120,7 +120,8 @@ def main() -> None:  # noqa: PLR0915
         ds.install(spec.domain)
         home = urlsplit(ds.app_home_url(spec.domain))
         response = Client().get(f"{home.path}?{home.query}")
-        assert response.status_code in (200, 302), response.content[:300]
+        if response.status_code not in (200, 302):
+            raise RuntimeError(f"install failed: {response.status_code} {response.content[:300]!r}")
         shop = Shop.objects.get(domain=spec.domain)
         while True:
             run = SyncRun.objects.filter(shop=shop, kind=SyncRun.Kind.BACKFILL).first()
@@ -181,7 +182,8 @@ def naive_baseline(*, shop: object, op_id: str, sample: int) -> dict[str, object
     from sync.models import Order, Refund
 
     naive = Shop.objects.create(domain="naive-baseline.myshopify.com", currency="USD")
-    assert isinstance(shop, Shop)
+    if not isinstance(shop, Shop):
+        raise TypeError(shop)
     client = ShopifyClient.for_shop(shop)
     url = client.bulk_get(op_id)["url"]
     n = 0
@@ -233,7 +235,8 @@ def incremental(*, ds: object, spec: object, shop: object, want: int) -> dict[st
     task_s = (run.finished_at - run.started_at).total_seconds()
     return {"incremental_1000_s": round(task_s, 2), "incremental_enqueue_to_done_s": round(enqueue_to_done, 2),
             "incremental_changed_orders": run.state.get("changed_orders"), "incremental_live_orders": len(changed),
-            "incremental_mode": run.state.get("mode")}
+            "incremental_mode": run.state.get("mode"), "incremental_timings_s": run.state.get("timings_s"),
+            "incremental_reconciled": run.state.get("reconciled")}
 
 
 if __name__ == "__main__":

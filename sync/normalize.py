@@ -41,6 +41,9 @@ REFUND_FIELDS = f"id createdAt updatedAt totalRefundedSet {{ {_MONEY} }}"
 CUSTOMER_FIELDS = """
 id createdAt updatedAt numberOfOrders amountSpent { amount currencyCode } tags statistics { rfmGroup }
 """
+# Syncs of changes read each order's customer whole: its order count and amount spent move with
+# the order (refund, cancel) while the customer's own updatedAt does not.
+ORDER_FIELDS_WITH_CUSTOMER = ORDER_FIELDS.replace("customer { id }", f"customer {{ {CUSTOMER_FIELDS} }}")
 
 
 def gid_id(value: Any) -> int | None:

@@ -209,9 +209,10 @@ def _args(search: str | None) -> str:
     return "" if not search else f"(query: {orjson.dumps(search).decode()})"
 
 
-def bulk_query(kind: str, search: str | None = None) -> str:
+def bulk_query(kind: str, search: str | None = None, *, with_customers: bool = False) -> str:
     if kind == "orders":
-        return ORDERS_BULK.format(args=_args(search), fields=nz.ORDER_FIELDS, refund_fields=nz.REFUND_FIELDS)
+        fields = nz.ORDER_FIELDS_WITH_CUSTOMER if with_customers else nz.ORDER_FIELDS
+        return ORDERS_BULK.format(args=_args(search), fields=fields, refund_fields=nz.REFUND_FIELDS)
     return CUSTOMERS_BULK.format(args=_args(search), fields=nz.CUSTOMER_FIELDS)
 
 
@@ -233,6 +234,9 @@ def _parse_chunk(
         parent = obj.get("__parentId")
         if parent is None:
             orders.append(order_line(obj))
+            customer = obj.get("customer")
+            if customer and "updatedAt" in customer:
+                customers.append(nz.customer_copy_line(customer))
             for refund in obj.get("refunds") or ():
                 refunds.append(nz.refund_from_graphql(refund, nz.gid_id(obj["id"])))  # type: ignore[arg-type]
             continue
@@ -374,8 +378,8 @@ def bulk_phase_run(*, run: SyncRun, client: ShopifyClient, phase: str, kind: str
         return Written()
     for _ in range(3):
         if not ph.get("op"):
-            ph.update({"op": client_bulk_start(client, bulk_query(kind, search)), "lines": 0, "kind": kind,
-                       "started_at": time.time()})
+            query = bulk_query(kind, search, with_customers=search is not None)
+            ph.update({"op": client_bulk_start(client, query), "lines": 0, "kind": kind, "started_at": time.time()})
             if kind == "orders":
                 RefundLineStage.objects.filter(run=run).delete()
             run.bulk_operation_id = ph["op"]
@@ -528,7 +532,7 @@ ORDERS_PAGE = f"""
 query TenureOrdersChanged($first: Int!, $after: String, $query: String) {{
   orders(first: $first, after: $after, sortKey: UPDATED_AT, query: $query) {{
     nodes {{
-      {nz.ORDER_FIELDS}
+      {nz.ORDER_FIELDS_WITH_CUSTOMER}
       refunds(first: 3) {{
         {nz.REFUND_FIELDS}
         refundLineItems(first: 5) {{ nodes {{ subtotalSet {{ shopMoney {{ amount }} }} }} pageInfo {{ hasNextPage }} }}
@@ -578,22 +582,29 @@ def _last_started(shop: Shop, *, before: SyncRun) -> datetime:
     return prev or before.created_at
 
 
-def _order_rows_from_nodes(nodes: Iterable[Mapping[str, Any]]) -> tuple[list[nz.Row], list[nz.Row], set[int]]:
+def _order_rows_from_nodes(
+    nodes: Iterable[Mapping[str, Any]],
+) -> tuple[list[nz.Row], list[nz.Row], list[nz.Row], set[int]]:
+    """Orders, their refunds, their customers (when read whole) and the customers read as an id only."""
     orders: list[nz.Row] = []
     refunds: list[nz.Row] = []
-    customers: set[int] = set()
+    customers: list[nz.Row] = []
+    stale: set[int] = set()
     for node in nodes:
         row = nz.order_from_graphql(node)
         orders.append(row)
-        if row[2] is not None:
-            customers.add(row[2])
+        customer = node.get("customer")
+        if isinstance(customer, Mapping) and "updatedAt" in customer:
+            customers.append(nz.customer_from_graphql(customer))
+        elif row[2] is not None:
+            stale.add(row[2])
         for refund in node.get("refunds") or []:
             r = nz.refund_from_graphql(refund, row[0])
             items = refund.get("refundLineItems") or {}
             if (items.get("pageInfo") or {}).get("hasNextPage"):
                 r = (*r[:5], None, r[6])  # not all lines seen: keep the subtotal we have
             refunds.append(r)
-    return orders, refunds, customers
+    return orders, refunds, customers, stale
 
 
 def customers_refresh(*, shop: Shop, client: ShopifyClient, ids: Iterable[int]) -> int:
@@ -651,6 +662,15 @@ def incremental_run(*, shop: Shop, client_factory: ClientFactory = default_clien
 
 def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: datetime,
                  reconcile_on_mismatch: bool) -> None:
+    clock = time.perf_counter()
+    timings: dict[str, float] = run.state.setdefault("timings_s", {})
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
     search = f"updated_at:>='{_iso(since - OVERLAP)}'"
     counts = client.graphql(COUNTS, {"orders": search, "customers": search}, expected_cost=2).data
     n_orders = int((counts.get("orders") or {}).get("count") or 0)
@@ -664,10 +684,6 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
         run.state["mode"] = "bulk"
         for kind in ("customers", "orders"):
             bulk_phase_run(run=run, client=client, phase=kind, kind=kind, search=search)
-        # Stats of every customer of a changed order: set-based, from what was just written.
-        touched.update(i for i in Order.objects.filter(shop=shop, updated_at__gte=since - OVERLAP,
-                                                       customer_shopify_id__isnull=False)
-                       .values_list("customer_shopify_id", flat=True) if i is not None)
         hwm = _ops_created_at(client, run) or hwm
     else:
         run.state["mode"] = "pages"
@@ -675,10 +691,11 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
 
         def flush_orders() -> None:
             nonlocal hwm
-            orders, refunds, customers = _order_rows_from_nodes(buffer)
-            touched.update(customers)
+            orders, refunds, customers, stale = _order_rows_from_nodes(buffer)
+            touched.update(stale)
             with transaction.atomic():
-                w = rows_write(shop_id=shop.pk, currency=shop.currency, orders=orders, refunds=refunds)
+                w = rows_write(shop_id=shop.pk, currency=shop.currency, orders=orders, refunds=refunds,
+                               customers=customers)
             run.objects_seen += len(buffer)
             run.objects_written += w.total
             for row in orders:
@@ -706,6 +723,7 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
                 run.objects_written += rows_write(shop_id=shop.pk, currency=shop.currency,
                                                   customers=customer_rows).total
             run.objects_seen += len(customer_rows)
+    lap("changes")
     _run_save(run, "objects_seen", "objects_written", "state")
     if reconcile_on_mismatch:
         # Deletions whose webhook never came: totals differ, so look closer.
@@ -719,6 +737,7 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
             touched.update(reconcile_orders(shop=shop, client=client, run=run))
         if ours_c != theirs_c:
             reconcile_kind(shop=shop, client=client, run=run, kind="customers")
+        lap("reconcile")
     # Orders deleted by webhook since the last sync: their customers' counts moved too.
     touched.update(i for i in Deletion.objects.filter(
         shop=shop, kind=Deletion.Kind.ORDER, deleted_at__gte=_last_started(shop, before=run) - OVERLAP,
@@ -727,6 +746,7 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
                    .values_list("shopify_id", flat=True))
     if touched:
         run.state["customers_refreshed"] = customers_refresh(shop=shop, client=client, ids=touched)
+    lap("customers_refresh")
     _succeed(run, high_water_mark=hwm)
     _run_save(run, "objects_seen", "objects_written", "state")
 
@@ -758,78 +778,150 @@ COUNT_QUERY = {
 }
 
 
-def reconcile_day(*, shop: Shop, client: ShopifyClient, day: date, kind: str = "orders") -> tuple[int, set[int]]:
-    """Re-read one day (shop's zone) of orders or customers; drop ours that Shopify no longer has.
+IDS_PAGE = {
+    kind: f"""
+query TenureIds($first: Int!, $after: String, $query: String) {{
+  {kind}(first: $first, after: $after, sortKey: ID, query: $query) {{
+    nodes {{ id }} pageInfo {{ hasNextPage endCursor }}
+  }}
+}}"""
+    for kind in ("orders", "customers")
+}
 
-    Returns how many rows were removed and the customers whose orders changed.
+
+def _day_ids(client: ShopifyClient, kind: str, searches: dict[date, tuple[str, int]]) -> dict[date, set[int]]:
+    """The ids Shopify has per day, many days per request (aliases, each sized to the day's count)."""
+    out: dict[date, set[int]] = {}
+    batch: list[tuple[date, str, int]] = []
+
+    def send() -> None:
+        body = " ".join(
+            f"d{i}: {kind}(first: {size}, sortKey: ID, query: {orjson.dumps(q).decode()}) "
+            "{ nodes { id } pageInfo { hasNextPage } }" for i, (_, q, size) in enumerate(batch))
+        data = client.graphql(f"query TenureDayIds {{ {body} }}", expected_cost=sum(2 + n for _, _, n in batch)).data
+        for i, (day, q, _) in enumerate(batch):
+            conn = data.get(f"d{i}") or {}
+            if (conn.get("pageInfo") or {}).get("hasNextPage"):
+                # More than counted a moment ago: page through that day on its own.
+                out[day] = {nz.gid_id(n["id"]) for n in client.paginate(  # type: ignore[misc]
+                    IDS_PAGE[kind], variables={"query": q}, connection=kind, page_size=250)}
+            else:
+                out[day] = {nz.gid_id(n["id"]) for n in conn.get("nodes") or []}  # type: ignore[misc]
+        batch.clear()
+
+    for day, (search, expected) in sorted(searches.items()):
+        size = max(1, min(MAX_IDS_PAGE, expected + 1))
+        if batch and (sum(2 + n for _, _, n in batch) + 2 + size > 800 or len(batch) >= 25):
+            send()
+        batch.append((day, search, size))
+    if batch:
+        send()
+    return out
+
+
+MAX_IDS_PAGE = 250
+
+
+def reconcile_day(*, shop: Shop, client: ShopifyClient, day: date, kind: str = "orders",
+                  expected: int = 50, theirs: set[int] | None = None) -> tuple[int, set[int]]:
+    """Re-check one day (shop's zone) of orders or customers; drop ours that Shopify no longer has.
+
+    Only ids are compared (changed rows are the incremental sync's job); the full rows are read
+    only when Shopify has some we lack. Returns how many rows were removed and the customers
+    whose orders changed.
     """
     tz = ZoneInfo(shop.iana_timezone or "UTC")
     start, end = _day_bounds(day, tz)
     search = _created_between(start, end)
+    model: Any = Order if kind == "orders" else Customer
+    if theirs is None:
+        theirs = _day_ids(client, kind, {day: (search, expected)})[day]
+    ours = set(model.objects.filter(shop=shop, created_at__gte=start, created_at__lt=end)
+               .values_list("shopify_id", flat=True))
     touched: set[int] = set()
-    if kind == "orders":
-        nodes = list(client.paginate(ORDERS_PAGE, variables={"query": search}, connection="orders", page_size=12))
-        orders, refunds, touched = _order_rows_from_nodes(nodes)
-        seen = {row[0] for row in orders}
-        with transaction.atomic():
-            rows_write(shop_id=shop.pk, currency=shop.currency, orders=orders, refunds=refunds)
-        gone = set(Order.objects.filter(shop=shop, created_at__gte=start, created_at__lt=end)
-                   .exclude(shopify_id__in=seen).values_list("shopify_id", flat=True))
-        for shopify_id in gone:
+    if theirs - ours:
+        if kind == "orders":
+            nodes = list(client.paginate(ORDERS_PAGE, variables={"query": search}, connection="orders",
+                                         page_size=12))
+            orders, refunds, customers, touched = _order_rows_from_nodes(nodes)
+            with transaction.atomic():
+                rows_write(shop_id=shop.pk, currency=shop.currency, orders=orders, refunds=refunds,
+                           customers=customers)
+        else:
+            customers = [nz.customer_from_graphql(n) for n in client.paginate(
+                CUSTOMERS_PAGE, variables={"query": search}, connection="customers", page_size=100)]
+            with transaction.atomic():
+                rows_write(shop_id=shop.pk, currency=shop.currency, customers=customers)
+    gone = ours - theirs
+    for shopify_id in gone:
+        if kind == "orders":
             customer_id, _ = order_delete(shop=shop, shopify_id=shopify_id)
             if customer_id is not None:
                 touched.add(customer_id)
-        return len(gone), touched
-    customers = [nz.customer_from_graphql(n) for n in client.paginate(
-        CUSTOMERS_PAGE, variables={"query": search}, connection="customers", page_size=100)]
-    with transaction.atomic():
-        rows_write(shop_id=shop.pk, currency=shop.currency, customers=customers)
-    seen = {row[0] for row in customers}
-    gone = set(Customer.objects.filter(shop=shop, created_at__gte=start, created_at__lt=end)
-               .exclude(shopify_id__in=seen).values_list("shopify_id", flat=True))
-    for shopify_id in gone:
-        customer_delete(shop=shop, shopify_id=shopify_id)
+        else:
+            customer_delete(shop=shop, shopify_id=shopify_id)
     return len(gone), touched
+
+
+COUNTS_PER_REQUEST = 100
+
+
+def _counts_batched(client: ShopifyClient, kind: str, searches: list[str]) -> list[int]:
+    """Many `ordersCount`/`customersCount` in one request (aliases): a point each, one round trip."""
+    field = "ordersCount" if kind == "orders" else "customersCount"
+    out: list[int] = []
+    for start in range(0, len(searches), COUNTS_PER_REQUEST):
+        part = searches[start:start + COUNTS_PER_REQUEST]
+        body = " ".join(f"c{i}: {field}(query: {orjson.dumps(q).decode()}, limit: null) {{ count }}"
+                        for i, q in enumerate(part))
+        data = client.graphql(f"query TenureCounts {{ {body} }}", expected_cost=len(part)).data
+        out.extend(int((data.get(f"c{i}") or {}).get("count") or 0) for i in range(len(part)))
+    return out
 
 
 def reconcile_kind(*, shop: Shop, client: ShopifyClient, run: SyncRun, kind: str,
                    days: int | None = None) -> set[int]:
     """Compare per-day counts with Shopify's (`ordersCount`/`customersCount` by created_at in the shop's
-    zone) and re-sync the days that differ. Ranges are bisected, so a long history costs a few
-    dozen cheap count queries, not one per day. With `days` only the most recent days are checked.
+    zone) and re-sync the days that differ.
 
-    Returns the customers whose orders changed (their order counts moved).
+    Ranges are split in four, level by level, and each level's counts go in one aliased request:
+    a long history with a few differing days costs a handful of requests, not one per day.
+    With `days` only the most recent days are checked. Returns the customers whose orders changed.
     """
     tz = ZoneInfo(shop.iana_timezone or "UTC")
     today = timezone.now().astimezone(tz).date()
     ours = _our_counts_by_day(shop, tz, kind)
     first = today - timedelta(days=days) if days else (min(ours) if ours else today)
-    differing: list[date] = []
-
-    def their_count(a: date, b: date) -> int:
-        data = client.graphql(COUNT_QUERY[kind], {"q": _created_between(_day_bounds(a, tz)[0],
-                                                                        _day_bounds(b, tz)[1])},
-                              expected_cost=1).data
-        return int((data.get("n") or {}).get("count") or 0)
-
-    def walk(a: date, b: date) -> None:
-        if their_count(a, b) == sum(n for d, n in ours.items() if a <= d <= b):
-            return
-        if a == b:
-            differing.append(a)
-            return
-        mid = a + (b - a) // 2
-        walk(a, mid)
-        walk(mid + timedelta(days=1), b)
-
-    walk(first, today)
+    differing: dict[date, int] = {}
+    level = [(first, today)]
+    while level:
+        theirs = _counts_batched(client, kind, [
+            _created_between(_day_bounds(a, tz)[0], _day_bounds(b, tz)[1]) for a, b in level])
+        next_level = []
+        for (a, b), count in zip(level, theirs, strict=True):
+            if count == sum(n for d, n in ours.items() if a <= d <= b):
+                continue
+            if a == b:
+                differing[a] = count
+                continue
+            span = (b - a).days + 1
+            step = max(1, -(-span // 4))
+            cursor = a
+            while cursor <= b:
+                stop = min(b, cursor + timedelta(days=step - 1))
+                next_level.append((cursor, stop))
+                cursor = stop + timedelta(days=1)
+        level = next_level
     touched: set[int] = set()
     removed = 0
-    for day in differing:
-        n, customers = reconcile_day(shop=shop, client=client, day=day, kind=kind)
+    ids = _day_ids(client, kind, {day: (_created_between(*_day_bounds(day, tz)), expected)
+                                  for day, expected in differing.items()})
+    for day, expected in sorted(differing.items()):
+        n, customers = reconcile_day(shop=shop, client=client, day=day, kind=kind, expected=expected,
+                                     theirs=ids[day])
         removed += n
         touched |= customers
-    run.state.setdefault("reconciled", {})[kind] = {"days": [d.isoformat() for d in differing],
+    run.state.setdefault("reconciled", {})[kind] = {"days": [d.isoformat() for d in sorted(differing)],
                                                     "removed": removed}
     return touched
 
