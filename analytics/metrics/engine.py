@@ -382,6 +382,7 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
         raw.crosstab[GROUP_NAMES[grp]][shopify_group] = n
 
     if snapshot_id is not None:
+        # In customer order, every (snapshot, customer) index entry lands on the index's last page.
         cursor.execute("""
             INSERT INTO analytics_customerscore (snapshot_id, customer_shopify_id, recency_days, frequency,
                 monetary, r, f, m, total, rfm_group, segment, lifecycle_stage, shopify_rfm_group,
@@ -391,7 +392,7 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
                    CASE grp WHEN 3 THEN 'top' WHEN 2 THEN 'middle' ELSE 'bottom' END,
                    coalesce(segment, ''), stage, coalesce(shopify_group, ''), orders_life,
                    spend_life, s_orders, s_spend, coalesce(cause, '')
-            FROM an_cs WHERE grp IS NOT NULL""", args)
+            FROM an_cs WHERE grp IS NOT NULL ORDER BY c""", args)
     cursor.execute(f"DROP SCHEMA {schema} CASCADE")
     cursor.execute("SELECT set_config('search_path', %s, true)", [search_path])
     return raw
