@@ -616,7 +616,7 @@ def customers_refresh(*, shop: Shop, client: ShopifyClient, ids: Iterable[int]) 
     while start < len(ids):
         batch = [f"gid://shopify/Customer/{i}" for i in ids[start:start + size]]
         try:
-            result = client.graphql(CUSTOMER_NODES, {"ids": batch}, expected_cost=10 * len(batch))
+            result = client.graphql(CUSTOMER_NODES, {"ids": batch}, expected_cost=len(batch) + 2)
         except ShopifyQueryError as exc:
             if "MAX_COST_EXCEEDED" in exc.codes and size > 1:
                 size = max(1, size // 2)
