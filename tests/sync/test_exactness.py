@@ -16,7 +16,7 @@ from devstore.testing import DevStore, ShopSpec
 from shops.models import WebhookEvent
 from sync.models import SyncRun
 from tests.conftest import wait_for
-from tests.sync.conftest import app_install, worker_start
+from tests.sync.conftest import app_install
 from tests.sync.exact import mismatches
 
 pytestmark = pytest.mark.timeout(300)
