@@ -9,7 +9,6 @@ from datetime import date
 
 from analytics import selectors, services
 from analytics.metrics.numbers import money
-from analytics.models import CustomerScore
 from shops.models import Shop
 
 HEADER = ["customer_id", "recency_days", "frequency", "monetary", "r", "f", "m", "rfm_total", "rfm_group",
@@ -40,7 +39,7 @@ def rfm_csv(*, shop: Shop, as_of: date | None = None, period_days: int | None = 
 
     writer.writerow(HEADER + (["predicted_clv"] if with_prediction else []))
     yield flush()
-    rows = CustomerScore.objects.filter(snapshot=snapshot).order_by("-total", "customer_shopify_id")
+    rows = selectors.customer_scores(snapshot=snapshot).order_by("-total", "customer_shopify_id")
     for row in rows.iterator(chunk_size=5000):
         line = [row.customer_shopify_id, row.recency_days, row.frequency, money(row.monetary, currency), row.r,
                 row.f, row.m, row.total, row.rfm_group, row.segment, row.lifecycle_stage, row.shopify_rfm_group,

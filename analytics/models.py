@@ -76,8 +76,9 @@ class AnalyticsSnapshot(models.Model):
     document = models.JSONField(default=dict)
     computed_at = models.DateTimeField()
     duration_ms = models.PositiveIntegerField(default=0)
-    # Per-customer rows are pruned on older snapshots to bound the table; the document stays.
-    has_customers = models.BooleanField(default=False)
+    # The snapshot's customer table. A refresh writes a new set and swaps it in when done, so
+    # readers never see a half-written one; older snapshots lose theirs (the document stays).
+    rows = models.ForeignKey("CustomerRows", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["shop", "as_of", "settings_hash"],
@@ -87,15 +88,29 @@ class AnalyticsSnapshot(models.Model):
     def __str__(self) -> str:
         return f"snapshot {self.shop_id} as of {self.as_of}"
 
+    @property
+    def has_customers(self) -> bool:
+        return self.rows_id is not None
+
+
+class CustomerRows(models.Model):
+    """One refresh's set of customer score rows (see AnalyticsSnapshot.rows)."""
+
+    shop = models.ForeignKey(Shop, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"customer rows {self.pk} of {self.shop_id}"
+
 
 class CustomerScore(models.Model):
     """One row of the RFM customer table of a snapshot (customers with an order in the period)."""
 
     # No database constraint or single-column index: a refresh writes 250k rows in one statement,
     # and a per-row foreign key check costs more than the rest of the insert. Rows are only
-    # written by snapshot_refresh for its own snapshot; Django still cascades deletes.
-    snapshot = models.ForeignKey(AnalyticsSnapshot, on_delete=models.CASCADE, related_name="customer_scores",
-                                 db_constraint=False, db_index=False)
+    # written by snapshot_refresh for its own row set; Django still cascades deletes.
+    rows = models.ForeignKey(CustomerRows, on_delete=models.CASCADE, related_name="scores",
+                             db_constraint=False, db_index=False)
     customer_shopify_id = models.BigIntegerField()
     recency_days = models.IntegerField()
     frequency = models.IntegerField()
@@ -116,7 +131,7 @@ class CustomerScore(models.Model):
     predicted_clv = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["snapshot", "customer_shopify_id"], name="score_snapshot_customer")]
+        indexes = [models.Index(fields=["rows", "customer_shopify_id"], name="score_rows_customer")]
 
     def __str__(self) -> str:
-        return f"score {self.customer_shopify_id} in snapshot {self.snapshot_id}"
+        return f"score {self.customer_shopify_id} in rows {self.rows_id}"

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from analytics.metrics.numbers import money
@@ -37,7 +37,12 @@ def snapshot_rows_present(*, snapshot: AnalyticsSnapshot) -> bool:
     if not snapshot.has_customers:
         return False
     expected = snapshot.document.get("clv", {}).get("customers", 0)
-    return not expected or CustomerScore.objects.filter(snapshot=snapshot).exists()
+    return not expected or customer_scores(snapshot=snapshot).exists()
+
+
+def customer_scores(*, snapshot: AnalyticsSnapshot) -> QuerySet[CustomerScore]:
+    """The snapshot's customer score rows (none when they were pruned)."""
+    return CustomerScore.objects.filter(rows_id=snapshot.rows_id) if snapshot.rows_id else CustomerScore.objects.none()
 
 
 def shop_today(*, shop: Shop, now: datetime | None = None) -> date:
@@ -85,7 +90,7 @@ def marketing_inputs_for_period(*, shop: Shop, start: date, end: date) -> dict[s
 def customer_rows(*, snapshot: AnalyticsSnapshot) -> list[dict[str, Any]]:
     """The document's `rfm.customers` list, best total first."""
     currency = snapshot.document.get("currency", "")
-    rows = CustomerScore.objects.filter(snapshot=snapshot).order_by("-total", "customer_shopify_id")
+    rows = customer_scores(snapshot=snapshot).order_by("-total", "customer_shopify_id")
     return [
         {
             "customer_id": row.customer_shopify_id, "recency_days": row.recency_days, "frequency": row.frequency,

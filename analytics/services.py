@@ -9,10 +9,11 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -20,7 +21,7 @@ from analytics import selectors
 from analytics.metrics.document import document_build, marketing_apply
 from analytics.metrics.engine import metrics_collect
 from analytics.metrics.params import bounds_for
-from analytics.models import AnalyticsSettings, AnalyticsSnapshot, CustomerScore, MarketingInput
+from analytics.models import AnalyticsSettings, AnalyticsSnapshot, CustomerRows, CustomerScore, MarketingInput
 from shops.models import Shop
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ LIFESPAN_RANGE = (Decimal("0.01"), Decimal(50))
 MAX_TAGS = 50
 # Per-customer rows are kept for this many of a shop's most recent snapshots.
 KEEP_CUSTOMER_ROWS = 4
+ORPHAN_ROWS_AFTER = timedelta(hours=1)
 PREDICTIVE_HORIZON_DAYS = 365
 PREDICTIVE_DISCOUNT_RATE = 0.10
 
@@ -167,7 +169,7 @@ def marketing_inputs_update(*, shop: Shop, data: dict[str, Any]) -> tuple[Market
     return row, {}
 
 
-def _predictive(*, shop: Shop, as_of: date, snapshot_id: int, cursor: Any) -> dict[str, Any]:
+def _predictive(*, shop: Shop, as_of: date, rows_id: int) -> dict[str, Any]:
     try:
         from analytics.predictive.service import predictive_block  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
@@ -175,7 +177,7 @@ def _predictive(*, shop: Shop, as_of: date, snapshot_id: int, cursor: Any) -> di
     from analytics.predictive.errors import PredictiveError
 
     try:
-        rfm_groups = dict(CustomerScore.objects.filter(snapshot_id=snapshot_id)
+        rfm_groups = dict(CustomerScore.objects.filter(rows_id=rows_id)
                           .values_list("customer_shopify_id", "rfm_group"))
         block: dict[str, Any] = predictive_block(shop=shop, as_of=as_of, horizon_days=PREDICTIVE_HORIZON_DAYS,
                                                  discount_rate=PREDICTIVE_DISCOUNT_RATE, include_customers=True,
@@ -194,58 +196,78 @@ def _predictive(*, shop: Shop, as_of: date, snapshot_id: int, cursor: Any) -> di
         if cid is not None and value is not None:
             pairs.append((int(cid), Decimal(str(value)).quantize(Decimal("0.0001"))))
     if pairs:
-        cursor.execute("CREATE TEMP TABLE an_pred (c bigint, v numeric) ON COMMIT DROP")
-        with cursor.cursor.copy("COPY an_pred (c, v) FROM STDIN") as cp:
-            for pair in pairs:
-                cp.write_row(pair)
-        cursor.execute("UPDATE analytics_customerscore s SET predicted_clv = p.v FROM an_pred p "
-                       "WHERE s.snapshot_id = %s AND s.customer_shopify_id = p.c", [snapshot_id])
-        cursor.execute("DROP TABLE an_pred")
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("CREATE TEMP TABLE an_pred (c bigint, v numeric) ON COMMIT DROP")
+            with cursor.cursor.copy("COPY an_pred (c, v) FROM STDIN") as cp:
+                for pair in pairs:
+                    cp.write_row(pair)
+            cursor.execute("UPDATE analytics_customerscore s SET predicted_clv = p.v FROM an_pred p "
+                           "WHERE s.rows_id = %s AND s.customer_shopify_id = p.c", [rows_id])
+            cursor.execute("DROP TABLE an_pred")
     block.setdefault("available", True)
     return block
+
+
+def refresh_shards() -> int:
+    """How many database connections one refresh uses at once (one core each)."""
+    return max(1, int(getattr(django_settings, "ANALYTICS_REFRESH_SHARDS", 2)))
 
 
 def snapshot_refresh(*, shop: Shop, as_of: date | None = None, period_days: int | None = None,
                      rfm_scale: int | None = None, rfm_method: str | None = None,
                      predictive: bool = True) -> AnalyticsSnapshot:
-    """Compute every figure for the shop and store the document (replacing the same key's snapshot)."""
+    """Compute every figure for the shop and store the document (replacing the same key's snapshot).
+
+    The customer rows are written under a new row set while the old one is still served, and
+    swapped in with the document in one short transaction at the end.
+    """
     params = selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days, rfm_scale=rfm_scale,
                                          rfm_method=rfm_method)
     bounds = bounds_for(params, selectors.shop_zone(shop=shop))
     started = time.perf_counter()
-    with transaction.atomic():
-        snapshot, _ = AnalyticsSnapshot.objects.get_or_create(
-            shop=shop, as_of=params.as_of, settings_hash=params.settings_hash(),
-            defaults={"computed_at": timezone.now(), "params": params.settings_dict()},
-        )
-        snapshot = AnalyticsSnapshot.objects.select_for_update().get(pk=snapshot.pk)
-        CustomerScore.objects.filter(snapshot=snapshot).delete()
-        with connection.cursor() as cursor:
-            raw = metrics_collect(cursor=cursor, shop_id=shop.pk, params=params, bounds=bounds,
-                                  snapshot_id=snapshot.pk)
-            document = document_build(raw=raw, params=params, bounds=bounds, shop_domain=shop.domain,
-                                      currency=shop.currency or "")
-            if predictive:
-                document["predictive"] = _predictive(shop=shop, as_of=params.as_of, snapshot_id=snapshot.pk,
-                                                     cursor=cursor)
-            else:
-                document["predictive"] = None
-        snapshot.document = document
-        snapshot.params = params.settings_dict()
-        snapshot.computed_at = timezone.now()
-        snapshot.duration_ms = int((time.perf_counter() - started) * 1000)
-        snapshot.has_customers = True
-        snapshot.save()
-        _prune_customer_rows(shop=shop)
+    rows = CustomerRows.objects.create(shop=shop)
+    try:
+        raw = metrics_collect(shop_id=shop.pk, params=params, bounds=bounds, rows_id=rows.pk,
+                              shards=refresh_shards())
+        document = document_build(raw=raw, params=params, bounds=bounds, shop_domain=shop.domain,
+                                  currency=shop.currency or "")
+        document["predictive"] = (_predictive(shop=shop, as_of=params.as_of, rows_id=rows.pk)
+                                  if predictive else None)
+        with transaction.atomic():
+            snapshot, _ = AnalyticsSnapshot.objects.get_or_create(
+                shop=shop, as_of=params.as_of, settings_hash=params.settings_hash(),
+                defaults={"computed_at": timezone.now(), "params": params.settings_dict()},
+            )
+            snapshot = AnalyticsSnapshot.objects.select_for_update().get(pk=snapshot.pk)
+            replaced = snapshot.rows_id
+            snapshot.document = document
+            snapshot.params = params.settings_dict()
+            snapshot.computed_at = timezone.now()
+            snapshot.duration_ms = int((time.perf_counter() - started) * 1000)
+            snapshot.rows = rows
+            snapshot.save()
+        if replaced is not None:
+            CustomerRows.objects.filter(pk=replaced).delete()
+    except BaseException:
+        CustomerRows.objects.filter(pk=rows.pk).delete()
+        raise
+    _prune_customer_rows(shop=shop)
     return snapshot
 
 
 def _prune_customer_rows(*, shop: Shop) -> None:
-    keep = list(AnalyticsSnapshot.objects.filter(shop=shop, has_customers=True)
+    keep = list(AnalyticsSnapshot.objects.filter(shop=shop, rows__isnull=False)
                 .order_by("-computed_at").values_list("pk", flat=True)[:KEEP_CUSTOMER_ROWS])
-    old = AnalyticsSnapshot.objects.filter(shop=shop, has_customers=True).exclude(pk__in=keep)
-    CustomerScore.objects.filter(snapshot__in=old).delete()
-    old.update(has_customers=False)
+    old = AnalyticsSnapshot.objects.filter(shop=shop, rows__isnull=False).exclude(pk__in=keep)
+    stale = list(old.values_list("rows_id", flat=True))
+    old.update(rows=None)
+    # A crashed refresh's row set is referenced by no snapshot; drop it once it is surely not in use.
+    in_use = AnalyticsSnapshot.objects.filter(rows__isnull=False).values("rows_id")
+    orphans = (CustomerRows.objects.filter(shop=shop, created_at__lt=timezone.now() - ORPHAN_ROWS_AFTER)
+               .exclude(pk__in=in_use).values_list("pk", flat=True))
+    stale += list(orphans)
+    if stale:
+        CustomerRows.objects.filter(pk__in=stale).delete()
 
 
 def report_document(*, shop: Shop, as_of: date | None = None, period_days: int | None = None,
@@ -274,5 +296,5 @@ def customer_scores_forget(*, shop: Shop, customer_shopify_id: int) -> int:
     Snapshot documents hold only aggregates, so they stay until the next refresh recomputes them
     without the customer's orders. Returns the number of rows deleted.
     """
-    deleted, _ = CustomerScore.objects.filter(snapshot__shop=shop, customer_shopify_id=customer_shopify_id).delete()
+    deleted, _ = CustomerScore.objects.filter(rows__shop=shop, customer_shopify_id=customer_shopify_id).delete()
     return deleted

@@ -45,7 +45,7 @@ from analytics.forms import (
 )
 from analytics.metrics.document import marketing_apply
 from analytics.metrics.params import ReportParams
-from analytics.models import PERIOD_PRESETS, AnalyticsSettings, AnalyticsSnapshot, CustomerScore
+from analytics.models import PERIOD_PRESETS, AnalyticsSettings, AnalyticsSnapshot
 from analytics.templatetags.report import fmt_money, fmt_number, fmt_pct, money_compact
 from shops.auth import embedded_view
 from shops.models import Shop
@@ -258,7 +258,7 @@ def report_document_cached(*, shop: Shop, as_of: date | None, period_days: int, 
               else selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days))
     settings_hash = params.settings_hash()
     row = (AnalyticsSnapshot.objects.filter(shop=shop, as_of=params.as_of, settings_hash=settings_hash)
-           .values_list("pk", "computed_at").first())
+           .values_list("pk", "computed_at", "rows_id").first())
     key = (row[0], row[1].timestamp()) if row else None
     base = None
     if key is not None:
@@ -270,7 +270,7 @@ def report_document_cached(*, shop: Shop, as_of: date | None, period_days: int, 
         base = services.report_document(shop=shop, as_of=params.as_of, period_days=params.period_days)
         if key is not None:
             base.update({"_cache_key": f"{key[0]}:{key[1]}", "_snapshot_pk": key[0],
-                         "_settings_hash": settings_hash})
+                         "_settings_hash": settings_hash, "_rows_id": row[2] if row else None})
             with _DOCS_LOCK:
                 _DOCS[key] = base
                 while len(_DOCS) > _DOCS_MAX:
@@ -445,7 +445,7 @@ def _overview(request: HttpRequest, form: PeriodForm, doc: dict[str, Any],
 def _snapshot_for(shop: Shop, doc: dict[str, Any]) -> AnalyticsSnapshot | None:
     if doc.get("_snapshot_pk"):
         return AnalyticsSnapshot(pk=doc["_snapshot_pk"], shop=shop, as_of=date.fromisoformat(doc["as_of"]),
-                                 settings_hash=doc["_settings_hash"])
+                                 settings_hash=doc["_settings_hash"], rows_id=doc.get("_rows_id"))
     params = selectors.report_params_for(shop=shop, as_of=date.fromisoformat(doc["as_of"]),
                                          period_days=int(doc["period"]["days"]), rfm_scale=int(doc["rfm"]["scale"]),
                                          rfm_method=doc["rfm"]["method"])
@@ -506,7 +506,7 @@ def _rfm(request: HttpRequest, form: PeriodForm, doc: dict[str, Any]) -> HttpRes
         # Customers without a prediction sort last either way.
         primary = F(column).desc(nulls_last=True) if direction == "desc" else F(column).asc(nulls_last=True)
         order = (primary, F("customer_shopify_id").asc())
-        qs = CustomerScore.objects.filter(snapshot=snapshot)
+        qs = selectors.customer_scores(snapshot=snapshot)
         if group:
             qs = qs.filter(rfm_group=group)
         start = (page - 1) * CUSTOMERS_PER_PAGE

@@ -6,8 +6,8 @@ Creates (and drops, unless --keep) a scratch database on the system PostgreSQL, 
 the shop straight into it with generate_series, then measures:
 - refresh_s: snapshot_refresh (every figure, customer rows written; predictive block off),
   best of --runs, after one warm-up when --runs > 1; refresh_cpu_s is the CPU the database
-  backend and this process spent on that run (the machine is shared: wall time moves with
-  the load, reported as load_avg_1m);
+  backends (every shard's connection and their parallel workers) and this process spent on
+  that run (the machine is shared: wall time moves with the load, reported as load_avg_1m);
 - pandas_s / pandas_ratio: tests/analytics/reference_pandas.py loading the same tables and
   computing the same figures, in this process;
 - report_ms: `manage.py report` answered from the stored snapshot (call_command in process,
@@ -27,6 +27,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -45,6 +46,38 @@ def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a local process (the PostgreSQL backend doing the work)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class BackendCpu(threading.Thread):
+    """CPU of every PostgreSQL process serving `db` (the refresh's shard connections come and go,
+    so their /proc entries are sampled every 20 ms; a backend's last < 20 ms can be missed)."""
+
+    def __init__(self, db: str) -> None:
+        super().__init__(daemon=True)
+        self.db = db
+        self.seen: dict[int, float] = {}
+        self.stop = threading.Event()
+
+    def sample(self) -> None:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode() + " "
+                ours = f" {self.db} " in line or any(f"parallel worker for PID {pid} " in line for pid in self.seen)
+                if ours:
+                    self.seen[int(entry.name)] = process_cpu_s(int(entry.name))
+            except OSError:
+                continue
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.sample()
+            time.sleep(0.02)
+
+    def total(self) -> float:
+        self.sample()
+        return sum(self.seen.values())
 
 
 def generate(*, orders: int, customers: int, as_of: date) -> None:
@@ -108,19 +141,26 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--db", default="tenure_bench_analytics")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--reuse", action="store_true", help="use the kept database as it is (no generation)")
+    parser.add_argument("--shards", type=int, default=None,
+                        help="connections per refresh (default: the ANALYTICS_REFRESH_SHARDS setting)")
     parser.add_argument("--skip-pandas", action="store_true")
     args = parser.parse_args()
     as_of = date.fromisoformat(args.as_of)
 
-    subprocess.run(["psql", f"{SERVER}/postgres", "-q", "-c", f'DROP DATABASE IF EXISTS "{args.db}"'], check=True)
-    subprocess.run(["psql", f"{SERVER}/postgres", "-q", "-c", f'CREATE DATABASE "{args.db}"'], check=True)
+    if not args.reuse:
+        subprocess.run(["psql", f"{SERVER}/postgres", "-q", "-c", f'DROP DATABASE IF EXISTS "{args.db}"'], check=True)
+        subprocess.run(["psql", f"{SERVER}/postgres", "-q", "-c", f'CREATE DATABASE "{args.db}"'], check=True)
     env = {**os.environ, "DATABASE_URL": f"{SERVER}/{args.db}", "DJANGO_SETTINGS_MODULE": "config.settings.local"}
+    if args.shards:
+        env["ANALYTICS_REFRESH_SHARDS"] = str(args.shards)
     os.environ.update(env)
     try:
         subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
         import django
 
         django.setup()
+        from django.conf import settings
         from django.core.management import call_command
         from django.db import connection
 
@@ -128,19 +168,22 @@ def main() -> None:
         from shops.models import Shop
 
         t0 = time.perf_counter()
-        generate(orders=args.orders, customers=args.customers, as_of=as_of)
+        if not args.reuse:
+            generate(orders=args.orders, customers=args.customers, as_of=as_of)
         generate_s = time.perf_counter() - t0
         shop = Shop.objects.get(domain="bench-analytics.myshopify.com")
 
-        with connection.cursor() as cur:
-            cur.execute("SELECT pg_backend_pid()")
-            backend = cur.fetchone()[0]
         times, cpu = [], []
         for _ in range(max(1, args.runs)):
-            c0, p0, t0 = process_cpu_s(backend), time.process_time(), time.perf_counter()
+            sampler = BackendCpu(args.db)
+            sampler.sample()
+            c0, p0, t0 = sampler.total(), time.process_time(), time.perf_counter()
+            sampler.start()
             snapshot_refresh(shop=shop, as_of=as_of, predictive=False)
             times.append(time.perf_counter() - t0)
-            cpu.append(process_cpu_s(backend) - c0 + time.process_time() - p0)
+            sampler.stop.set()
+            sampler.join()
+            cpu.append(sampler.total() - c0 + time.process_time() - p0)
         best = min(range(len(times))[1:] or [0], key=lambda i: times[i])
         refresh_s = times[best]
         load = os.getloadavg()[0]
@@ -162,6 +205,7 @@ def main() -> None:
             "orders": args.orders, "customers": args.customers, "generate_s": round(generate_s, 2),
             "refresh_s": round(refresh_s, 3), "refresh_runs_s": [round(t, 3) for t in times],
             "refresh_cpu_s": round(cpu[best], 3), "load_avg_1m": round(load, 2),
+            "shards": int(os.environ.get("ANALYTICS_REFRESH_SHARDS") or settings.ANALYTICS_REFRESH_SHARDS),
             "report_ms": round(statistics.median(report_times), 1),
             "report_process_ms": round(report_process_ms, 1), "peak_rss_mb": round(peak_rss_mb, 1),
         }

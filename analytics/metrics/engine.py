@@ -1,30 +1,55 @@
 # ruff: noqa: S608 - SQL fragments spliced in are constants chosen in this module; values are bound
-"""The set-based half: temporary tables and aggregates in PostgreSQL, one transaction per refresh.
+"""The set-based half: work tables and aggregates in PostgreSQL.
 
-Nothing here pulls the shop's orders into Python. The shop's counted orders (and, under
-refund dating, its refunds) become one temporary event table; per-customer and
-per-customer-month tables are aggregated from it; every figure is then a small aggregate
-over those. Python receives counts and exact Decimal sums and does the last divisions in
-``analytics.metrics.document``.
+Nothing here pulls the shop's orders into Python. Customers are split into shards by a hash
+of their id; every per-customer figure depends on that customer's orders alone, so each
+shard's tables and aggregates are built independently, on one database connection per shard
+running at the same time (one core each). The only shop-wide steps are the RFM score
+boundaries (quantiles need every customer's value) and the final sums, both small.
+
+Per shard, the counted orders are read once, sorted by customer and time, into ``ev`` with
+each order's gap to the customer's previous one and the customer's first order date;
+the per-customer table ``cu`` is aggregated from it, and every other figure is a small
+aggregate over those two (or the scored per-customer table ``cs``). Python receives counts
+and exact sums and does the last divisions in ``analytics.metrics.document``.
+
+With one shard everything runs on the caller's connection inside its transaction (tests,
+and refreshes called inside a transaction). With more, the shards read the shop's rows
+through one exported snapshot, so they see exactly the same data, and write committed
+unlogged tables in a schema of this refresh's own, dropped at the end.
 """
 
 from __future__ import annotations
 
+import logging
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
+from django.db import connection, connections, transaction
 from django.db.backends.utils import CursorWrapper
 
 from analytics.metrics.params import Bounds, ReportParams
 from analytics.metrics.segments import segment_case_sql
+
+logger = logging.getLogger(__name__)
 
 GROUP_NAMES = {3: "top", 2: "middle", 1: "bottom"}
 # Time-between-orders histogram bins, in days (inclusive bounds; None = no upper bound).
 GAP_BINS: tuple[tuple[int, int | None], ...] = ((0, 7), (8, 14), (15, 30), (31, 60), (61, 90), (91, 180),
                                                 (181, 365), (366, None))
 STAGES = ("purchase", "retention", "advocacy", "at_risk", "lapsed")
+CAUSES = ("outside_window", "test_orders", "cancellations", "excluded_tags", "refund_basis", "unexplained")
+SCHEMA_PREFIX = "an_refresh_"
+# A work schema older than this is a crashed refresh's leftover.
+STALE_SCHEMA_S = 3600
 
 
 @dataclass
@@ -32,6 +57,11 @@ class Aggregate:
     customers: int = 0
     orders: int = 0
     revenue: Decimal = Decimal(0)
+
+    def add(self, customers: int, orders: int, revenue: Decimal) -> None:
+        self.customers += customers
+        self.orders += orders
+        self.revenue += revenue
 
 
 @dataclass
@@ -68,6 +98,11 @@ class Raw:
     gap_bins: list[int] = field(default_factory=list)
 
 
+def _units(value: Any) -> Decimal:
+    """Money summed in SQL as whole ten-thousandths (the columns' scale) back to an exact Decimal."""
+    return Decimal(value or 0).scaleb(-4)
+
+
 def _value_sql(params: ReportParams) -> tuple[str, str]:
     """(order value column, refund amount column) for the basis and dating."""
     if params.refund_dating == "refund_date":
@@ -84,33 +119,14 @@ def _excluded_sql(params: ReportParams) -> str:
     return "EXISTS (SELECT 1 FROM unnest(o.tags) AS t(tag) WHERE lower(t.tag) = ANY(%(tags)s))"
 
 
-def _score_sql(params: ReportParams) -> tuple[str, str, str]:
-    k = int(params.rfm_scale)
-    if params.rfm_method == "range":
-        r = f"{k} - LEAST({k - 1}, COALESCE(({k} * (b.recency - st.rmin)) / NULLIF(st.rmax - st.rmin, 0), 0))"
-        f = f"1 + LEAST({k - 1}, COALESCE(({k} * (b.freq - st.fmin)) / NULLIF(st.fmax - st.fmin, 0), 0))"
-        m = (f"(1 + LEAST({k - 1}, COALESCE(div({k} * (b.monetary - st.mmin), "
-             f"NULLIF(st.mmax - st.mmin, 0)), 0)))::int")
-        return r, f, m
-    # Tie-aware quantile: `worse` counts the customers with a strictly worse value (from the
-    # small recency and frequency histograms; rank() - 1 for monetary, which has no ties to
-    # speak of).
-    r = f"1 + ({k} * rw.worse) / st.n"
-    f = f"1 + ({k} * fw.worse) / st.n"
-    m = f"1 + ({k} * (rank() OVER (ORDER BY b.monetary) - 1)) / st.n"
-    return r, f, m
-
-
-
-
-def _median_from_counts(counts: list[tuple[int, int]]) -> float | None:
+def _median_from_counts(counts: dict[int, int]) -> float | None:
     """Exact median (mean of the two middle values when even) of a value -> count histogram."""
-    total = sum(n for _, n in counts)
+    total = sum(counts.values())
     if total == 0:
         return None
     lo_rank, hi_rank = (total - 1) // 2, total // 2
     seen, lo = 0, None
-    for value, n in sorted(counts):
+    for value, n in sorted(counts.items()):
         if lo is None and seen + n > lo_rank:
             lo = value
         if seen + n > hi_rank:
@@ -119,171 +135,207 @@ def _median_from_counts(counts: list[tuple[int, int]]) -> float | None:
     return None
 
 
-def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams, bounds: Bounds,
-                    snapshot_id: int | None = None) -> Raw:
-    """Run every aggregate for the shop inside the caller's transaction (temp tables drop on commit).
+def _add(counts: dict[Any, int], key: Any, n: int) -> None:
+    counts[key] = counts.get(key, 0) + int(n)
 
-    The shop's counted orders are read once, sorted by customer and time, into ``an_ev`` with
-    their gap to the customer's previous order, the customer's first order date, and whether
-    the row opens a new month or year for that customer; everything else aggregates that
-    table (or the per-customer table built from it) without sorting the orders again. Every
-    period boundary is a local midnight, so comparing instants equals comparing local dates.
-    """
+
+# --- the SQL of one shard -------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """Everything one refresh's statements need: bound values and the SQL fragments they splice."""
+
+    params: ReportParams
+    bounds: Bounds
+    schema: str
+    shards: int
+    args: dict[str, Any]
+    counted: str
+    value_col: str
+    refund_col: str
+    excluded: str
+
+    def shard_args(self, k: int) -> dict[str, Any]:
+        return {**self.args, "k": k}
+
+    def on(self, column: str) -> str:
+        """The shard filter on a customer id column (every customer in exactly one shard)."""
+        return "true" if self.shards == 1 else f"(hashint8({column}) & {self.shards - 1}) = %(k)s"
+
+    def t(self, name: str, k: int) -> str:
+        return f"{self.schema}.{name}_{k}"
+
+
+def _plan(*, shop_id: int, params: ReportParams, bounds: Bounds, schema: str, shards: int) -> _Plan:
     value_col, refund_col = _value_sql(params)
     excluded = _excluded_sql(params)
     args: dict[str, Any] = {
         "shop": shop_id, "tz": bounds.tz, "start": bounds.start, "end": bounds.end,
-        "end_date": bounds.end_date, "a_start": bounds.active_from_at_start, "a_end": bounds.active_from_at_end,
-        "half": bounds.half_window_at_end, "start_date": bounds.start_date,
+        "end_date": bounds.end_date, "start_date": bounds.start_date,
         "a_start_date": bounds.active_from_at_start.date(), "a_end_date": bounds.active_from_at_end.date(),
         "half_date": bounds.half_window_at_end.date(), "first_cohort": bounds.first_cohort_month,
-        "last_month": bounds.last_month, "tags": params.settings_dict()["excluded_order_tags"],
-        "snapshot": snapshot_id,
+        "tags": params.settings_dict()["excluded_order_tags"],
     }
     counted = (f"o.shop_id = %(shop)s AND NOT o.test AND o.cancelled_at IS NULL "
                f"AND o.customer_shopify_id IS NOT NULL AND o.processed_at < %(end)s AND NOT {excluded}")
-    raw = Raw()
-    # Work tables are unlogged tables in a schema of this backend's own, not temporary tables:
-    # PostgreSQL's parallel workers cannot read temporary tables, and every big scan, sort and
-    # aggregate below is worth splitting over both cores. They are created inside the caller's
-    # transaction (invisible to other sessions, gone on rollback) and dropped before it commits.
-    cursor.execute("SELECT pg_backend_pid(), current_setting('search_path')")
-    pid, search_path = cursor.fetchone()
-    schema = f"an_work_{int(pid)}"
-    cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    cursor.execute(f"CREATE SCHEMA {schema}")
-    cursor.execute(f"SET LOCAL search_path = {schema}, {search_path}")
+    return _Plan(params=params, bounds=bounds, schema=schema, shards=shards, args=args, counted=counted,
+                 value_col=value_col, refund_col=refund_col, excluded=excluded)
+
+
+def _session_settings(cursor: CursorWrapper) -> None:
     cursor.execute("SET LOCAL work_mem = '256MB'")
     cursor.execute("SET LOCAL synchronous_commit = off")
     # A dozen short statements: compiling each one costs more than it saves.
     cursor.execute("SET LOCAL jit = off")
-    # The default costs keep the sorted pass over the orders on one core; shipping its rows
-    # through Gather Merge is cheaper than sorting them all in one process.
-    cursor.execute("SET LOCAL parallel_setup_cost = 10")
-    cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")
 
-    # n = 1 for an order, 0 for a refund event (money only, never a purchase). The (shop,
-    # customer, time) index would hand the window its order, but fetching a million rows
-    # through it is far slower than one sequential scan and an in-memory sort.
+
+@dataclass
+class _Part:
+    """One shard's share of the figures; parts add up to the shop's."""
+
+    totals: list[Any] = field(default_factory=list)
+    gaps: dict[int, int] = field(default_factory=dict)
+    cohort_cells: dict[tuple[date, date], tuple[int, Decimal]] = field(default_factory=dict)
+    months: dict[date, tuple[int, int, Decimal]] = field(default_factory=dict)
+    cohort_sizes: dict[date, int] = field(default_factory=dict)
+    guest_orders: int = 0
+    reconciliation: list[int] = field(default_factory=list)
+    causes: dict[str, int] = field(default_factory=dict)
+    scored: int = 0
+    recency: dict[int, int] = field(default_factory=dict)
+    freq: dict[int, int] = field(default_factory=dict)
+    ranges: list[Any] = field(default_factory=list)
+
+
+def _phase_orders(cursor: CursorWrapper, *, plan: _Plan, k: int) -> _Part:
+    """Read the shard's orders once: order events, per-customer table, order-level aggregates, reconciliation."""
+    args = plan.shard_args(k)
+    ev, rf, cu, ours, rec = (plan.t(n, k) for n in ("ev", "rf", "cu", "ours", "rec"))
+    # The (shop, customer, time) index would hand the window its order, but fetching a million
+    # rows through it is far slower than one sequential scan and an in-memory sort.
     cursor.execute("SET LOCAL enable_indexscan = off")
     cursor.execute("SET LOCAL enable_bitmapscan = off")
+    if plan.shards == 1:
+        # Alone on the machine's cores: let PostgreSQL's own workers share the scan and the sort.
+        cursor.execute("SET LOCAL parallel_setup_cost = 10")
+        cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")
+    else:
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+    # n = 1 for an order, 0 for a refund event (money only, never a purchase). Money is carried
+    # as whole ten-thousandths (the columns' scale): bigint sums are exact and far cheaper.
     cursor.execute(f"""
-        CREATE UNLOGGED TABLE an_ev AS
-        SELECT c, d, mo, v, 1 AS n, d - prev AS gap, first_mo,
-               prev IS NULL OR prev < mo AS new_month,
-               prev IS NULL OR prev < d - (date_part('doy', d)::int - 1) AS new_year, t, rfd
-        FROM (SELECT c, d, mo, v, t, rfd, lag(d) OVER w AS prev, first_value(mo) OVER w AS first_mo
-              FROM (SELECT c, d, d - (date_part('day', d)::int - 1) AS mo, v, t, rfd
-                    FROM (SELECT o.customer_shopify_id AS c, (o.processed_at AT TIME ZONE %(tz)s)::date AS d,
-                                 {value_col} AS v, o.current_total AS t, o.total_refunded > 0 AS rfd
-                          FROM sync_order o WHERE {counted}) y) z
-              WINDOW w AS (PARTITION BY c ORDER BY d)) x""", args)
+        CREATE UNLOGGED TABLE {ev} AS
+        SELECT c, d, v, 1 AS n, d - lag(d) OVER w AS gap, first_value(d) OVER w AS first_d, t, rfd
+        FROM (SELECT o.customer_shopify_id AS c, (o.processed_at AT TIME ZONE %(tz)s)::date AS d,
+                     ({plan.value_col} * 10000)::bigint AS v, (o.current_total * 10000)::bigint AS t,
+                     o.total_refunded > 0 AS rfd
+              FROM sync_order o WHERE {plan.counted} AND {plan.on("o.customer_shopify_id")}) y
+        WINDOW w AS (PARTITION BY c ORDER BY d ROWS UNBOUNDED PRECEDING)""", args)
     cursor.execute("SET LOCAL enable_indexscan = on")
     cursor.execute("SET LOCAL enable_bitmapscan = on")
-    if refund_col:
+    cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+    if plan.refund_col:
         cursor.execute(f"""
-            CREATE UNLOGGED TABLE an_rf AS
-            SELECT o.customer_shopify_id AS c, (r.created_at AT TIME ZONE %(tz)s)::date AS d, -{refund_col} AS v
+            CREATE UNLOGGED TABLE {rf} AS
+            SELECT o.customer_shopify_id AS c, (r.created_at AT TIME ZONE %(tz)s)::date AS d,
+                   -({plan.refund_col} * 10000)::bigint AS v
             FROM sync_refund r JOIN sync_order o ON o.shop_id = r.shop_id AND o.shopify_id = r.order_shopify_id
-            WHERE r.shop_id = %(shop)s AND r.created_at < %(end)s AND {counted}""", args)
+            WHERE r.shop_id = %(shop)s AND r.created_at < %(end)s AND {plan.counted}
+              AND {plan.on("o.customer_shopify_id")}""", args)
     else:
-        cursor.execute("CREATE UNLOGGED TABLE an_rf (c bigint, d date, v numeric)")
-
-    cursor.execute("""
-        CREATE UNLOGGED TABLE an_cu AS
-        SELECT e.c, e.first_d, e.first_mo, e.last_d, e.last_before_start, e.orders_life, e.freq,
+        cursor.execute(f"CREATE UNLOGGED TABLE {rf} (c bigint, d date, v bigint)")
+    cursor.execute(f"""
+        CREATE UNLOGGED TABLE {cu} AS
+        SELECT e.c, e.first_d, e.first_d - (date_part('day', e.first_d)::int - 1) AS first_mo, e.last_d,
+               e.last_before_start, e.orders_life, e.freq,
                e.monetary + coalesce(r.monetary, 0) AS monetary, e.spend_life + coalesce(r.spend_life, 0) AS spend_life,
                e.total_life, e.refunded_life
         FROM (
-            SELECT c, min(d) AS first_d, min(first_mo) AS first_mo, max(d) AS last_d,
+            SELECT c, min(d) AS first_d, max(d) AS last_d,
                    max(d) FILTER (WHERE d < %(start_date)s) AS last_before_start, count(*) AS orders_life,
                    count(*) FILTER (WHERE d >= %(start_date)s) AS freq,
-                   coalesce(sum(v) FILTER (WHERE d >= %(start_date)s), 0) AS monetary, sum(v) AS spend_life,
-                   sum(t) AS total_life, count(*) FILTER (WHERE rfd) AS refunded_life
-            FROM an_ev GROUP BY c
+                   coalesce(sum(v) FILTER (WHERE d >= %(start_date)s), 0)::bigint AS monetary,
+                   sum(v)::bigint AS spend_life, sum(t)::bigint AS total_life,
+                   count(*) FILTER (WHERE rfd) AS refunded_life
+            FROM {ev} GROUP BY c
         ) e LEFT JOIN (
-            SELECT c, coalesce(sum(v) FILTER (WHERE d >= %(start_date)s), 0) AS monetary, sum(v) AS spend_life
-            FROM an_rf GROUP BY c
+            SELECT c, coalesce(sum(v) FILTER (WHERE d >= %(start_date)s), 0)::bigint AS monetary,
+                   sum(v)::bigint AS spend_life
+            FROM {rf} GROUP BY c
         ) r USING (c)""", args)
-    if refund_col:
+    if plan.refund_col:
         # Refund events join the order rows for the monthly and yearly money sums.
-        cursor.execute("""
-            INSERT INTO an_ev (c, d, mo, v, n, gap, first_mo, new_month, new_year, t, rfd)
-            SELECT r.c, r.d, r.d - (date_part('day', r.d)::int - 1), r.v, 0, NULL, cu.first_mo, false, false, 0, false
-            FROM an_rf r JOIN an_cu cu USING (c)""")
+        cursor.execute(f"""
+            INSERT INTO {ev} (c, d, v, n, gap, first_d, t, rfd)
+            SELECT r.c, r.d, r.v, 0, NULL, cu.first_d, 0, false FROM {rf} r JOIN {cu} cu USING (c)""")
 
-    cursor.execute("""
+    part = _Part()
+    cursor.execute(f"""
         SELECT count(*), count(*) FILTER (WHERE orders_life >= 2), min(first_d),
                count(*) FILTER (WHERE last_before_start >= %(a_start_date)s),
                count(*) FILTER (WHERE last_d >= %(a_end_date)s),
                count(*) FILTER (WHERE first_d >= %(start_date)s),
                count(*) FILTER (WHERE last_before_start >= %(a_start_date)s AND last_d < %(a_end_date)s),
                count(*) FILTER (WHERE freq >= 2),
-               count(*) FILTER (WHERE freq > 0), coalesce(sum(freq), 0), coalesce(sum(monetary), 0)
-        FROM an_cu""", args)
+               count(*) FILTER (WHERE freq > 0), coalesce(sum(freq), 0), coalesce(sum(monetary), 0),
+               min(%(end_date)s - last_d) FILTER (WHERE freq > 0), max(%(end_date)s - last_d) FILTER (WHERE freq > 0),
+               min(freq) FILTER (WHERE freq > 0), max(freq) FILTER (WHERE freq > 0),
+               min(monetary) FILTER (WHERE freq > 0), max(monetary) FILTER (WHERE freq > 0)
+        FROM {cu}""", args)
     row = cursor.fetchone()
-    (raw.customers_ever, raw.repeat_ever, raw.first_order_date, raw.customers_at_start, raw.customers_at_end,
-     raw.new_customers, raw.lost_customers, raw.repeat_in_period) = row[:8]
-    raw.total = Aggregate(customers=row[8], orders=int(row[9]), revenue=Decimal(row[10]))
-
-    cursor.execute("SELECT gap, count(*) FROM an_ev WHERE gap IS NOT NULL GROUP BY gap")
-    gap_counts = [(int(g), int(n)) for g, n in cursor.fetchall()]
-    raw.gaps = sum(n for _, n in gap_counts)
-    raw.median_gap_days = _median_from_counts(gap_counts)
-    raw.gap_bins = [sum(n for g, n in gap_counts if g >= lo and (hi is None or g <= hi)) for lo, hi in GAP_BINS]
-
-    r_sql, f_sql, m_sql = _score_sql(params)
-    segment = segment_case_sql("r", "f") if int(params.rfm_scale) == 5 else "NULL"
+    part.totals = list(row[:11])
+    part.scored = int(row[8])
+    part.ranges = list(row[11:])
+    cursor.execute(f"SELECT gap, count(*) FROM {ev} WHERE gap IS NOT NULL GROUP BY gap")
+    part.gaps = {int(g): int(n) for g, n in cursor.fetchall()}
+    # Cohort cells and the monthly trend in one pass over the last 24 months' events; a row
+    # opens its month for the customer when the customer's previous order was before it.
     cursor.execute(f"""
-        CREATE UNLOGGED TABLE an_rfm AS
-        WITH base AS (
-            SELECT c, (%(end_date)s::date - last_d) AS recency, freq, monetary FROM an_cu WHERE freq > 0
-        ), st AS (
-            SELECT count(*) AS n, min(recency) AS rmin, max(recency) AS rmax, min(freq) AS fmin,
-                   max(freq) AS fmax, min(monetary) AS mmin, max(monetary) AS mmax FROM base
-        ), rw AS (
-            SELECT recency, coalesce(sum(cnt) OVER (ORDER BY recency DESC ROWS BETWEEN UNBOUNDED PRECEDING
-                                                    AND 1 PRECEDING), 0)::bigint AS worse
-            FROM (SELECT recency, count(*) AS cnt FROM base GROUP BY 1) h
-        ), fw AS (
-            SELECT freq, coalesce(sum(cnt) OVER (ORDER BY freq ROWS BETWEEN UNBOUNDED PRECEDING
-                                                 AND 1 PRECEDING), 0)::bigint AS worse
-            FROM (SELECT freq, count(*) AS cnt FROM base GROUP BY 1) h
-        ), scored AS (
-            SELECT b.c, b.recency, b.freq, b.monetary, st.n,
-                   ({r_sql})::int AS r, ({f_sql})::int AS f, ({m_sql})::int AS m
-            FROM base b CROSS JOIN st JOIN rw USING (recency) JOIN fw USING (freq)
-        ), tw AS (
-            SELECT total, coalesce(sum(cnt) OVER (ORDER BY total ROWS BETWEEN UNBOUNDED PRECEDING
-                                                  AND 1 PRECEDING), 0)::bigint AS worse
-            FROM (SELECT r + f + m AS total, count(*) AS cnt FROM scored GROUP BY 1) h
-        )
-        SELECT s.c, s.recency, s.freq, s.monetary, s.r, s.f, s.m, s.r + s.f + s.m AS total,
-               (1 + (3 * tw.worse) / s.n)::int AS grp, {segment} AS segment
-        FROM scored s JOIN tw ON tw.total = s.r + s.f + s.m""", args)
+        SELECT first_mo, mo, count(*) FILTER (WHERE n = 1 AND (gap IS NULL OR d - gap < mo)),
+               count(*) FILTER (WHERE n = 1), sum(v), GROUPING(first_mo)
+        FROM (SELECT first_d - (date_part('day', first_d)::int - 1) AS first_mo,
+                     d - (date_part('day', d)::int - 1) AS mo, d, gap, n, v
+              FROM {ev} WHERE d >= %(first_cohort)s) e
+        GROUP BY GROUPING SETS ((first_mo, mo), (mo))""", args)
+    for cohort, mo, customers, orders, revenue, only_month in cursor.fetchall():
+        if only_month:
+            part.months[mo] = (int(customers), int(orders), _units(revenue))
+        else:
+            part.cohort_cells[(cohort, mo)] = (int(customers), _units(revenue))
+    cursor.execute(f"SELECT first_mo, count(*) FROM {cu} WHERE first_mo >= %(first_cohort)s GROUP BY 1", args)
+    part.cohort_sizes = {m: int(n) for m, n in cursor.fetchall()}
+    cursor.execute(f"SELECT %(end_date)s - last_d, count(*) FROM {cu} WHERE freq > 0 GROUP BY 1", args)
+    part.recency = {int(r): int(n) for r, n in cursor.fetchall()}
+    cursor.execute(f"SELECT freq, count(*) FROM {cu} WHERE freq > 0 GROUP BY 1")
+    part.freq = {int(f): int(n) for f, n in cursor.fetchall()}
+
     # Reconciliation is against Shopify's figures as they are now, so it counts every synced
     # order (not only those before the as-of date) and values them on Shopify's basis
-    # (current total). The counted orders are already in an_cu; this pass reads only the
-    # rest (test, cancelled, excluded, later, guest) and counts the period's guest orders.
+    # (current total). The counted orders are already in cu; this pass reads only the rest
+    # (test, cancelled, excluded, later, guest) and counts the period's guest orders.
     ok = "NOT o.test AND o.cancelled_at IS NULL"
+    guests = "o.customer_shopify_id IS NULL AND %(k)s = 0" if plan.shards > 1 else "false"
     cursor.execute(f"""
-        CREATE UNLOGGED TABLE an_ours AS
+        CREATE UNLOGGED TABLE {ours} AS
         SELECT o.customer_shopify_id AS c, count(*) AS all_orders,
                count(*) FILTER (WHERE o.test) AS tests,
                count(*) FILTER (WHERE NOT o.test AND o.cancelled_at IS NOT NULL) AS cancels,
-               count(*) FILTER (WHERE {ok} AND {excluded}) AS excluded,
-               count(*) FILTER (WHERE {ok} AND NOT {excluded}) AS orders,
-               coalesce(sum(o.current_total) FILTER (WHERE {ok} AND NOT {excluded}), 0) AS spend,
-               count(*) FILTER (WHERE {ok} AND NOT {excluded} AND o.total_refunded > 0) AS refunded,
-               count(*) FILTER (WHERE {ok} AND NOT {excluded} AND o.processed_at >= %(start)s
+               count(*) FILTER (WHERE {ok} AND {plan.excluded}) AS excluded,
+               count(*) FILTER (WHERE {ok} AND NOT {plan.excluded}) AS orders,
+               coalesce(sum((o.current_total * 10000)::bigint) FILTER (WHERE {ok} AND NOT {plan.excluded}), 0) AS spend,
+               count(*) FILTER (WHERE {ok} AND NOT {plan.excluded} AND o.total_refunded > 0) AS refunded,
+               count(*) FILTER (WHERE {ok} AND NOT {plan.excluded} AND o.processed_at >= %(start)s
                                 AND o.processed_at < %(end)s) AS in_period
-        FROM sync_order o WHERE o.shop_id = %(shop)s AND NOT ({counted}) GROUP BY 1""", args)
-    cursor.execute("SELECT in_period FROM an_ours WHERE c IS NULL")
+        FROM sync_order o
+        WHERE o.shop_id = %(shop)s AND NOT ({plan.counted}) AND ({plan.on("o.customer_shopify_id")} OR {guests})
+        GROUP BY 1""", args)
+    cursor.execute(f"SELECT in_period FROM {ours} WHERE c IS NULL")
     guest = cursor.fetchone()
-    raw.guest_orders = int(guest[0]) if guest else 0
-    cursor.execute("""
-        CREATE UNLOGGED TABLE an_rec AS
-        WITH ours AS (
+    part.guest_orders = int(guest[0]) if guest else 0
+    cursor.execute(f"""
+        CREATE UNLOGGED TABLE {rec} AS
+        WITH mine AS (
             SELECT coalesce(cu.c, x.c) AS c,
                    coalesce(cu.orders_life, 0) + coalesce(x.all_orders, 0) AS all_orders,
                    coalesce(x.tests, 0) AS tests, coalesce(x.cancels, 0) AS cancels,
@@ -291,108 +343,374 @@ def metrics_collect(*, cursor: CursorWrapper, shop_id: int, params: ReportParams
                    coalesce(cu.orders_life, 0) + coalesce(x.orders, 0) AS orders,
                    coalesce(cu.total_life, 0) + coalesce(x.spend, 0) AS spend,
                    coalesce(cu.refunded_life, 0) + coalesce(x.refunded, 0) AS refunded
-            FROM an_cu cu FULL JOIN (SELECT * FROM an_ours WHERE c IS NOT NULL) x ON x.c = cu.c
+            FROM {cu} cu FULL JOIN (SELECT * FROM {ours} WHERE c IS NOT NULL) x ON x.c = cu.c
         )
         SELECT sc.shopify_id AS c, sc.rfm_group, sc.number_of_orders AS s_orders, sc.amount_spent AS s_spend,
-               coalesce(ours.orders, 0) <> sc.number_of_orders AS orders_differ,
-               coalesce(ours.spend, 0) <> sc.amount_spent AS spend_differ,
-               CASE WHEN coalesce(ours.orders, 0) = sc.number_of_orders
-                         AND coalesce(ours.spend, 0) = sc.amount_spent THEN ''
-                    WHEN sc.number_of_orders > coalesce(ours.all_orders, 0) THEN 'outside_window'
-                    WHEN ours.tests > 0 THEN 'test_orders'
-                    WHEN ours.cancels > 0 THEN 'cancellations'
-                    WHEN ours.excluded > 0 THEN 'excluded_tags'
-                    WHEN ours.refunded > 0 THEN 'refund_basis'
+               coalesce(m.orders, 0) <> sc.number_of_orders AS orders_differ,
+               coalesce(m.spend, 0) <> sc.amount_spent * 10000 AS spend_differ,
+               CASE WHEN coalesce(m.orders, 0) = sc.number_of_orders
+                         AND coalesce(m.spend, 0) = sc.amount_spent * 10000 THEN ''
+                    WHEN sc.number_of_orders > coalesce(m.all_orders, 0) THEN 'outside_window'
+                    WHEN m.tests > 0 THEN 'test_orders'
+                    WHEN m.cancels > 0 THEN 'cancellations'
+                    WHEN m.excluded > 0 THEN 'excluded_tags'
+                    WHEN m.refunded > 0 THEN 'refund_basis'
                     ELSE 'unexplained' END AS cause
-        FROM sync_customer sc LEFT JOIN ours ON ours.c = sc.shopify_id
-        WHERE sc.shop_id = %(shop)s""", args)
-    # One row per customer with everything the customer table needs, joined once.
-    cursor.execute("""
-        CREATE UNLOGGED TABLE an_cs AS
-        SELECT cu.c, cu.freq, cu.monetary, cu.orders_life, cu.spend_life, rf.grp, rf.recency, rf.r, rf.f, rf.m,
-               rf.total, rf.segment, rec.rfm_group AS shopify_group, rec.s_orders, rec.s_spend, rec.cause,
+        FROM sync_customer sc LEFT JOIN mine m ON m.c = sc.shopify_id
+        WHERE sc.shop_id = %(shop)s AND {plan.on("sc.shopify_id")}""", args)
+    cursor.execute(f"""
+        SELECT count(*), count(*) FILTER (WHERE orders_differ), count(*) FILTER (WHERE spend_differ),
+               count(*) FILTER (WHERE cause <> '') FROM {rec}""")
+    part.reconciliation = [int(x) for x in cursor.fetchone()]
+    cursor.execute(f"SELECT cause, count(*) FROM {rec} WHERE cause <> '' GROUP BY 1")
+    part.causes = {c: int(n) for c, n in cursor.fetchall()}
+    return part
+
+
+@dataclass
+class _Scores:
+    """The shop-wide RFM boundaries every shard scores its customers against."""
+
+    r_sql: str
+    f_sql: str
+    m_sql: str
+    args: dict[str, Any]
+    joins: str = ""
+
+
+def _worse_map(hist: dict[int, int], *, larger_is_worse: bool) -> dict[int, int]:
+    """value -> number of customers with a strictly worse value."""
+    out, seen = {}, 0
+    for value in sorted(hist, reverse=larger_is_worse):
+        out[value] = seen
+        seen += hist[value]
+    return out
+
+
+def _scores(cursor: CursorWrapper, plan: _Plan, parts: list[_Part]) -> _Scores:
+    """Score expressions over a per-customer row `cu` with `recency`: the quantile boundaries or the ranges."""
+    k = int(plan.params.rfm_scale)
+    n = sum(p.scored for p in parts)
+    if n == 0:
+        return _Scores(r_sql="1", f_sql="1", m_sql="1", args={})
+    if plan.params.rfm_method == "range":
+        present = [p.ranges for p in parts if p.scored]
+        rmin, rmax = min(r[0] for r in present), max(r[1] for r in present)
+        fmin, fmax = min(r[2] for r in present), max(r[3] for r in present)
+        mmin, mmax = min(r[4] for r in present), max(r[5] for r in present)
+        return _Scores(
+            r_sql=(f"{k} - LEAST({k - 1}, COALESCE(({k} * (cu.recency - %(rmin)s)) "
+                   f"/ NULLIF(%(rmax)s - %(rmin)s, 0), 0))"),
+            f_sql=f"1 + LEAST({k - 1}, COALESCE(({k} * (cu.freq - %(fmin)s)) / NULLIF(%(fmax)s - %(fmin)s, 0), 0))",
+            m_sql=(f"1 + LEAST({k - 1}, COALESCE(({k} * (cu.monetary - %(mmin)s)) "
+                   f"/ NULLIF(%(mmax)s::bigint - %(mmin)s, 0), 0))"),
+            args={"rmin": rmin, "rmax": rmax, "fmin": fmin, "fmax": fmax, "mmin": mmin, "mmax": mmax},
+        )
+    # Tie-aware quantile: score = 1 + floor(k x customers with a strictly worse value / n).
+    # Recency and frequency take few distinct values: their scores come as small lookup arrays.
+    recency: dict[int, int] = {}
+    freq: dict[int, int] = {}
+    for p in parts:
+        for key, c in p.recency.items():
+            _add(recency, key, c)
+        for key, c in p.freq.items():
+            _add(freq, key, c)
+    r_worse = _worse_map(recency, larger_is_worse=True)
+    f_worse = _worse_map(freq, larger_is_worse=False)
+    r_keys = sorted(r_worse)
+    f_keys = sorted(f_worse)
+    # Monetary has no ties to speak of: m >= s exactly when at least q_s = ceil((s - 1) n / k)
+    # customers spent strictly less, i.e. when the value exceeds the q_s-th smallest one.
+    qs = [-(-(s - 1) * n // k) for s in range(2, k + 1)]
+    wanted = sorted({q for q in qs if q >= 1})
+    thresholds: dict[int, int] = {}
+    if wanted:
+        union = " UNION ALL ".join(f"SELECT monetary FROM {plan.t('cu', i)} WHERE freq > 0" for i in range(plan.shards))
+        cursor.execute(f"SELECT m FROM (SELECT monetary AS m, row_number() OVER (ORDER BY monetary) AS i "
+                       f"FROM ({union}) u) x WHERE i = ANY(%s) ORDER BY i", [wanted])
+        values = [int(v) for (v,) in cursor.fetchall()]
+        thresholds = dict(zip(wanted, values, strict=True))
+    m_terms = ["1"] + [("1" if q < 1 else f"(cu.monetary > {thresholds[q]})::int") for q in qs]
+    return _Scores(
+        r_sql="rm.score", f_sql="fm.score", m_sql=" + ".join(m_terms),
+        args={"r_v": r_keys, "r_s": [1 + (k * r_worse[v]) // n for v in r_keys],
+              "f_v": f_keys, "f_s": [1 + (k * f_worse[v]) // n for v in f_keys]},
+        joins=("JOIN unnest(%(r_v)s::int[], %(r_s)s::int[]) AS rm(value, score) ON rm.value = cu.recency "
+               "JOIN unnest(%(f_v)s::int[], %(f_s)s::int[]) AS fm(value, score) ON fm.value = cu.freq"),
+    )
+
+
+def _scored_sql(plan: _Plan, scores: _Scores, k: int) -> str:
+    return f"""
+        SELECT c, recency, r, f, m, r + f + m AS total FROM (
+            SELECT cu.c, cu.recency, ({scores.r_sql})::int AS r, ({scores.f_sql})::int AS f,
+                   ({scores.m_sql})::int AS m
+            FROM (SELECT *, %(end_date)s - last_d AS recency FROM {plan.t('cu', k)} WHERE freq > 0) cu
+            {scores.joins}) s"""
+
+
+def _phase_totals(cursor: CursorWrapper, *, plan: _Plan, scores: _Scores, k: int) -> dict[int, int]:
+    cursor.execute(f"SELECT total, count(*) FROM ({_scored_sql(plan, scores, k)}) s GROUP BY 1",
+                   {**plan.shard_args(k), **scores.args})
+    return {int(t): int(n) for t, n in cursor.fetchall()}
+
+
+@dataclass
+class _Part2:
+    rf_grid: dict[tuple[int, int], tuple[int, Decimal]] = field(default_factory=dict)
+    groups: dict[int, tuple[int, int, Decimal]] = field(default_factory=dict)
+    segments: dict[str, int] = field(default_factory=dict)
+    stages: dict[str, tuple[int, int, int, Decimal]] = field(default_factory=dict)
+    stage_years: dict[tuple[str, int], tuple[int, int, Decimal]] = field(default_factory=dict)
+    crosstab: dict[tuple[int, str], int] = field(default_factory=dict)
+
+
+def _phase_customers(cursor: CursorWrapper, *, plan: _Plan, scores: _Scores, grp: dict[int, int], k: int,
+                     rows_id: int | None) -> _Part2:
+    """Score, group and stage the shard's customers; the customer-level aggregates; the score rows."""
+    args = {**plan.shard_args(k), **scores.args, "grp_t": sorted(grp), "grp_g": [grp[t] for t in sorted(grp)],
+            "rows": rows_id}
+    cu, cs, rec, ev = plan.t("cu", k), plan.t("cs", k), plan.t("rec", k), plan.t("ev", k)
+    cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+    segment = segment_case_sql("sc.r", "sc.f") if int(plan.params.rfm_scale) == 5 else "NULL"
+    cursor.execute(f"""
+        CREATE UNLOGGED TABLE {cs} AS
+        SELECT cu.c, cu.freq, cu.monetary, cu.orders_life, cu.spend_life, g.grp, sc.recency, sc.r, sc.f, sc.m,
+               sc.total, {segment} AS segment, rec.rfm_group AS shopify_group, rec.s_orders, rec.s_spend, rec.cause,
                CASE WHEN cu.last_d < %(a_end_date)s THEN 'lapsed'
                     WHEN cu.last_d < %(half_date)s THEN 'at_risk'
-                    WHEN rf.grp = 3 THEN 'advocacy'
+                    WHEN g.grp = 3 THEN 'advocacy'
                     WHEN cu.orders_life >= 2 THEN 'retention'
                     ELSE 'purchase' END AS stage
-        FROM an_cu cu LEFT JOIN an_rfm rf USING (c) LEFT JOIN an_rec rec USING (c)""", args)
-
-    cursor.execute("SELECT r, f, count(*), sum(monetary) FROM an_rfm GROUP BY 1, 2")
-    raw.rf_grid = {(r, f): (n, Decimal(v)) for r, f, n, v in cursor.fetchall()}
-    cursor.execute("SELECT grp, count(*), sum(freq), sum(monetary) FROM an_rfm GROUP BY grp")
-    raw.groups = {name: Aggregate() for name in GROUP_NAMES.values()}
-    for grp, customers, orders, revenue in cursor.fetchall():
-        raw.groups[GROUP_NAMES[grp]] = Aggregate(customers, int(orders), Decimal(revenue))
-    if int(params.rfm_scale) == 5:
-        cursor.execute("SELECT segment, count(*) FROM an_rfm GROUP BY segment")
-        raw.segments = {name: n for name, n in cursor.fetchall()}
-
-    cursor.execute("""
-        SELECT stage, count(*), count(*) FILTER (WHERE freq > 0), sum(freq), sum(monetary)
-        FROM an_cs GROUP BY stage""")
-    raw.stages = {s: Aggregate() for s in STAGES}
-    raw.stage_members = dict.fromkeys(STAGES, 0)
-    for stage, members, customers, orders, revenue in cursor.fetchall():
-        raw.stage_members[stage] = members
-        raw.stages[stage] = Aggregate(customers, int(orders), Decimal(revenue))
-    # Grouped by month (cheap keys), then summed to years here: a customer's first order of a
-    # year opens exactly one month, so new_year rows still count each customer once per year.
-    cursor.execute("""
-        SELECT cs.stage, e.mo, count(*) FILTER (WHERE e.new_year AND e.n = 1),
+        FROM {cu} cu
+        LEFT JOIN ({_scored_sql(plan, scores, k)}) sc USING (c)
+        LEFT JOIN unnest(%(grp_t)s::int[], %(grp_g)s::int[]) AS g(total, grp) ON g.total = sc.total
+        LEFT JOIN {rec} rec USING (c)""", args)
+    out = _Part2()
+    cursor.execute(f"SELECT r, f, count(*), sum(monetary) FROM {cs} WHERE grp IS NOT NULL GROUP BY 1, 2")
+    out.rf_grid = {(int(r), int(f)): (int(n), _units(v)) for r, f, n, v in cursor.fetchall()}
+    cursor.execute(f"SELECT grp, count(*), sum(freq), sum(monetary) FROM {cs} WHERE grp IS NOT NULL GROUP BY 1")
+    out.groups = {int(g): (int(n), int(o), _units(v)) for g, n, o, v in cursor.fetchall()}
+    if int(plan.params.rfm_scale) == 5:
+        cursor.execute(f"SELECT segment, count(*) FROM {cs} WHERE grp IS NOT NULL GROUP BY 1")
+        out.segments = {s: int(n) for s, n in cursor.fetchall()}
+    cursor.execute(f"""
+        SELECT stage, count(*), count(*) FILTER (WHERE freq > 0), sum(freq), sum(monetary) FROM {cs} GROUP BY 1""")
+    out.stages = {s: (int(m), int(c), int(o), _units(v)) for s, m, c, o, v in cursor.fetchall()}
+    # A row opens its year for the customer when the customer's previous order was before it.
+    cursor.execute(f"""
+        SELECT cs.stage, y, count(*) FILTER (WHERE e.n = 1 AND (e.gap IS NULL OR e.d - e.gap < ys)),
                count(*) FILTER (WHERE e.n = 1), sum(e.v)
-        FROM an_ev e JOIN an_cs cs USING (c) GROUP BY 1, 2""")
-    stage_years: dict[tuple[str, int], tuple[int, int, Decimal]] = {}
-    for stage, mo, n, o, v in cursor.fetchall():
-        prev_n, prev_o, prev_v = stage_years.get((stage, mo.year), (0, 0, Decimal(0)))
-        stage_years[(stage, mo.year)] = (prev_n + n, prev_o + int(o), prev_v + Decimal(v))
-    raw.stage_years = stage_years
-
-    # Cohort cells and the monthly trend in one pass over the last 24 months' events.
-    cursor.execute("""
-        SELECT first_mo, mo, count(*) FILTER (WHERE new_month AND n = 1), count(*) FILTER (WHERE n = 1), sum(v),
-               GROUPING(first_mo)
-        FROM an_ev WHERE mo >= %(first_cohort)s
-        GROUP BY GROUPING SETS ((first_mo, mo), (mo))""", args)
-    for cohort, mo, customers, orders, revenue, only_month in cursor.fetchall():
-        if only_month:
-            if mo <= bounds.last_month:
-                raw.months[mo] = (customers, int(orders), Decimal(revenue))
-        elif cohort >= bounds.first_cohort_month:
-            raw.cohort_cells[(cohort, mo)] = (customers, Decimal(revenue))
-    cursor.execute("SELECT first_mo, count(*) FROM an_cu WHERE first_mo >= %(first_cohort)s GROUP BY 1", args)
-    raw.cohort_sizes = dict(cursor.fetchall())
-
-    cursor.execute("""
-        SELECT count(*), count(*) FILTER (WHERE orders_differ), count(*) FILTER (WHERE spend_differ),
-               count(*) FILTER (WHERE cause <> '') FROM an_rec""")
-    compared, orders_differ, spend_differ, differing = cursor.fetchone()
-    cursor.execute("SELECT cause, count(*) FROM an_rec WHERE cause <> '' GROUP BY 1")
-    causes = dict.fromkeys(("outside_window", "test_orders", "cancellations", "excluded_tags",
-                            "refund_basis", "unexplained"), 0)
-    causes.update(dict(cursor.fetchall()))
-    raw.reconciliation = {"customers_compared": compared, "orders_differ": orders_differ,
-                          "spend_differ": spend_differ, "customers_differing": differing, "causes": causes}
-
-    cursor.execute("""
-        SELECT grp, coalesce(nullif(shopify_group, ''), 'NONE'), count(*)
-        FROM an_cs WHERE grp IS NOT NULL GROUP BY 1, 2""")
-    raw.crosstab = {name: {} for name in GROUP_NAMES.values()}
-    for grp, shopify_group, n in cursor.fetchall():
-        raw.crosstab[GROUP_NAMES[grp]][shopify_group] = n
-
-    if snapshot_id is not None:
-        # In customer order, every (snapshot, customer) index entry lands on the index's last page.
-        cursor.execute("""
-            INSERT INTO analytics_customerscore (snapshot_id, customer_shopify_id, recency_days, frequency,
+        FROM (SELECT c, d, gap, n, v, date_part('year', d)::int AS y,
+                     d - (date_part('doy', d)::int - 1) AS ys FROM {ev}) e
+        JOIN {cs} cs USING (c) GROUP BY 1, 2""")
+    out.stage_years = {(s, int(y)): (int(n), int(o), _units(v)) for s, y, n, o, v in cursor.fetchall()}
+    cursor.execute(f"""
+        SELECT grp, coalesce(nullif(shopify_group, ''), 'NONE'), count(*) FROM {cs}
+        WHERE grp IS NOT NULL GROUP BY 1, 2""")
+    out.crosstab = {(int(g), s): int(n) for g, s, n in cursor.fetchall()}
+    if rows_id is not None:
+        # In customer order, every (rows, customer) index entry lands on the index's last page.
+        cursor.execute(f"""
+            INSERT INTO analytics_customerscore (rows_id, customer_shopify_id, recency_days, frequency,
                 monetary, r, f, m, total, rfm_group, segment, lifecycle_stage, shopify_rfm_group,
                 orders_lifetime, spend_lifetime, shopify_number_of_orders, shopify_amount_spent,
                 reconcile_cause)
-            SELECT %(snapshot)s, c, recency, freq, monetary, r, f, m, total,
+            SELECT %(rows)s, c, recency, freq, monetary * 0.0001, r, f, m, total,
                    CASE grp WHEN 3 THEN 'top' WHEN 2 THEN 'middle' ELSE 'bottom' END,
                    coalesce(segment, ''), stage, coalesce(shopify_group, ''), orders_life,
-                   spend_life, s_orders, s_spend, coalesce(cause, '')
-            FROM an_cs WHERE grp IS NOT NULL ORDER BY c""", args)
-    cursor.execute(f"DROP SCHEMA {schema} CASCADE")
-    cursor.execute("SELECT set_config('search_path', %s, true)", [search_path])
+                   spend_life * 0.0001, s_orders, s_spend, coalesce(cause, '')
+            FROM {cs} WHERE grp IS NOT NULL ORDER BY c""", args)
+    return out
+
+
+# --- running the shards ---------------------------------------------------------------------------
+
+
+class _Shard(threading.Thread):
+    """A worker thread with its own database connection, running the steps given to it in turn."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True, name="analytics-shard")
+        self.inbox: queue.Queue[Callable[[], Any] | None] = queue.Queue()
+        self.outbox: queue.Queue[tuple[bool, Any]] = queue.Queue()
+
+    def run(self) -> None:
+        try:
+            while (step := self.inbox.get()) is not None:
+                try:
+                    self.outbox.put((True, step()))
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
+                    self.outbox.put((False, exc))
+        finally:
+            connections.close_all()
+
+    def submit(self, step: Callable[[], Any] | None) -> None:
+        self.inbox.put(step)
+
+    def result(self) -> Any:
+        ok, value = self.outbox.get()
+        if not ok:
+            raise value
+        return value
+
+
+def _in_transaction(step: Callable[[CursorWrapper], Any], *, snapshot: str | None = None) -> Any:
+    with transaction.atomic(), connection.cursor() as cursor:
+        if snapshot is not None:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cursor.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
+        _session_settings(cursor)
+        return step(cursor)
+
+
+def _drop_stale_schemas(cursor: CursorWrapper) -> None:
+    cursor.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", [SCHEMA_PREFIX + "%"])
+    now = int(time.time())
+    for (name,) in cursor.fetchall():
+        try:
+            born = int(name[len(SCHEMA_PREFIX):].split("_")[0])
+        except ValueError:
+            continue
+        if now - born > STALE_SCHEMA_S:
+            cursor.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def metrics_collect(*, shop_id: int, params: ReportParams, bounds: Bounds, rows_id: int | None = None,
+                    shards: int = 1) -> Raw:
+    """Every aggregate for the shop; with `rows_id`, also write the customer score rows under that id.
+
+    `shards` > 1 runs the shards on their own connections at once and needs the caller to be
+    outside a transaction (the shards cannot see its uncommitted rows); inside one, one shard
+    runs on the caller's connection.
+    """
+    if shards > 1 and connection.in_atomic_block:
+        shards = 1
+    schema = f"{SCHEMA_PREFIX}{int(time.time())}_{secrets.token_hex(4)}"
+    plan = _plan(shop_id=shop_id, params=params, bounds=bounds, schema=schema, shards=shards)
+    if shards == 1:
+        with transaction.atomic(), connection.cursor() as cursor:
+            _session_settings(cursor)
+            cursor.execute(f"CREATE SCHEMA {schema}")
+            parts = [_phase_orders(cursor, plan=plan, k=0)]
+            scores = _scores(cursor, plan, parts)
+            totals = [_phase_totals(cursor, plan=plan, scores=scores, k=0)]
+            grp = _groups(parts, totals)
+            customer_parts = [_phase_customers(cursor, plan=plan, scores=scores, grp=grp, k=0, rows_id=rows_id)]
+            cursor.execute(f"DROP SCHEMA {schema} CASCADE")
+        return _merge(plan, parts, customer_parts)
+
+    with connection.cursor() as cursor:
+        _drop_stale_schemas(cursor)
+        cursor.execute(f"CREATE SCHEMA {schema}")
+    workers = [_Shard() for _ in range(shards - 1)]
+    for w in workers:
+        w.start()
+    try:
+        # Shard 0 runs here, in the transaction whose snapshot the others import, so every shard
+        # reads the same rows even while a sync is writing.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cursor.execute("SELECT pg_export_snapshot()")
+            snap = cursor.fetchone()[0]
+            for i, w in enumerate(workers, start=1):
+                w.submit(partial(_in_transaction, partial(_phase_orders, plan=plan, k=i), snapshot=snap))
+            _session_settings(cursor)
+            parts = [_phase_orders(cursor, plan=plan, k=0)]
+        parts += [w.result() for w in workers]
+        with connection.cursor() as cursor:
+            scores = _scores(cursor, plan, parts)
+        totals = _on_all(workers, partial(_phase_totals, plan=plan, scores=scores))
+        grp = _groups(parts, totals)
+        customer_parts = _on_all(workers, partial(_phase_customers, plan=plan, scores=scores, grp=grp,
+                                                  rows_id=rows_id))
+    finally:
+        for w in workers:
+            w.submit(None)
+        for w in workers:
+            w.join(timeout=30)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    return _merge(plan, parts, customer_parts)
+
+
+def _on_all(workers: list[_Shard], step: Callable[..., Any]) -> list[Any]:
+    """Run `step(cursor, k=shard)` on every shard at once (shard 0 here), each in its own transaction."""
+    for i, w in enumerate(workers, start=1):
+        w.submit(partial(_in_transaction, partial(step, k=i)))
+    first = _in_transaction(partial(step, k=0))
+    return [first] + [w.result() for w in workers]
+
+
+def _groups(parts: list[_Part], totals: list[dict[int, int]]) -> dict[int, int]:
+    """RFM total -> group (1..3): the tie-aware quantile rule with k = 3 on the total."""
+    n = sum(p.scored for p in parts)
+    hist: dict[int, int] = {}
+    for t in totals:
+        for key, c in t.items():
+            _add(hist, key, c)
+    worse = _worse_map(hist, larger_is_worse=False)
+    return {total: 1 + (3 * w) // n for total, w in worse.items()}
+
+
+def _merge(plan: _Plan, parts: list[_Part], customer_parts: list[_Part2]) -> Raw:
+    raw = Raw()
+    sums = [sum(int(p.totals[i] or 0) for p in parts) for i in (0, 1, 3, 4, 5, 6, 7, 8, 9)]
+    (raw.customers_ever, raw.repeat_ever, raw.customers_at_start, raw.customers_at_end, raw.new_customers,
+     raw.lost_customers, raw.repeat_in_period, customers, orders) = sums
+    firsts = [p.totals[2] for p in parts if p.totals[2] is not None]
+    raw.first_order_date = min(firsts) if firsts else None
+    raw.total = Aggregate(customers=customers, orders=orders,
+                          revenue=sum((_units(p.totals[10]) for p in parts), Decimal(0)))
+    raw.guest_orders = sum(p.guest_orders for p in parts)
+
+    gaps: dict[int, int] = {}
+    for p in parts:
+        for g, n in p.gaps.items():
+            _add(gaps, g, n)
+    raw.gaps = sum(gaps.values())
+    raw.median_gap_days = _median_from_counts(gaps)
+    raw.gap_bins = [sum(n for g, n in gaps.items() if g >= lo and (hi is None or g <= hi)) for lo, hi in GAP_BINS]
+
+    bounds = plan.bounds
+    for p in parts:
+        for mo, (c, o, v) in p.months.items():
+            if mo <= bounds.last_month:
+                pc, po, pv = raw.months.get(mo, (0, 0, Decimal(0)))
+                raw.months[mo] = (pc + c, po + o, pv + v)
+        for cell, (c, v) in p.cohort_cells.items():
+            if cell[0] >= bounds.first_cohort_month:
+                pc, pv = raw.cohort_cells.get(cell, (0, Decimal(0)))
+                raw.cohort_cells[cell] = (pc + c, pv + v)
+        for mo, n in p.cohort_sizes.items():
+            _add(raw.cohort_sizes, mo, n)
+
+    compared, orders_differ, spend_differ, differing = (sum(p.reconciliation[i] for p in parts) for i in range(4))
+    causes = dict.fromkeys(CAUSES, 0)
+    for p in parts:
+        for cause, n in p.causes.items():
+            _add(causes, cause, n)
+    raw.reconciliation = {"customers_compared": compared, "orders_differ": orders_differ,
+                          "spend_differ": spend_differ, "customers_differing": differing, "causes": causes}
+
+    raw.groups = {name: Aggregate() for name in GROUP_NAMES.values()}
+    raw.stages = {s: Aggregate() for s in STAGES}
+    raw.stage_members = dict.fromkeys(STAGES, 0)
+    raw.crosstab = {name: {} for name in GROUP_NAMES.values()}
+    for cp in customer_parts:
+        for rf, (n, v) in cp.rf_grid.items():
+            pn, pv = raw.rf_grid.get(rf, (0, Decimal(0)))
+            raw.rf_grid[rf] = (pn + n, pv + v)
+        for g, (c, o, v) in cp.groups.items():
+            raw.groups[GROUP_NAMES[g]].add(c, o, v)
+        for name, n in cp.segments.items():
+            _add(raw.segments, name, n)
+        for stage, (members, c, o, v) in cp.stages.items():
+            raw.stage_members[stage] += members
+            raw.stages[stage].add(c, o, v)
+        for sy, (c, o, v) in cp.stage_years.items():
+            pc, po, pv = raw.stage_years.get(sy, (0, 0, Decimal(0)))
+            raw.stage_years[sy] = (pc + c, po + o, pv + v)
+        for (g, shopify_group), n in cp.crosstab.items():
+            _add(raw.crosstab[GROUP_NAMES[g]], shopify_group, n)
     return raw

@@ -138,6 +138,9 @@ CELERY_BEAT_SCHEDULE["webhook-sweep"] = {
     "schedule": 60.0,
     "options": {"queue": "webhooks", "expires": 55},
 }
+# Database connections one analytics refresh uses at once: its customers are split in that many
+# shards, each computed on its own core.
+ANALYTICS_REFRESH_SHARDS = int(env("ANALYTICS_REFRESH_SHARDS", "2") or 2)
 SYNC_INCREMENTAL_EVERY = timedelta(minutes=int(env("SYNC_INCREMENTAL_MINUTES", "15") or 15))
 # One beat task fans out an incremental sync per installed shop; resumes backfills of killed workers.
 CELERY_BEAT_SCHEDULE["sync-incremental"] = {

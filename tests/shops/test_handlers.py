@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from analytics.models import AnalyticsSnapshot, CustomerScore
+from analytics.models import AnalyticsSnapshot, CustomerRows, CustomerScore
 from shops.models import CustomerDataReport, Shop, ShopCredential, WebhookEvent
 from shops.services import webhook_event_process
 from sync.models import Customer, Order, Refund, SyncRun
@@ -57,12 +57,13 @@ def test_customer_redact_deletes_customer_and_detaches_orders(shop_a, shop_b) ->
     earlier = record(shop_a, "customers/update", {"id": 7, "tags": "vip"}, "w-earlier")
     earlier.status = WebhookEvent.Status.PROCESSED
     earlier.save()
-    snapshot = AnalyticsSnapshot.objects.create(shop=shop_a, as_of=date(2026, 11, 1), settings_hash="h",
-                                                computed_at=timezone.now())
+    rows = CustomerRows.objects.create(shop=shop_a)
+    AnalyticsSnapshot.objects.create(shop=shop_a, as_of=date(2026, 11, 1), settings_hash="h",
+                                     computed_at=timezone.now(), rows=rows)
     score = {"recency_days": 3, "frequency": 2, "monetary": Decimal("35.5"), "r": 3, "f": 3, "m": 3, "total": 9,
              "rfm_group": "top"}
-    CustomerScore.objects.create(snapshot=snapshot, customer_shopify_id=7, **score)
-    CustomerScore.objects.create(snapshot=snapshot, customer_shopify_id=8, **score)
+    CustomerScore.objects.create(rows=rows, customer_shopify_id=7, **score)
+    CustomerScore.objects.create(rows=rows, customer_shopify_id=8, **score)
     event = record(shop_a, "customers/redact", {"customer": {"id": 7}, "orders_to_redact": [100, 101]}, "w-cr")
     assert webhook_event_process(event_id=event.pk) == "processed"
     assert not Customer.objects.filter(shop=shop_a, shopify_id=7).exists()

@@ -16,7 +16,7 @@ def test_snapshot_document_has_the_predictive_block(sim_shop: Shop) -> None:  # 
     assert block["available"], block
     assert block["bgnbd"]["r"] > 0
     # RFM groups of the period's customers, and everyone else apart.
-    scores = CustomerScore.objects.filter(snapshot=snapshot)
+    scores = CustomerScore.objects.filter(rows_id=snapshot.rows_id)
     groups = {g: v["customers"] for g, v in block["groups"].items() if g != "not_in_rfm"}
     expected: dict[str, int] = {}
     for group in scores.values_list("rfm_group", flat=True):
