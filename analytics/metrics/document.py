@@ -40,6 +40,8 @@ FORMULAS = {
                                                "customers with 1+ x 100",
     "retention.median_days_between_orders": "median of all calendar-day gaps (shop time zone) between a "
                                             "customer's consecutive counted orders before end",
+    "retention.series": "for each of the last 24 month starts t: customers_at_start, customers_at_end, "
+                        "new_customers, lost_customers, crr and churn_rate of the period [t - period_days, t)",
     "rfm": "recency = end date - last order date (shop zone); frequency = orders in period; monetary = revenue "
            "in period. quantile: score = 1 + floor(k x share strictly worse); range: k equal-width bins of "
            "[min, max]. Groups: the quantile rule with k = 3 on R + F + M",
@@ -155,6 +157,13 @@ def rf_grid_block(raw: Raw, scale: int, currency: str) -> list[dict[str, Any]]:
             for r in range(scale, 0, -1) for f in range(1, scale + 1)]
 
 
+def series_block(raw: Raw) -> list[dict[str, Any]]:
+    """The retention figures of the periods ending at each of the last 24 month starts."""
+    return [{"end": end.isoformat(), "customers_at_start": s, "customers_at_end": e, "new_customers": n,
+             "lost_customers": lost, "crr": pct(ratio(e - n, s)), "churn_rate": pct(ratio(lost, s))}
+            for end, s, e, n, lost in raw.series]
+
+
 def gap_histogram_block(raw: Raw) -> list[dict[str, Any]]:
     counts = raw.gap_bins or [0] * len(GAP_BINS)
     return [{"min_days": lo, "max_days": hi, "gaps": n} for (lo, hi), n in zip(GAP_BINS, counts, strict=True)]
@@ -209,6 +218,7 @@ def document_build(*, raw: Raw, params: ReportParams, bounds: Bounds, shop_domai
         "repeat_purchase_rate_lifetime": pct(ratio(raw.repeat_ever, raw.customers_ever)),
         "median_days_between_orders": raw.median_gap_days,
         "gap_histogram": gap_histogram_block(raw),
+        "series": series_block(raw),
     }
     groups = {
         name: {"customers": raw.groups[name].customers,
@@ -316,6 +326,8 @@ def explain_build(doc: dict[str, Any], raw: Raw) -> dict[str, dict[str, Any]]:
         "retention.repeat_purchase_rate_lifetime": {"repeat_customers": raw.repeat_ever,
                                                     "customers": raw.customers_ever},
         "retention.median_days_between_orders": {"gaps": raw.gaps},
+        "retention.series": {"period_days": doc["period"]["days"],
+                             "activity_window_days": doc["settings"]["activity_window_days"]},
         "rfm": {"scale": doc["rfm"]["scale"], "method": doc["rfm"]["method"]},
         "lifecycle": {"activity_window_days": doc["settings"]["activity_window_days"]},
         "cohorts": {"cohorts": COHORT_MONTHS},

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -36,7 +36,7 @@ from typing import Any
 from django.db import connection, connections, transaction
 from django.db.backends.utils import CursorWrapper
 
-from analytics.metrics.params import Bounds, ReportParams
+from analytics.metrics.params import Bounds, ReportParams, month_add
 from analytics.metrics.segments import segment_case_sql
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ GAP_BINS: tuple[tuple[int, int | None], ...] = ((0, 7), (8, 14), (15, 30), (31, 
                                                 (181, 365), (366, None))
 STAGES = ("purchase", "retention", "advocacy", "at_risk", "lapsed")
 CAUSES = ("outside_window", "test_orders", "cancellations", "excluded_tags", "refund_basis", "unexplained")
+SERIES_MONTHS = 24
 SCHEMA_PREFIX = "an_refresh_"
 # A work schema older than this is a crashed refresh's leftover.
 STALE_SCHEMA_S = 3600
@@ -96,6 +97,9 @@ class Raw:
     months: dict[date, tuple[int, int, Decimal]] = field(default_factory=dict)
     rf_grid: dict[tuple[int, int], tuple[int, Decimal]] = field(default_factory=dict)
     gap_bins: list[int] = field(default_factory=list)
+    # Retention over time: for each of the last SERIES_MONTHS month starts t, the period
+    # [t - P, t): (t, customers at start, at end, new, lost).
+    series: list[tuple[date, int, int, int, int]] = field(default_factory=list)
 
 
 def _units(value: Any) -> Decimal:
@@ -155,6 +159,8 @@ class _Plan:
     value_col: str
     refund_col: str
     excluded: str
+    series: list[tuple[date, date]] = field(default_factory=list)
+    points: list[date] = field(default_factory=list)
 
     def shard_args(self, k: int) -> dict[str, Any]:
         return {**self.args, "k": k}
@@ -179,8 +185,15 @@ def _plan(*, shop_id: int, params: ReportParams, bounds: Bounds, schema: str, sh
     }
     counted = (f"o.shop_id = %(shop)s AND NOT o.test AND o.cancelled_at IS NULL "
                f"AND o.customer_shopify_id IS NOT NULL AND o.processed_at < %(end)s AND NOT {excluded}")
+    # The series' period ends: the month starts up to the as-of date; each period's start
+    # and end are points at which every customer's activity is read (one bit each).
+    last = date(bounds.end_date.year, bounds.end_date.month, 1)
+    ends = [month_add(last, i - SERIES_MONTHS + 1) for i in range(SERIES_MONTHS)]
+    series = [(t - timedelta(days=params.period_days), t) for t in ends]
+    points = sorted({d for pair in series for d in pair})
+    args.update({"points": points, "window": params.activity_window_days})
     return _Plan(params=params, bounds=bounds, schema=schema, shards=shards, args=args, counted=counted,
-                 value_col=value_col, refund_col=refund_col, excluded=excluded)
+                 value_col=value_col, refund_col=refund_col, excluded=excluded, series=series, points=points)
 
 
 def _session_settings(cursor: CursorWrapper) -> None:
@@ -206,6 +219,8 @@ class _Part:
     recency: dict[int, int] = field(default_factory=dict)
     freq: dict[int, int] = field(default_factory=dict)
     ranges: list[Any] = field(default_factory=list)
+    activity: dict[int, int] = field(default_factory=dict)
+    first_days: dict[date, int] = field(default_factory=dict)
 
 
 def _phase_orders(cursor: CursorWrapper, *, plan: _Plan, k: int) -> _Part:
@@ -250,9 +265,12 @@ def _phase_orders(cursor: CursorWrapper, *, plan: _Plan, k: int) -> _Part:
         SELECT e.c, e.first_d, e.first_d - (date_part('day', e.first_d)::int - 1) AS first_mo, e.last_d,
                e.last_before_start, e.orders_life, e.freq,
                e.monetary + coalesce(r.monetary, 0) AS monetary, e.spend_life + coalesce(r.spend_life, 0) AS spend_life,
-               e.total_life, e.refunded_life
+               e.total_life, e.refunded_life, e.active
         FROM (
             SELECT c, min(d) AS first_d, max(d) AS last_d,
+                   -- bit j: active at points[j], i.e. an order in [points[j] - A, points[j])
+                   bit_or((1::bigint << width_bucket(d + %(window)s, %(points)s::date[]))
+                          - (1::bigint << width_bucket(d, %(points)s::date[]))) AS active,
                    max(d) FILTER (WHERE d < %(start_date)s) AS last_before_start, count(*) AS orders_life,
                    count(*) FILTER (WHERE d >= %(start_date)s) AS freq,
                    coalesce(sum(v) FILTER (WHERE d >= %(start_date)s), 0)::bigint AS monetary,
@@ -309,6 +327,11 @@ def _phase_orders(cursor: CursorWrapper, *, plan: _Plan, k: int) -> _Part:
     part.recency = {int(r): int(n) for r, n in cursor.fetchall()}
     cursor.execute(f"SELECT freq, count(*) FROM {cu} WHERE freq > 0 GROUP BY 1")
     part.freq = {int(f): int(n) for f, n in cursor.fetchall()}
+    cursor.execute(f"SELECT active, count(*) FROM {cu} WHERE active <> 0 GROUP BY 1")
+    part.activity = {int(a): int(n) for a, n in cursor.fetchall()}
+    cursor.execute(f"SELECT first_d, count(*) FROM {cu} WHERE first_d >= %(first_point)s GROUP BY 1",
+                   {**args, "first_point": plan.points[0]})
+    part.first_days = {d: int(n) for d, n in cursor.fetchall()}
 
     # Reconciliation is against Shopify's figures as they are now, so it counts every synced
     # order (not only those before the as-of date) and values them on Shopify's basis
@@ -685,6 +708,8 @@ def _merge(plan: _Plan, parts: list[_Part], customer_parts: list[_Part2]) -> Raw
         for mo, n in p.cohort_sizes.items():
             _add(raw.cohort_sizes, mo, n)
 
+    raw.series = _series(plan, parts)
+
     compared, orders_differ, spend_differ, differing = (sum(p.reconciliation[i] for p in parts) for i in range(4))
     causes = dict.fromkeys(CAUSES, 0)
     for p in parts:
@@ -714,3 +739,24 @@ def _merge(plan: _Plan, parts: list[_Part], customer_parts: list[_Part2]) -> Raw
         for (g, shopify_group), n in cp.crosstab.items():
             _add(raw.crosstab[GROUP_NAMES[g]], shopify_group, n)
     return raw
+
+
+def _series(plan: _Plan, parts: list[_Part]) -> list[tuple[date, int, int, int, int]]:
+    """Customers at start and end, new and lost, for each period of the series (exact, from the bits)."""
+    activity: dict[int, int] = {}
+    first_days: dict[date, int] = {}
+    for p in parts:
+        for mask, n in p.activity.items():
+            _add(activity, mask, n)
+        for day, n in p.first_days.items():
+            _add(first_days, day, n)
+    index = {d: j for j, d in enumerate(plan.points)}
+    out = []
+    for start, end in plan.series:
+        a, b = 1 << index[start], 1 << index[end]
+        at_start = sum(n for mask, n in activity.items() if mask & a)
+        at_end = sum(n for mask, n in activity.items() if mask & b)
+        kept = sum(n for mask, n in activity.items() if mask & a and mask & b)
+        new = sum(n for day, n in first_days.items() if start <= day < end)
+        out.append((end, at_start, at_end, new, at_start - kept))
+    return out

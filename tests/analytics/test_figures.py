@@ -74,6 +74,26 @@ def test_retention(basic_shop):
     }
 
 
+def test_retention_series(basic_shop):
+    """The same figures for the periods ending at each of the last 24 month starts."""
+    series = report_document(shop=basic_shop, as_of=AS_OF)["retention"]["series"]
+    assert [p["end"] for p in series][:2] == ["2024-02-01", "2024-03-01"]
+    assert len(series) == 24
+    by_end = {p.pop("end"): p for p in series}
+    # The last period is the report's own.
+    assert by_end["2026-01-01"] == {"customers_at_start": 2, "customers_at_end": 3, "new_customers": 2,
+                                    "lost_customers": 1, "crr": 50.0, "churn_rate": 50.0}
+    # [2024-07-01, 2025-07-01): C2 and C4 active at its start (orders since 2023-07-02); C1 and C2 at
+    # its end; C1 new; C4 lost.
+    assert by_end["2025-07-01"] == {"customers_at_start": 2, "customers_at_end": 2, "new_customers": 1,
+                                    "lost_customers": 1, "crr": 50.0, "churn_rate": 50.0}
+    # [2023-06-02, 2024-06-01): nobody active at its start, so no rates; C2 and C4 new and active.
+    assert by_end["2024-06-01"] == {"customers_at_start": 0, "customers_at_end": 2, "new_customers": 2,
+                                    "lost_customers": 0, "crr": None, "churn_rate": None}
+    assert by_end["2024-02-01"] == {"customers_at_start": 0, "customers_at_end": 0, "new_customers": 0,
+                                    "lost_customers": 0, "crr": None, "churn_rate": None}
+
+
 def test_rfm_quantile_groups_and_clv(basic_shop):
     doc = report_document(shop=basic_shop, as_of=AS_OF, include_customers=True)
     rows = {c["customer_id"]: (c["recency_days"], c["frequency"], c["monetary"], c["r"], c["f"], c["m"],
