@@ -12,6 +12,7 @@ FULL = {
     "DJANGO_SECRET_KEY": "x" * 50,
     "SHOPIFY_API_KEY": "key",
     "SHOPIFY_API_SECRET": "secret",
+    # `check` connects to neither, so these need not exist (the entry-point tests use real ones).
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "TOKEN_ENCRYPTION_KEY": "lg8sqq89PcDx46fCsOmPM1FWprUit3ZDB-QtuOdJp7U=",
