@@ -25,6 +25,7 @@ from config.logging import log_context
 from shops.models import CustomerDataReport, Shop, ShopCredential, WebhookEvent
 from shops.security import scopes_cover
 from sync.client import shopify_http_client
+from sync.services import backfill_create
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +218,10 @@ def webhooks_subscribe(*, shop_domain: str, access_token: str, topics: list[str]
 @dataclass(frozen=True)
 class InstallResult:
     shop: Shop
-    fresh: bool  # first install or reinstall: the caller enqueues the first backfill
+    fresh: bool  # first install or reinstall
+    # The first backfill's pending SyncRun, created in the install's transaction (fresh installs
+    # only): the caller enqueues it; if the broker is down, the stale-run sweep starts it later.
+    backfill_run_id: int | None = None
 
 
 def _shop_data_purge(*, shop: Shop, keep: tuple[type[models.Model], ...]) -> dict[str, int]:
@@ -260,8 +264,11 @@ def shop_install(*, shop_domain: str, pair: TokenPair) -> InstallResult:
     """Store a fresh token pair, the shop's details and its webhooks; reinstalls start clean.
 
     The shop query and the subscriptions run before the transaction (network), the
-    database writes in one transaction; the caller enqueues the backfill when
-    ``fresh`` (first install, or reinstall after uninstall/redaction).
+    database writes in one transaction. When ``fresh`` (first install, or reinstall after
+    uninstall/redaction) that transaction also creates the first backfill's pending SyncRun,
+    so the backfill exists even if enqueueing it fails: the caller enqueues
+    ``backfill_run_id`` after commit, and ``sync.tasks.backfill_resume_stale`` picks up a run
+    that never reached the broker.
     """
     required = settings.SHOPIFY_SCOPES
     if not scopes_cover(pair.scopes, required):
@@ -290,13 +297,14 @@ def shop_install(*, shop_domain: str, pair: TokenPair) -> InstallResult:
                 shop.redacted_at = None
             shop.save()
             credential_store(shop=shop, pair=pair)
-            logger.info("shop installed" if fresh else "shop token renewed")
+            backfill_run_id = backfill_create(shop=shop).pk if fresh else None
+            logger.info("shop installed" if fresh else "shop token renewed", extra={"sync_run": backfill_run_id})
     try:
         webhooks_subscribe(shop_domain=shop_domain, access_token=pair.access_token)
     except (InstallError, ShopAuthError) as exc:
         # Not fatal: the toml's app-wide topics already flow; the next open of the app subscribes again.
         logger.warning("webhook subscription failed: %s", exc, extra={"shop": shop_domain})
-    return InstallResult(shop=shop, fresh=fresh)
+    return InstallResult(shop=shop, fresh=fresh, backfill_run_id=backfill_run_id)
 
 
 def token_exchange(*, id_token: Any) -> TokenPair:
