@@ -152,3 +152,16 @@ def test_shopify_export_bad_row_line_number(tmp_path: Path) -> None:
         ShopStore.from_file(path, name="bad-export")
     assert exc.value.line == 3
     assert "Total" in str(exc.value)
+
+
+def test_file_shops_default_to_utc_and_the_files_currency(tmp_path: Path) -> None:
+    """Issue 3: a file-loaded shop takes its zone and currency from options, default UTC and the file's."""
+    from devstore.testing import ShopSpec
+
+    path = write(tmp_path, "tx.csv", TRANSACTIONS)
+    loaded = ShopSpec(name="fromfile", data_file=str(path), now=1_790_000_000).build()
+    assert (loaded.iana_timezone, loaded.currency) == ("UTC", "EUR")
+    chosen = ShopSpec(name="chosen", data_file=str(path), iana_timezone="Asia/Tokyo", now=1_790_000_000).build()
+    assert chosen.iana_timezone == "Asia/Tokyo"
+    generated = ShopSpec(name="made", customers=5, months=1, now=1_790_000_000).build()
+    assert generated.iana_timezone == "America/New_York"  # generated shops never sit in UTC
