@@ -1,11 +1,32 @@
 """The Celery app: Redis broker, JSON only, queues and routes from Django settings."""
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 app = Celery("tenure")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@app.on_configure.connect
+def _settings_or_exit(**kwargs: Any) -> None:
+    """Load Django settings before Celery reads them, so a missing variable is one line."""
+    import sys
+
+    from config.errors import run_friendly
+    from config.startup import settings_load
+
+    run_friendly(settings_load, stream=sys.__stderr__)
+
+
+@signals.celeryd_init.connect
+@signals.beat_init.connect
+def _services_or_exit(**kwargs: Any) -> None:
+    """A worker or beat that cannot reach PostgreSQL or Redis says so in one line and exits 1."""
+    from config.startup import services_check_or_exit
+
+    services_check_or_exit()

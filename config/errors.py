@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 
 class StartupError(Exception):
@@ -33,8 +33,13 @@ def _describe(exc: BaseException) -> str | None:
     return None
 
 
-def run_friendly(func: Callable[..., Any], *args: Any) -> Any:
-    """Run `func`, turning operator-fixable errors (also when wrapped) into one line on stderr."""
+def run_friendly(func: Callable[..., Any], *args: Any, exit_code: int = 1, stream: TextIO | None = None) -> Any:
+    """Run `func`, turning operator-fixable errors (also when wrapped) into one line on stderr.
+
+    Every entry point goes through here: manage.py, the WSGI module (gunicorn), and the Celery
+    app's configuration and worker/beat start-up hooks (which pass the process's real stderr,
+    as Celery may have redirected sys.stderr into its logger by then).
+    """
     try:
         return func(*args)
     except Exception as exc:
@@ -44,7 +49,7 @@ def run_friendly(func: Callable[..., Any], *args: Any) -> Any:
             seen.add(id(cause))
             message = _describe(cause)
             if message:
-                print(f"tenure: error: {message}", file=sys.stderr)  # noqa: T201
-                raise SystemExit(1) from None
+                print(f"tenure: error: {message}", file=stream or sys.stderr, flush=True)  # noqa: T201
+                raise SystemExit(exit_code) from None
             cause = cause.__cause__ or cause.__context__
         raise

@@ -137,9 +137,11 @@ class DevApp:
             return app
         config = tomllib.loads(Path(toml_path).read_text(encoding="utf-8"))
         app.app_name = str(config.get("name") or app.app_name)
-        scopes = (config.get("access_scopes") or {}).get("scopes")
-        if scopes:
-            app.requested_scopes = scopes_parse(scopes)
+        access = config.get("access_scopes") or {}
+        if access.get("scopes"):
+            # Optional scopes are ones the app asks for after install; the merchant may grant them
+            # (a ShopSpec's `scopes` is what this merchant grants, required and optional alike).
+            app.requested_scopes = scopes_parse(access["scopes"]) | scopes_parse(access.get("optional_scopes"))
         webhooks = config.get("webhooks") or {}
         app.api_version = str(webhooks.get("api_version") or API_VERSION)
         for sub in webhooks.get("subscriptions") or []:
@@ -214,6 +216,15 @@ class Registry:
             install = Install(shop=shop, scopes=granted,
                               installed_at=existing.installed_at if existing else self.now())
             self.installs[shop] = install
+            if existing is not None:
+                # Scopes belong to the installation: the app's live tokens see the change at once
+                # (Shopify's AccessScope reference: later calls with the token list the new scopes).
+                for tok in self.access_tokens.values():
+                    if tok.shop == shop:
+                        tok.scopes = granted
+                for ref in self.refresh_tokens.values():
+                    if ref.shop == shop:
+                        ref.scopes = granted
         for callback in self.on_install_change:
             callback(shop, install, existing)
         return install

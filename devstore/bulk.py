@@ -580,9 +580,9 @@ class Compiler:
         pc, rt = f"r[{o['presentment_currency']}]", f"r[{o['rate']}]"
         amounts = {
             "subtotalPriceSet": f"r[{o['subtotal']}]",
-            "currentSubtotalPriceSet": f"(r[{o['subtotal']}] - r[{o['refunded_subtotal']}])",
+            "currentSubtotalPriceSet": f"(r[{o['subtotal']}] + r[{o['edit_delta']}] - r[{o['refunded_subtotal']}])",
             "totalPriceSet": f"r[{o['total']}]",
-            "currentTotalPriceSet": f"(r[{o['total']}] - r[{o['refunded']}])",
+            "currentTotalPriceSet": f"(r[{o['total']}] + r[{o['edit_delta']}] - r[{o['refunded']}])",
             "totalRefundedSet": f"r[{o['refunded']}]",
             "totalShippingPriceSet": f"r[{o['shipping']}]",
         }

@@ -426,13 +426,13 @@ class OrderObj:
         return self._bag(self._row["subtotal"])
 
     def currentSubtotalPriceSet(self, info: GraphQLResolveInfo) -> dict[str, Any]:  # noqa: N802
-        return self._bag(self._row["subtotal"] - self._row["refunded_subtotal"])
+        return self._bag(self._row["subtotal"] + self._row["edit_delta"] - self._row["refunded_subtotal"])
 
     def totalPriceSet(self, info: GraphQLResolveInfo) -> dict[str, Any]:  # noqa: N802
         return self._bag(self._row["total"])
 
     def currentTotalPriceSet(self, info: GraphQLResolveInfo) -> dict[str, Any]:  # noqa: N802
-        return self._bag(self._row["total"] - self._row["refunded"])
+        return self._bag(self._row["total"] + self._row["edit_delta"] - self._row["refunded"])
 
     def totalRefundedSet(self, info: GraphQLResolveInfo) -> dict[str, Any]:  # noqa: N802
         return self._bag(self._row["refunded"])

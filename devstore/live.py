@@ -226,10 +226,11 @@ def order_payload(store: ShopStore, o: dict[str, Any]) -> dict[str, Any]:
         "contact_email": o["email"],
         "created_at": iso_local(o["created_at"], tz),
         "currency": cur,
-        "current_subtotal_price": money_rest(o["subtotal"] - o["refunded_subtotal"], cur),
-        "current_subtotal_price_set": money_set(store, o["subtotal"] - o["refunded_subtotal"], pres, rate),
-        "current_total_price": money_rest(o["total"] - o["refunded"], cur),
-        "current_total_price_set": money_set(store, o["total"] - o["refunded"], pres, rate),
+        "current_subtotal_price": money_rest(o["subtotal"] + o["edit_delta"] - o["refunded_subtotal"], cur),
+        "current_subtotal_price_set": money_set(store, o["subtotal"] + o["edit_delta"] - o["refunded_subtotal"], pres,
+                                                rate),
+        "current_total_price": money_rest(o["total"] + o["edit_delta"] - o["refunded"], cur),
+        "current_total_price_set": money_set(store, o["total"] + o["edit_delta"] - o["refunded"], pres, rate),
         "current_total_tax": money_rest(0, cur),
         "email": o["email"],
         "financial_status": o["financial_status"],
@@ -271,7 +272,7 @@ def order_payload(store: ShopStore, o: dict[str, Any]) -> dict[str, Any]:
                 "price": money_rest(o["subtotal"], cur),
                 "price_set": money_set(store, o["subtotal"], pres, rate),
                 "quantity": 1,
-                "current_quantity": 0 if o["refunded_subtotal"] >= o["subtotal"] else 1,
+                "current_quantity": 0 if o["refunded_subtotal"] >= o["subtotal"] + o["edit_delta"] else 1,
                 "product_exists": True,
                 "taxable": False,
             }
@@ -374,6 +375,7 @@ def _order_create(store: ShopStore, rng: Any, *, customer: str) -> list[Event]:
             "refunded": 0,
             "refunded_subtotal": 0,
             "tags": ORDER_TAGS[_pick(rng, len(ORDER_TAGS))],
+            "edit_delta": 0,
         }
         store._db.execute(
             f"INSERT INTO orders ({','.join(ORDER_COLUMNS)}) VALUES ({','.join('?' * len(ORDER_COLUMNS))})",  # noqa: S608
@@ -391,17 +393,18 @@ def _order_create(store: ShopStore, rng: Any, *, customer: str) -> list[Event]:
 
 def _refund(store: ShopStore, rng: Any) -> list[Event]:
     with store._lock:
-        o = _random_row(store, rng, "orders", "cancelled_at IS NULL AND refunded < total")
+        o = _random_row(store, rng, "orders", "cancelled_at IS NULL AND refunded < total + edit_delta")
         if o is None:
             return []
         ts = store.event_time()
-        remaining_sub = o["subtotal"] - o["refunded_subtotal"]
+        current_total = o["total"] + o["edit_delta"]  # what the order is worth after its edits
+        remaining_sub = o["subtotal"] + o["edit_delta"] - o["refunded_subtotal"]
         if rng.random() < 0.4:
-            sub, amount = remaining_sub, o["total"] - o["refunded"]
+            sub, amount = remaining_sub, current_total - o["refunded"]
         else:
             sub = max(1, int(remaining_sub * (0.1 + rng.random() * 0.5))) if remaining_sub > 0 else 0
             amount = max(sub, 1)
-        amount = min(amount, o["total"] - o["refunded"])
+        amount = min(amount, current_total - o["refunded"])
         sub = min(sub, amount)
         rid = store._next_id("refunds")
         store._db.execute(
@@ -410,7 +413,7 @@ def _refund(store: ShopStore, rng: Any) -> list[Event]:
             (rid, o["id"], ts, ts, amount, sub, None),
         )
         refunded = o["refunded"] + amount
-        status = "refunded" if refunded >= o["total"] else "partially_refunded"
+        status = "refunded" if refunded >= current_total else "partially_refunded"
         store._db.execute(
             "UPDATE orders SET refunded = ?, refunded_subtotal = refunded_subtotal + ?, financial_status = ?, "
             "updated_at = ? WHERE id = ?",
@@ -443,21 +446,22 @@ def _cancel(store: ShopStore, rng: Any) -> list[Event]:
             return []
         ts = store.event_time()
         events: list[Event] = []
-        outstanding = o["total"] - o["refunded"]
+        outstanding = o["total"] + o["edit_delta"] - o["refunded"]
         if o["refunded"] == 0 and rng.random() < 0.5:
             status = "voided"  # cancelled before capture: nothing to refund
         else:
             status = "refunded"
             if outstanding > 0:
                 rid = store._next_id("refunds")
-                sub = o["subtotal"] - o["refunded_subtotal"]
+                sub = o["subtotal"] + o["edit_delta"] - o["refunded_subtotal"]
                 store._db.execute(
                     "INSERT INTO refunds (id, order_id, created_at, processed_at, amount, subtotal, note) "
                     "VALUES (?,?,?,?,?,?,?)",
                     (rid, o["id"], ts, ts, outstanding, sub, "Order cancelled"),
                 )
                 store._db.execute(
-                    "UPDATE orders SET refunded = total, refunded_subtotal = subtotal WHERE id = ?", (o["id"],)
+                    "UPDATE orders SET refunded = total + edit_delta, refunded_subtotal = subtotal + edit_delta "
+                    "WHERE id = ?", (o["id"],)
                 )
                 order_now = store.order_row(o["id"])
                 if order_now is None:
@@ -497,18 +501,29 @@ def _cancel(store: ShopStore, rng: Any) -> list[Event]:
 
 
 def _edit(store: ShopStore, rng: Any) -> list[Event]:
+    """An order edit. Usually items added or removed: currentSubtotalPriceSet/currentTotalPriceSet
+    move with no refund (as Shopify's order editing does); otherwise only a tag changes."""
     with store._lock:
         o = _random_row(store, rng, "orders")
         if o is None:
             return []
         ts = store.event_time()
-        tags = split_tags(o["tags"] or "")
-        new_tag = ("edited", "priority", "gift", "reviewed")[_pick(rng, 4)]
-        if new_tag in tags:
-            tags.remove(new_tag)
+        if o["cancelled_at"] is None and o["refunded"] == 0 and rng.random() < 0.6:
+            current = o["subtotal"] + o["edit_delta"]
+            delta = max(int(current * (rng.random() - 0.4)), 1 - current) or 1  # -40%..+60%, an item stays
+            store._db.execute("UPDATE orders SET edit_delta = edit_delta + ?, updated_at = ? WHERE id = ?",
+                              (delta, ts, o["id"]))
+            if o["customer_id"] is not None:
+                store.customer_stats_refresh([o["customer_id"]])
         else:
-            tags.append(new_tag)
-        store._db.execute("UPDATE orders SET tags = ?, updated_at = ? WHERE id = ?", (", ".join(tags), ts, o["id"]))
+            tags = split_tags(o["tags"] or "")
+            new_tag = ("edited", "priority", "gift", "reviewed")[_pick(rng, 4)]
+            if new_tag in tags:
+                tags.remove(new_tag)
+            else:
+                tags.append(new_tag)
+            store._db.execute("UPDATE orders SET tags = ?, updated_at = ? WHERE id = ?",
+                              (", ".join(tags), ts, o["id"]))
         order = store.order_row(o["id"])
         if order is None:
             raise RuntimeError("order vanished under the store lock")

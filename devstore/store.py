@@ -143,7 +143,10 @@ CREATE TABLE orders (
     financial_status TEXT NOT NULL, presentment_currency TEXT NOT NULL, rate REAL NOT NULL DEFAULT 1.0,
     subtotal INTEGER NOT NULL, shipping INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL,
     refunded INTEGER NOT NULL DEFAULT 0, refunded_subtotal INTEGER NOT NULL DEFAULT 0,
-    tags TEXT NOT NULL DEFAULT ''
+    tags TEXT NOT NULL DEFAULT '',
+    -- Order edits (items added or removed after checkout, no refund): they move the current
+    -- subtotal and total, never subtotalPriceSet/totalPriceSet, which keep the checkout's amounts.
+    edit_delta INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX orders_updated ON orders (updated_at, id);
 CREATE INDEX orders_processed ON orders (processed_at, id);
@@ -176,6 +179,7 @@ ORDER_COLUMNS = (
     "refunded",
     "refunded_subtotal",
     "tags",
+    "edit_delta",
 )
 CUSTOMER_COLUMNS = (
     "id",
@@ -332,6 +336,10 @@ class ShopStore:
         self.base_url = "http://127.0.0.1"
         self.url_secret = secrets.token_bytes(32)
         self.clock: Callable[[], float] = time.time
+        # The generator's bookkeeping for tests (not Shopify data): customers erased (GDPR) at
+        # generation, and the orders they leave behind without a customer.
+        self.erased_customer_ids: list[int] = []
+        self.erased_customer_order_ids: list[int] = []
         self._lock = threading.RLock()
         self._dir = tempfile.mkdtemp(prefix=f"devstore-{self.handle}-")
         self._finalizer = weakref.finalize(self, shutil.rmtree, self._dir, True)
@@ -502,7 +510,7 @@ class ShopStore:
                 UPDATE customers SET
                   number_of_orders = coalesce((SELECT count(*) FROM orders o
                       WHERE o.customer_id = customers.id AND o.test = 0), 0),
-                  amount_spent = coalesce((SELECT sum(o.total - o.refunded) FROM orders o
+                  amount_spent = coalesce((SELECT sum(o.total + o.edit_delta - o.refunded) FROM orders o
                       WHERE o.customer_id = customers.id AND o.test = 0 AND o.financial_status != 'voided'), 0)
                 {where}
                 """,  # noqa: S608
@@ -528,7 +536,7 @@ class ShopStore:
         with self._lock:
             db = self._db
             rows = db.execute(
-                """SELECT c.id, max(o.processed_at), count(o.id), coalesce(sum(o.total - o.refunded), 0)
+                """SELECT c.id, max(o.processed_at), count(o.id), coalesce(sum(o.total + o.edit_delta - o.refunded), 0)
                    FROM customers c JOIN orders o ON o.customer_id = c.id AND o.test = 0
                    GROUP BY c.id"""
             ).fetchall()
@@ -576,9 +584,10 @@ class ShopStore:
                         "currency": cur,
                         "presentment_currency": o["presentment_currency"],
                         "subtotal": money_decimal(o["subtotal"], cur),
-                        "current_subtotal": money_decimal(o["subtotal"] - o["refunded_subtotal"], cur),
+                        "current_subtotal": money_decimal(
+                            o["subtotal"] + o["edit_delta"] - o["refunded_subtotal"], cur),
                         "total": money_decimal(o["total"], cur),
-                        "current_total": money_decimal(o["total"] - o["refunded"], cur),
+                        "current_total": money_decimal(o["total"] + o["edit_delta"] - o["refunded"], cur),
                         "total_refunded": money_decimal(o["refunded"], cur),
                         "tags": split_tags(o["tags"]),
                     }
@@ -822,6 +831,7 @@ def _generate_into(store: ShopStore, spec: GeneratorSpec, now: int) -> None:
     )
     # Erased customers (GDPR redaction): the record is gone, their orders keep no customer.
     erased = bought & (rng.random(n_cust) < 0.01)
+    store.erased_customer_ids = sorted(cust_id_of[erased].tolist())
     cust_tags = rng.integers(0, len(CUSTOMER_TAGS), n_cust)
     city_pick = rng.integers(0, len(CITIES), n_cust)
     first_pick = rng.integers(0, len(FIRST_NAMES), n_cust)
@@ -872,7 +882,9 @@ def _generate_into(store: ShopStore, spec: GeneratorSpec, now: int) -> None:
         owner = all_cust[lo:hi]
         has_owner = owner >= 0
         safe_owner = np.maximum(owner, 0)
-        customer_of = np.where(has_owner & ~erased[safe_owner], cust_id_of[safe_owner], -1)
+        erased_owner = has_owner & erased[safe_owner]
+        customer_of = np.where(erased_owner, -1, np.where(has_owner, cust_id_of[safe_owner], -1))
+        store.erased_customer_order_ids.extend(order_ids[lo:hi][erased_owner].tolist())
         # Order values: gamma around each customer's own mean (guests: the population's).
         base_mean = np.where(has_owner, mean_value[safe_owner], 55.0 * unit_major)
         subtotal = np.maximum(np.round(orng.gamma(3.0, base_mean / 3.0) * scale), 1).astype(np.int64)
@@ -899,6 +911,13 @@ def _generate_into(store: ShopStore, spec: GeneratorSpec, now: int) -> None:
         use_foreign = orng.random(m) < 0.22
         foreign_pick = orng.integers(0, len(choices), m)
         tag_pick = orng.integers(0, len(ORDER_TAGS), m)
+        # Most edits add or remove items (current amounts move, no refund), the rest only retag; drawn
+        # last so the draws above are the same as before edits had amounts.
+        amount_edit = edited & ~cancelled & ~refunded1 & (orng.random(m) < 0.6)
+        edit_share = orng.uniform(-0.4, 0.6, m)
+        edit_delta = np.where(amount_edit, np.maximum(np.round(subtotal * edit_share), 1 - subtotal), 0)
+        edit_delta = edit_delta.astype(np.int64)
+        edit_delta = np.where(amount_edit & (edit_delta == 0), 1, edit_delta)
         updated = np.maximum(c_at, processed)
         updated = np.where(cancelled, np.maximum(updated, cancel_at), updated)
         updated = np.where(edited, np.maximum(updated, edit_at), updated)
@@ -932,7 +951,7 @@ def _generate_into(store: ShopStore, spec: GeneratorSpec, now: int) -> None:
                 refunded_sub[k] += sub2
                 updated[k] = max(updated[k], when_2)
         next_refund[0] = rid
-        for k, (oid, cid, ca_, pa_, ua_, canc, cx, vd, tst, fr, fp, sub, shp, tot, ref, rsub, tg) in enumerate(
+        for k, (oid, cid, ca_, pa_, ua_, canc, cx, vd, tst, fr, fp, sub, shp, tot, ref, rsub, tg, ed) in enumerate(
             zip(
                 order_ids[lo:hi].tolist(),
                 customer_of.tolist(),
@@ -951,6 +970,7 @@ def _generate_into(store: ShopStore, spec: GeneratorSpec, now: int) -> None:
                 refunded.tolist(),
                 refunded_sub.tolist(),
                 tag_pick.tolist(),
+                edit_delta.tolist(),
                 strict=True,
             )
         ):
@@ -982,6 +1002,7 @@ def _generate_into(store: ShopStore, spec: GeneratorSpec, now: int) -> None:
                 ref,
                 rsub,
                 ORDER_TAGS[tg],
+                ed,
             )
 
     store.insert_rows(customers=customer_rows(), orders=order_rows(), refunds=refunds)
@@ -1118,6 +1139,7 @@ def _assemble(
                 refunded,
                 refunded_sub,
                 o.get("tags", ""),
+                0,  # a file holds orders as they are now: no edit to model
             )
         )
         if refunded > 0:

@@ -27,6 +27,8 @@ from devstore.server import Platform, Server, tagged_loads
 from devstore.store import ShopStore
 
 ROOT = Path(__file__).resolve().parent.parent
+FILE_TIMEZONE = "UTC"  # a merchant's own file: its shop is in UTC unless they say otherwise
+GENERATED_TIMEZONE = "America/New_York"
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,9 @@ class ShopSpec:
     months: int = 24
     orders: int | None = None
     currency: str | None = None  # None: USD when generated, the file's currency when loaded
-    iana_timezone: str = "America/New_York"
+    # None: UTC for a file-loaded shop (issue 3), America/New_York when generated (never UTC, so
+    # the app's time-zone handling is exercised).
+    iana_timezone: str | None = None
     plan: str = "Basic"
     data_file: str | None = None
     scopes: str = DEFAULT_SCOPES  # what the merchant grants when installing
@@ -52,10 +56,11 @@ class ShopSpec:
     def build(self) -> ShopStore:
         if self.data_file:
             return ShopStore.from_file(self.data_file, name=self.name, currency=self.currency,
-                                       iana_timezone=self.iana_timezone, plan=self.plan, now=self.now)
+                                       iana_timezone=self.iana_timezone or FILE_TIMEZONE, plan=self.plan,
+                                       now=self.now)
         return ShopStore.generate(name=self.name, seed=self.seed, customers=self.customers, months=self.months,
-                                  orders=self.orders, currency=self.currency or "USD", iana_timezone=self.iana_timezone,
-                                  plan=self.plan, now=self.now)
+                                  orders=self.orders, currency=self.currency or "USD",
+                                  iana_timezone=self.iana_timezone or GENERATED_TIMEZONE, plan=self.plan, now=self.now)
 
 
 @dataclass

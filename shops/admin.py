@@ -21,8 +21,16 @@ class ShopAdmin(admin.ModelAdmin):
     list_filter = ["state"]
     search_fields = ["domain", "name"]
     # Credentials are deliberately absent: tokens are never shown, even encrypted.
-    readonly_fields = ["domain", "shopify_gid", "scopes", "installed_at", "uninstalled_at", "redacted_at",
-                       "created_at", "updated_at"]
+    # Everything Shopify owns or the install flow sets is read-only: a hand-edited currency or
+    # time zone would silently re-bucket every figure, a hand-set state would skip uninstall's
+    # clean-up. Only the two "why is this shop stuck" notes stay editable; the app sets them
+    # again if the problem persists.
+    readonly_fields = ["domain", "shopify_gid", "name", "currency", "iana_timezone", "plan", "scopes", "state",
+                       "installed_at", "uninstalled_at", "redacted_at", "created_at", "updated_at"]
+    fields = [*readonly_fields, "needs_reauth_reason", "paused_reason"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # shops come from installs, with a credential
 
 
 @admin.register(WebhookEvent)

@@ -25,6 +25,8 @@ from config.logging import log_context
 from shops.models import CustomerDataReport, Shop, ShopCredential, WebhookEvent
 from shops.security import scopes_cover
 from sync.client import shopify_http_client
+from sync.models import SyncRun
+from sync.services import backfill_create
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +219,10 @@ def webhooks_subscribe(*, shop_domain: str, access_token: str, topics: list[str]
 @dataclass(frozen=True)
 class InstallResult:
     shop: Shop
-    fresh: bool  # first install or reinstall: the caller enqueues the first backfill
+    fresh: bool  # first install or reinstall
+    # The first backfill's pending SyncRun, created in the install's transaction (fresh installs
+    # only): the caller enqueues it; if the broker is down, the stale-run sweep starts it later.
+    backfill_run_id: int | None = None
 
 
 def _shop_data_purge(*, shop: Shop, keep: tuple[type[models.Model], ...]) -> dict[str, int]:
@@ -260,10 +265,13 @@ def shop_install(*, shop_domain: str, pair: TokenPair) -> InstallResult:
     """Store a fresh token pair, the shop's details and its webhooks; reinstalls start clean.
 
     The shop query and the subscriptions run before the transaction (network), the
-    database writes in one transaction; the caller enqueues the backfill when
-    ``fresh`` (first install, or reinstall after uninstall/redaction).
+    database writes in one transaction. When ``fresh`` (first install, or reinstall after
+    uninstall/redaction) that transaction also creates the first backfill's pending SyncRun,
+    so the backfill exists even if enqueueing it fails: the caller enqueues
+    ``backfill_run_id`` after commit, and ``sync.tasks.backfill_resume_stale`` picks up a run
+    that never reached the broker.
     """
-    required = settings.SHOPIFY_SCOPES
+    required = settings.SHOPIFY_SCOPES_REQUIRED
     if not scopes_cover(pair.scopes, required):
         raise InstallError(f"granted scopes {pair.scopes!r} do not cover {','.join(required)}")
     details = shop_details_fetch(shop_domain=shop_domain, access_token=pair.access_token)
@@ -290,13 +298,14 @@ def shop_install(*, shop_domain: str, pair: TokenPair) -> InstallResult:
                 shop.redacted_at = None
             shop.save()
             credential_store(shop=shop, pair=pair)
-            logger.info("shop installed" if fresh else "shop token renewed")
+            backfill_run_id = backfill_create(shop=shop).pk if fresh else None
+            logger.info("shop installed" if fresh else "shop token renewed", extra={"sync_run": backfill_run_id})
     try:
         webhooks_subscribe(shop_domain=shop_domain, access_token=pair.access_token)
     except (InstallError, ShopAuthError) as exc:
         # Not fatal: the toml's app-wide topics already flow; the next open of the app subscribes again.
         logger.warning("webhook subscription failed: %s", exc, extra={"shop": shop_domain})
-    return InstallResult(shop=shop, fresh=fresh)
+    return InstallResult(shop=shop, fresh=fresh, backfill_run_id=backfill_run_id)
 
 
 def token_exchange(*, id_token: Any) -> TokenPair:
@@ -447,8 +456,6 @@ def access_token_get(*, shop: Shop) -> str:
 
 def shop_uninstall(*, shop: Shop) -> str:
     """app/uninstalled: the token is already dead, so no API call; drop it and stop work."""
-    from sync.models import SyncRun
-
     with transaction.atomic():
         ShopCredential.objects.filter(shop=shop).delete()
         shop.state = Shop.State.UNINSTALLED
@@ -462,17 +469,56 @@ def shop_uninstall(*, shop: Shop) -> str:
     return f"uninstalled; credentials dropped; {stopped} sync run(s) cancelled"
 
 
+SCOPES_REDUCED = "scopes reduced"
+
+
 def shop_scopes_update(*, shop: Shop, payload: Mapping[str, Any]) -> str:
+    """app/scopes_update: store the granted scopes; react to the required ones and read_all_orders.
+
+    A required scope gone: the shop needs the merchant to open the app again. read_all_orders
+    granted: a new backfill fetches the history beyond 60 days. read_all_orders revoked: what
+    we hold stays; syncs from now on see 60 days (the Data page says so, reconciliation keeps
+    to the visible window).
+    """
     current = payload.get("current")
     scopes = ",".join(str(s) for s in current) if isinstance(current, list) else str(current or "")
+    had_all_orders = "read_all_orders" in shop.granted_scopes
     shop.scopes = scopes
+    has_all_orders = "read_all_orders" in shop.granted_scopes
     fields = ["scopes", "updated_at"]
-    if not scopes_cover(scopes, settings.SHOPIFY_SCOPES):
-        shop.needs_reauth_reason = f"scopes reduced to {scopes or 'none'}; open Tenure in Shopify to grant them"
+    if not scopes_cover(scopes, settings.SHOPIFY_SCOPES_REQUIRED):
+        shop.needs_reauth_reason = f"{SCOPES_REDUCED} to {scopes or 'none'}; open Tenure in Shopify to grant them"
+        fields.append("needs_reauth_reason")
+    elif shop.needs_reauth_reason.startswith(SCOPES_REDUCED):
+        shop.needs_reauth_reason = ""
         fields.append("needs_reauth_reason")
     shop.save(update_fields=fields)
     ShopCredential.objects.filter(shop=shop).update(scopes=scopes)
-    return f"scopes now {scopes or 'none'}"
+    outcome = f"scopes now {scopes or 'none'}"
+    if has_all_orders and not had_all_orders and shop.state == Shop.State.INSTALLED:
+        run = backfill_create(shop=shop, full=True)
+        if run.status == SyncRun.Status.RUNNING:
+            # That run's bulk queries started under the 60-day window: a fresh run follows it.
+            run = SyncRun.objects.create(shop=shop, kind=SyncRun.Kind.BACKFILL, state={"full": True})
+        _backfill_run_later(run_id=run.pk)
+        outcome += f"; read_all_orders granted: backfill #{run.pk} fetches the full history"
+    elif had_all_orders and not has_all_orders:
+        outcome += "; read_all_orders revoked: syncs see the last 60 days, older orders held are kept"
+    return outcome
+
+
+def _backfill_run_later(*, run_id: int) -> None:
+    """Enqueue a pending backfill run after commit; with the broker down the stale-run sweep starts it."""
+
+    def enqueue() -> None:
+        from sync.tasks import backfill_run
+
+        try:
+            backfill_run.delay(run_id)
+        except Exception:  # noqa: BLE001 - the run is stored: backfill_resume_stale picks it up
+            logger.warning("backfill not enqueued (broker unreachable)", extra={"sync_run": run_id})
+
+    transaction.on_commit(enqueue)
 
 
 def shop_update(*, shop: Shop, payload: Mapping[str, Any]) -> str:

@@ -24,6 +24,7 @@ from shops.auth import (
 )
 from shops.models import Shop
 from shops.security import oauth_query_valid, oauth_timestamp_fresh, shop_domain_clean
+from sync.tasks import backfill_run
 
 logger = logging.getLogger(__name__)
 
@@ -35,19 +36,17 @@ def _bad_request(message: str, shop: str | None = None) -> HttpResponse:
     return frame_headers_set(HttpResponse(message, status=400, content_type="text/plain"), shop)
 
 
-def _backfill_enqueue(shop_id: int) -> None:
-    """The first backfill, after the install commits (sync.tasks.backfill_start)."""
+def _backfill_enqueue(run_id: int | None) -> None:
+    """Queue the install's pending backfill run once the install has committed."""
+    if run_id is None:
+        return
 
     def enqueue() -> None:
         try:
-            from sync.tasks import backfill_start  # type: ignore[attr-defined]
-        except ImportError:
-            logger.error("sync.tasks.backfill_start is missing: first backfill not enqueued")
-            return
-        try:
-            backfill_start.delay(shop_id)
-        except Exception:  # broker down: the scheduled sync will find a shop without a backfill
-            logger.exception("first backfill not enqueued")
+            backfill_run.delay(run_id)
+        except Exception:  # noqa: BLE001 - broker down: the run is stored, nothing is lost
+            logger.warning("first backfill not enqueued (broker unreachable); the stale-run sweep starts it",
+                           extra={"sync_run": run_id})
 
     transaction.on_commit(enqueue)
 
@@ -111,8 +110,7 @@ def app_home(request: HttpRequest) -> HttpResponse:
                 response = HttpResponse("Tenure could not finish installing; reload to try again.",
                                         status=502, content_type="text/plain")
                 return frame_headers_set(response, shop_domain)
-            if result.fresh:
-                _backfill_enqueue(result.shop.pk)
+            _backfill_enqueue(result.backfill_run_id)
         return _overview_redirect(request, shop_domain)
 
 
@@ -181,8 +179,7 @@ def auth_callback(request: HttpRequest) -> HttpResponse:
             logger.error("code grant install failed: %s", exc)
             return HttpResponse("Tenure could not finish installing; start again from your Shopify admin.",
                                 status=502, content_type="text/plain")
-        if result.fresh:
-            _backfill_enqueue(result.shop.pk)
+        _backfill_enqueue(result.backfill_run_id)
     return HttpResponseRedirect(_admin_app_url(shop))
 
 

@@ -930,6 +930,18 @@ def reconcile_orders(*, shop: Shop, client: ShopifyClient, run: SyncRun, days: i
     return reconcile_kind(shop=shop, client=client, run=run, kind="orders", days=days)
 
 
+# Without read_all_orders Shopify shows only orders created in the last 60 days, so older days
+# would look emptied and reconciling them would delete what we hold; two days' margin for the
+# shop's day boundaries.
+LIMITED_HISTORY_DAYS = 58
+
+
+def _orders_visible_days(shop: Shop, days: int | None) -> int | None:
+    if "read_all_orders" in shop.granted_scopes:
+        return days
+    return min(days, LIMITED_HISTORY_DAYS) if days else LIMITED_HISTORY_DAYS
+
+
 def reconcile_run(*, shop: Shop, client_factory: ClientFactory = default_client,
                   days: int | None = 90) -> SyncRun | None:
     """The daily check: per-day counts against Shopify's, differing days re-synced."""
@@ -941,7 +953,8 @@ def reconcile_run(*, shop: Shop, client_factory: ClientFactory = default_client,
         try:
             client = client_factory(shop)
             try:
-                touched = reconcile_kind(shop=shop, client=client, run=run, kind="orders", days=days)
+                touched = reconcile_kind(shop=shop, client=client, run=run, kind="orders",
+                                         days=_orders_visible_days(shop, days))
                 reconcile_kind(shop=shop, client=client, run=run, kind="customers", days=days)
                 if touched:
                     customers_refresh(shop=shop, client=client, ids=touched)

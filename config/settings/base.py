@@ -84,7 +84,10 @@ SHOPIFY_API_SECRET = env("SHOPIFY_API_SECRET")
 # Accepted during secret rotation (webhook HMACs and session tokens).
 SHOPIFY_API_SECRET_PREVIOUS = env("SHOPIFY_API_SECRET_PREVIOUS")
 SHOPIFY_API_VERSION = "2026-10"
+# What the app asks for. Install needs the required ones; read_all_orders is optional (it needs
+# Shopify's approval for public apps): without it the sync keeps to the last 60 days and says so.
 SHOPIFY_SCOPES = ["read_orders", "read_all_orders", "read_customers"]
+SHOPIFY_SCOPES_REQUIRED = ["read_orders", "read_customers"]
 # None means the real Shopify; devstore sets e.g. http://127.0.0.1:8765. Only the
 # base URL changes: the same client code talks to both.
 SHOPIFY_API_BASE_URL = env("SHOPIFY_API_BASE_URL")

@@ -7,7 +7,7 @@ from config.settings.base import *  # noqa: F403
 from config.settings.base import env
 
 REQUIRED = ["DJANGO_SECRET_KEY", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "DATABASE_URL", "REDIS_URL",
-            "TOKEN_ENCRYPTION_KEY"]
+            "TOKEN_ENCRYPTION_KEY", "APP_URL", "ALLOWED_HOSTS"]
 _missing = [name for name in REQUIRED if not env(name)]
 if _missing:
     raise StartupError(f"missing required setting {_missing[0]}: set it in the environment "

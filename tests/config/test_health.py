@@ -35,3 +35,24 @@ def test_database_status_reports_unreachable_server() -> None:
     })
     assert psycopg  # the driver is the real one
     assert health.database_status(connection=wrapper).startswith("error: ")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_healthz_503_when_the_database_is_down(client: Client) -> None:
+    from django.db import connection
+
+    saved = dict(connection.settings_dict)
+    connection.close()
+    # Point the app's own connection at a port nothing listens on: a real refused connection.
+    connection.settings_dict.update({"HOST": "127.0.0.1", "PORT": "1"})
+    try:
+        response = client.get("/healthz")
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["database"] == "error: OperationalError"
+    assert body["redis"] == "ok"

@@ -40,3 +40,20 @@ def test_credential_looking_extras_are_redacted() -> None:
     assert record["refresh_token"] == "[redacted]"
     assert record["shop_id"] == 7
     assert "shpat_secret" not in stream.getvalue()
+
+
+def test_lines_logged_inside_a_celery_task_carry_its_id_and_name() -> None:
+    from config.celery import app
+
+    logger, stream = capture()
+
+    @app.task(name="tests.config.log_inside_task")
+    def log_inside_task() -> None:
+        logger.info("inside the task")
+
+    result = log_inside_task.apply()  # Celery's own tracer: a real request with a task id
+    logger.info("after the task")
+    inside, after = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert inside["task_id"] == result.id
+    assert inside["task"] == "tests.config.log_inside_task"
+    assert "task_id" not in after

@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from django.conf import settings
+
+from tests import conftest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,16 +28,19 @@ def assert_one_line(result: subprocess.CompletedProcess[str], *words: str) -> No
         assert word in lines[0], lines[0]
 
 
+def reachable() -> dict[str, str]:
+    """The servers this test run uses (system or embedded), so only the broken one is broken."""
+    return {"DATABASE_URL": conftest.test_database_url(), "REDIS_URL": settings.REDIS_URL}
+
+
 def test_unreachable_database_is_one_line() -> None:
-    result = run_manage("migrate", env={"DATABASE_URL": "postgres://postgres@127.0.0.1:1/nothing",
-                                        "REDIS_URL": "redis://127.0.0.1:6379/0"})
+    result = run_manage("migrate", env={**reachable(), "DATABASE_URL": "postgres://postgres@127.0.0.1:1/nothing"})
     assert_one_line(result, "database", "DATABASE_URL")
 
 
 def test_unreachable_redis_is_one_line_for_demo() -> None:
     result = run_manage("demo", "--exit-when-up", "--port", "1",
-                        env={"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
-                             "REDIS_URL": "redis://127.0.0.1:1/0"})
+                        env={**reachable(), "REDIS_URL": "redis://127.0.0.1:1/0"})
     assert_one_line(result, "Redis", "REDIS_URL")
 
 
@@ -43,6 +50,5 @@ def test_port_in_use_is_one_line() -> None:
         sock.listen()
         port = sock.getsockname()[1]
         result = run_manage("demo", "--exit-when-up", "--port", str(port),
-                            env={"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
-                                 "REDIS_URL": "redis://127.0.0.1:6379/0"})
+                            env=reachable())
     assert_one_line(result, f"port {port}", "PORT")

@@ -48,7 +48,12 @@ def small_shop(name: str = "acme", **kwargs: Any) -> tuple[ShopStore, Clock]:
 
 
 class Api:
-    """One shop served over HTTP; tokens per scope set, minted through token exchange."""
+    """One shop served over HTTP; its token minted through token exchange.
+
+    Scopes belong to the installation (its live tokens follow a change), so a request with
+    another scope set first re-installs the app with that set, as a merchant changing the grant
+    would; a token per scope set is kept only to avoid re-exchanging.
+    """
 
     def __init__(self, ds: DevStore, domain: str) -> None:
         self.ds = ds
@@ -60,8 +65,10 @@ class Api:
         self._tokens: dict[frozenset[str], str] = {}
 
     def token(self, scopes: frozenset[str]) -> str:
-        if scopes not in self._tokens:
+        installed = self.ds.platform.registry.installed(self.domain)
+        if installed is None or installed.scopes != scopes:
             self.ds.install(self.domain, scopes=",".join(sorted(scopes)))
+        if scopes not in self._tokens:
             resp = self.http.post("/admin/oauth/access_token", json={
                 "client_id": API_KEY,
                 "client_secret": API_SECRET,

@@ -135,11 +135,15 @@ def test_serve_command_loads_a_transactions_file(tmp_path: Path) -> None:
                     ",5003,2026-03-01T09:30:00Z,7.25\n")
     proc = serve("--shop", "filed", "--data", str(data), "--currency", "AUD")
     try:
-        base, _ = read_until_ready(proc)
+        base, lines = read_until_ready(proc)
+        # No --timezone: a merchant's file shop is in UTC.
+        assert any(line.startswith("filed.myshopify.com: ") and line.endswith("AUD, UTC") for line in lines), lines
         truth = RemoteDevStore.__new__(RemoteDevStore)
         truth.base_url = base
         truth.shops = ["filed.myshopify.com"]
-        orders = truth.ground_truth("filed").orders
+        ground = truth.ground_truth("filed")
+        orders = ground.orders
+        assert ground.shop["iana_timezone"] == "UTC"
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

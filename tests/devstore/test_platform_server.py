@@ -97,6 +97,24 @@ def test_token_scopes_reach_the_api(ds: DevStore) -> None:
     assert full == len(ds.ground_truth(shop).orders)
 
 
+def test_a_changed_grant_reaches_the_live_token(ds: DevStore) -> None:
+    """Scopes belong to the installation: revoking or granting read_all_orders changes what the
+    token already held can see, with no new token (the app only hears app/scopes_update)."""
+    shop = "beta.myshopify.com"
+    query = "{ ordersCount(limit: null) { count } }"
+    client = ShopClient(ds.base_url, shop)
+    token = token_for(ds, shop)
+    full = client.graphql(token, query).json()["data"]["ordersCount"]["count"]
+    try:
+        ds.install(shop, scopes="read_orders,read_customers")
+        limited = client.graphql(token, query).json()["data"]["ordersCount"]["count"]
+        assert 0 < limited < full
+        ds.install(shop, scopes="read_orders,read_all_orders,read_customers")
+        assert client.graphql(token, query).json()["data"]["ordersCount"]["count"] == full
+    finally:
+        ds.install(shop, scopes="read_orders,read_all_orders,read_customers")
+
+
 def test_error_next_fails_exactly_that_many_requests(ds: DevStore) -> None:
     client = ShopClient(ds.base_url, "acme.myshopify.com")
     token = token_for(ds, "acme.myshopify.com")

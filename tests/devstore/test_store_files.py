@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from devstore.store import SHOPIFY_EXPORT_COLUMNS, DataFileError, ShopStore
+from devstore.store import CUSTOMER_ID_BASE, SHOPIFY_EXPORT_COLUMNS, DataFileError, ShopStore
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -139,6 +140,14 @@ def test_shopify_orders_export(tmp_path: Path) -> None:
     (anna,) = truth["customers"]
     assert anna["number_of_orders"] == 2
     assert anna["amount_spent"] == Decimal("130.90")
+    # CONTRACT.md: the id is derived from the lower-cased email, so a reload gives the same id.
+    digest = hashlib.sha256(b"anna@example.com").hexdigest()
+    assert anna["shopify_id"] == CUSTOMER_ID_BASE + int(digest[:10], 16) % 10**11
+    # The export has no refund date: the refund is dated at the order's latest known time.
+    (refund,) = truth["refunds"]
+    assert refund["order_shopify_id"] == 4500002
+    assert refund["created_at"] == datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+    assert refund["amount"] == refund["subtotal_amount"] == Decimal("15.00")
 
 
 def test_shopify_export_bad_row_line_number(tmp_path: Path) -> None:
@@ -152,3 +161,16 @@ def test_shopify_export_bad_row_line_number(tmp_path: Path) -> None:
         ShopStore.from_file(path, name="bad-export")
     assert exc.value.line == 3
     assert "Total" in str(exc.value)
+
+
+def test_file_shops_default_to_utc_and_the_files_currency(tmp_path: Path) -> None:
+    """Issue 3: a file-loaded shop takes its zone and currency from options, default UTC and the file's."""
+    from devstore.testing import ShopSpec
+
+    path = write(tmp_path, "tx.csv", TRANSACTIONS)
+    loaded = ShopSpec(name="fromfile", data_file=str(path), now=1_790_000_000).build()
+    assert (loaded.iana_timezone, loaded.currency) == ("UTC", "EUR")
+    chosen = ShopSpec(name="chosen", data_file=str(path), iana_timezone="Asia/Tokyo", now=1_790_000_000).build()
+    assert chosen.iana_timezone == "Asia/Tokyo"
+    generated = ShopSpec(name="made", customers=5, months=1, now=1_790_000_000).build()
+    assert generated.iana_timezone == "America/New_York"  # generated shops never sit in UTC

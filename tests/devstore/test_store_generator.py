@@ -101,15 +101,27 @@ def test_ground_truth_is_consistent(truth: dict) -> None:
     by_order: dict[int, list[dict]] = defaultdict(list)
     for r in truth["refunds"]:
         by_order[r["order_shopify_id"]].append(r)
+    edited = []
     for o in truth["orders"]:
         refunds = by_order[o["shopify_id"]]
-        assert o["current_subtotal"] == o["subtotal"] - sum((r["subtotal_amount"] for r in refunds), Decimal(0))
         assert o["total_refunded"] == sum((r["amount"] for r in refunds), Decimal(0))
-        assert o["current_total"] == o["total"] - o["total_refunded"]
+        # An order edit moves the current line items (and so both current amounts) by one delta,
+        # with no refund; subtotal and total keep the checkout's amounts.
+        edit = o["current_subtotal"] - (o["subtotal"] - sum((r["subtotal_amount"] for r in refunds), Decimal(0)))
+        assert o["current_total"] == o["total"] + edit - o["total_refunded"]
+        if edit:
+            edited.append(o)
+            assert not refunds
+            assert o["current_subtotal"] > 0
+            assert o["updated_at"] > o["created_at"]
+            assert o["financial_status"] == "PAID"
         assert o["total"] >= o["subtotal"]
         if o["financial_status"] == "REFUNDED":
             assert o["current_total"] == 0
         assert o["name"].startswith("#")
+    # Some edits added items, some removed them.
+    assert any(o["current_total"] > o["total"] for o in edited)
+    assert any(o["current_total"] < o["total"] for o in edited)
     ids = [o["shopify_id"] for o in truth["orders"]]
     assert len(ids) == len(set(ids))
 
@@ -134,9 +146,15 @@ def test_customer_figures_as_shopify_reports_them(truth: dict) -> None:
     assert len(groups) >= 8
 
 
-def test_erased_customers_leave_orders_without_a_customer(truth: dict) -> None:
+def test_erased_customers_leave_orders_without_a_customer(shop: ShopStore, truth: dict) -> None:
     known = {c["shopify_id"] for c in truth["customers"]}
     assert all(o["customer_shopify_id"] in known for o in truth["orders"] if o["customer_shopify_id"])
+    # The generator erased some buyers (GDPR): their records are gone, their orders remain, customerless.
+    assert shop.erased_customer_ids
+    assert not known & set(shop.erased_customer_ids)
+    orders = {o["shopify_id"]: o for o in truth["orders"]}
+    assert shop.erased_customer_order_ids
+    assert all(orders[oid]["customer_shopify_id"] is None for oid in shop.erased_customer_order_ids)
 
 
 def test_shop_record(truth: dict) -> None:

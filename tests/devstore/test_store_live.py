@@ -14,10 +14,12 @@ import re
 from collections import Counter
 from decimal import Decimal
 
+import orjson
 import pytest
 
+from devstore import live
 from devstore.store import ShopStore
-from tests.devstore.gql import small_shop
+from tests.devstore.gql import ALL_SCOPES, small_shop
 
 MONEY_REST = re.compile(r"^\d+\.\d{2}$")
 LOCAL_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$")
@@ -139,3 +141,42 @@ def test_same_rng_same_events() -> None:
     ev_b = b.live_step(30, random.Random(9))
     assert [t for t, _ in ev_a] == [t for t, _ in ev_b]
     assert [p.get("id") for _, p in ev_a] == [p.get("id") for _, p in ev_b]
+
+
+
+def test_live_order_edits_move_the_current_amounts_without_a_refund() -> None:
+    """Order editing (items added or removed): currentSubtotalPriceSet/currentTotalPriceSet and
+    updatedAt move, subtotal/total keep the checkout's amounts, no refund is created; the
+    orders/updated payload, the GraphQL answer and the ground truth agree."""
+    store, _ = small_shop(name="edits", customers=80)
+    rng = random.Random(3)
+    moved = []
+    for _ in range(40):
+        before = store.ground_truth()
+        ((topic, payload),) = live._edit(store, rng)
+        assert topic == "orders/updated"
+        after = store.ground_truth()
+        old = next(o for o in before["orders"] if o["shopify_id"] == payload["id"])
+        new = next(o for o in after["orders"] if o["shopify_id"] == payload["id"])
+        assert new["updated_at"] > old["updated_at"]
+        assert (new["subtotal"], new["total"], new["total_refunded"]) == (
+            old["subtotal"], old["total"], old["total_refunded"])
+        assert len(after["refunds"]) == len(before["refunds"])
+        assert Decimal(payload["current_total_price"]) == new["current_total"]
+        assert Decimal(payload["current_subtotal_price"]) == new["current_subtotal"]
+        delta = new["current_total"] - old["current_total"]
+        assert new["current_subtotal"] - old["current_subtotal"] == delta
+        if delta:
+            moved.append(new)
+            assert new["current_subtotal"] > 0
+    assert len(moved) >= 10  # most edits change what was bought, not only a tag
+    query = ("query($id: ID!) { node(id: $id) { ... on Order { currentSubtotalPriceSet { shopMoney { amount } } "
+             "currentTotalPriceSet { shopMoney { amount } } totalPriceSet { shopMoney { amount } } } } }")
+    for new in moved[-3:]:
+        body = orjson.dumps({"query": query, "variables": {"id": f"gid://shopify/Order/{new['shopify_id']}"}})
+        status, _, answer = store.handle_graphql(ALL_SCOPES, body)
+        assert status == 200
+        node = orjson.loads(answer)["data"]["node"]
+        assert Decimal(node["currentTotalPriceSet"]["shopMoney"]["amount"]) == new["current_total"]
+        assert Decimal(node["currentSubtotalPriceSet"]["shopMoney"]["amount"]) == new["current_subtotal"]
+        assert Decimal(node["totalPriceSet"]["shopMoney"]["amount"]) == new["total"]

@@ -28,7 +28,7 @@ from devstore.oauth import query_signed
 from devstore.testing import DevStore, ShopSpec
 from shops import services, webhooks
 from shops.models import CustomerDataReport, Shop, ShopCredential, WebhookEvent
-from sync.models import Customer, Order
+from sync.models import Customer, Order, SyncRun
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True),
@@ -101,13 +101,60 @@ def test_managed_install_by_token_exchange(devstore: DevStore) -> None:
     data = services.admin_graphql(shop_domain=ACME, access_token=services.access_token_get(shop=shop),
                                   query="{ shop { name } }")
     assert data["shop"]["name"] == truth["name"]
-    # The first backfill was enqueued once, after commit.
-    assert queued_task_args("backfill") == [[shop.pk]]
+    # The first backfill: one pending run, created with the install and enqueued once, after commit.
+    run = SyncRun.objects.get(shop=shop, kind=SyncRun.Kind.BACKFILL)
+    assert run.status == SyncRun.Status.PENDING
+    assert queued_task_args("backfill") == [[run.pk]]
 
     # A later open does not exchange again (same stored token) and enqueues nothing new.
     before = credential.access_token
     assert embedded_load(devstore, "acme").status_code in (200, 302)
     assert ShopCredential.objects.get(shop=shop).access_token == before
+
+
+@pytest.fixture
+def celery_broker_down() -> Iterator[None]:
+    """The app's Celery broker on a closed port (a real refused connection), restored afterwards."""
+    from config.celery import app
+
+    def reset() -> None:
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    saved = app.conf.broker_url
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    reset()
+    yield
+    app.conf.broker_url = saved
+    reset()
+
+
+def test_first_backfill_survives_a_broker_outage_at_install(devstore: DevStore, celery_broker_down: None) -> None:
+    from config.celery import app
+    from sync import services as sync_services
+    from sync.tasks import backfill_resume_stale
+
+    devstore.install("acme")
+    response = embedded_load(devstore, "acme")
+    assert response.status_code == 302  # the merchant gets in; the outage is ours to absorb
+    shop = Shop.objects.get(domain=ACME)
+    run = SyncRun.objects.get(shop=shop, kind=SyncRun.Kind.BACKFILL)
+    assert run.status == SyncRun.Status.PENDING
+    assert queued_task_args("backfill") == []  # nothing reached Redis
+    # Nothing else would start it: the incremental sync needs a finished backfill's high-water mark.
+    assert sync_services.incremental_run(shop=shop) is None
+
+    # Redis is back; beat's stale-run sweep (every minute, runs older than 2 min) finds the run.
+    app.conf.broker_url = django_settings.CELERY_BROKER_URL
+    app._pool = None
+    app.amqp._producer_pool = None
+    assert backfill_resume_stale(older_than_s=0) == 1
+    assert queued_task_args("backfill") == [[run.pk]]
+    # And the worker's run brings the shop's customers and orders in.
+    assert sync_services.backfill_run(run_id=run.pk) == "succeeded"
+    truth = devstore.ground_truth("acme")
+    assert Order.objects.filter(shop=shop).count() == len(truth.orders)
+    assert Customer.objects.filter(shop=shop).count() == len(truth.customers)
 
 
 def test_embedded_load_before_install_is_refused(devstore: DevStore) -> None:
@@ -346,7 +393,8 @@ def test_reinstall_after_uninstall_starts_clean(devstore: DevStore) -> None:
     assert (shop.state, shop.uninstalled_at, shop.needs_reauth_reason) == ("installed", None, "")
     # What we held from before may have changed unseen: gone, and a fresh backfill is queued.
     assert not Order.objects.filter(shop=shop, shopify_id=424242).exists()
-    assert queued_task_args("backfill") == [[shop.pk]]
+    run = SyncRun.objects.get(shop=shop, kind=SyncRun.Kind.BACKFILL, status=SyncRun.Status.PENDING)
+    assert queued_task_args("backfill") == [[run.pk]]
     assert ShopCredential.objects.filter(shop=shop).count() == 1
 
 

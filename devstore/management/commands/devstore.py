@@ -34,7 +34,8 @@ def add_serve_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--data", metavar="FILE",
                         help="load the shop(s) from a transactions CSV or Shopify's orders export")
     parser.add_argument("--currency", default=None)
-    parser.add_argument("--timezone", default="America/New_York")
+    parser.add_argument("--timezone", default=None,
+                        help="the shops' IANA zone (default: UTC with --data, America/New_York when generated)")
     parser.add_argument("--plan", default="Basic")
     parser.add_argument("--scopes", default=None, help="what the merchant grants on install")
     parser.add_argument("--live", action="store_true", help="keep the shops trading (webhooks flow)")
