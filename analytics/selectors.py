@@ -52,7 +52,14 @@ def shop_today(*, shop: Shop, now: datetime | None = None) -> date:
 
 def report_params_for(*, shop: Shop, as_of: date | None = None, period_days: int | None = None,
                       rfm_scale: int | None = None, rfm_method: str | None = None) -> ReportParams:
-    s = analytics_settings_get(shop=shop)
+    return report_params_from(analytics_settings_get(shop=shop), shop=shop, as_of=as_of, period_days=period_days,
+                              rfm_scale=rfm_scale, rfm_method=rfm_method)
+
+
+def report_params_from(s: AnalyticsSettings, *, shop: Shop, as_of: date | None = None,
+                       period_days: int | None = None, rfm_scale: int | None = None,
+                       rfm_method: str | None = None) -> ReportParams:
+    """The parameters of one report from settings already read (the explicit arguments win)."""
     return ReportParams(
         as_of=as_of or shop_today(shop=shop),
         period_days=int(period_days or s.period_days),
@@ -63,6 +70,8 @@ def report_params_for(*, shop: Shop, as_of: date | None = None, period_days: int
         rfm_method=rfm_method or s.rfm_method,
         lifespan_override_years=s.lifespan_override_years,
         excluded_order_tags=tuple(s.excluded_order_tags or ()),
+        time_zone=shop_zone(shop=shop),
+        currency=shop.currency or "",
     )
 
 

@@ -173,13 +173,8 @@ def shop_settings(request: HttpRequest, shop: Shop) -> AnalyticsSettings:
 
 
 def report_params(s: AnalyticsSettings, *, shop: Shop, as_of: date | None, period_days: int | None) -> ReportParams:
-    """``selectors.report_params_for`` from settings already read (a test holds the two equal)."""
-    return ReportParams(
-        as_of=as_of or selectors.shop_today(shop=shop), period_days=int(period_days or s.period_days),
-        activity_window_days=int(s.activity_window_days), order_value_basis=s.order_value_basis,
-        refund_dating=s.refund_dating, rfm_scale=int(s.rfm_scale), rfm_method=s.rfm_method,
-        lifespan_override_years=s.lifespan_override_years, excluded_order_tags=tuple(s.excluded_order_tags or ()),
-    )
+    """``selectors.report_params_for`` from settings already read."""
+    return selectors.report_params_from(s, shop=shop, as_of=as_of, period_days=period_days)
 
 
 def _period(request: HttpRequest, shop: Shop) -> tuple[PeriodForm, date | None, int]:

@@ -16,12 +16,14 @@ SMALL_SAMPLE = 30
 SMALL_COHORT = 10
 DEFAULT_LIFESPAN = Fraction(3)
 LTV_TO_CAC_TARGET = 3
+MARKETING_WARNINGS = ("CAC rests on ", "Retention cost per customer rests on ")
 
 FORMULAS = {
     "clv.revenue": "sum of order values of counted orders in the period (basis and refund dating per settings)",
     "clv.orders": "number of counted orders in the period",
     "clv.customers": "distinct customers with at least one counted order in the period",
     "clv.guest_orders": "orders without a customer in the period (never in per-customer figures)",
+    "clv.guest_share": "guest_orders / (guest_orders + orders) x 100",
     "clv.aov": "revenue / orders",
     "clv.purchase_frequency": "orders / customers",
     "clv.customer_value": "aov x purchase_frequency = revenue / customers",
@@ -45,6 +47,13 @@ FORMULAS = {
     "rfm": "recency = end date - last order date (shop zone); frequency = orders in period; monetary = revenue "
            "in period. quantile: score = 1 + floor(k x share strictly worse); range: k equal-width bins of "
            "[min, max]. Groups: the quantile rule with k = 3 on R + F + M",
+    "rfm.groups": "per group (top, middle, bottom): the CLV chain over the group's customers and their counted "
+                  "orders in the period, with the shop's lifespan",
+    "rfm.segments": "k = 5 only: customers per named segment, first matching row of rfm.segment_rules by R and F",
+    "rfm.grid": "customers and their period revenue per (R, F) score pair",
+    "lifecycle.by_year": "per stage and calendar year (shop zone): the stage's current members' counted orders, "
+                         "ordering customers and revenue that year; aov = revenue / orders, orders_per_customer = "
+                         "orders / ordering customers",
     "lifecycle": "at `end`: lapsed (no order in [end - A, end)), at_risk (last order in [end - A, end - A/2)), "
                  "advocacy (active, top RFM group), retention (active, 2+ orders), purchase (active, 1 order); "
                  "first matching rule wins",
@@ -183,8 +192,12 @@ def warnings_for(raw: Raw, params: ReportParams, bounds: Bounds, source: str,
             w.append(f"RFM group {name} has {agg.customers} customers (fewer than {SMALL_SAMPLE}).")
     for stage in STAGES:
         n = raw.stage_members[stage]
+        buyers = raw.stages[stage].customers
         if 0 < n < SMALL_SAMPLE:
             w.append(f"Lifecycle stage {stage} has {n} customers (fewer than {SMALL_SAMPLE}).")
+        elif 0 < buyers < SMALL_SAMPLE:
+            w.append(f"The CLV of lifecycle stage {stage} rests on the {buyers} of its customers who ordered in "
+                     f"the period (fewer than {SMALL_SAMPLE}).")
     small = [row["cohort"] for row in cohorts if 0 < row["customers"] < SMALL_COHORT]
     if small:
         w.append(f"Cohorts with fewer than {SMALL_COHORT} customers: {', '.join(small)}.")
@@ -306,6 +319,7 @@ def explain_build(doc: dict[str, Any], raw: Raw) -> dict[str, dict[str, Any]]:
         "clv.orders": {"period": doc["period"]},
         "clv.customers": {"period": doc["period"]},
         "clv.guest_orders": {"guest_share_pct": clv["guest_share"]},
+        "clv.guest_share": {"guest_orders": clv["guest_orders"], "orders": clv["orders"]},
         "clv.aov": {"revenue": clv["revenue"], "orders": clv["orders"]},
         "clv.purchase_frequency": {"orders": clv["orders"], "customers": clv["customers"]},
         "clv.customer_value": {"revenue": clv["revenue"], "customers": clv["customers"]},
@@ -329,6 +343,11 @@ def explain_build(doc: dict[str, Any], raw: Raw) -> dict[str, dict[str, Any]]:
         "retention.series": {"period_days": doc["period"]["days"],
                              "activity_window_days": doc["settings"]["activity_window_days"]},
         "rfm": {"scale": doc["rfm"]["scale"], "method": doc["rfm"]["method"]},
+        "rfm.groups": {name: {"customers": g["customers"], "revenue": g["clv"]["revenue"],
+                              "orders": g["clv"]["orders"]} for name, g in doc["rfm"]["groups"].items()},
+        "rfm.segments": {"scale": doc["rfm"]["scale"]},
+        "rfm.grid": {"scale": doc["rfm"]["scale"], "method": doc["rfm"]["method"]},
+        "lifecycle.by_year": {"years": sorted({y["year"] for st in doc["lifecycle"].values() for y in st["by_year"]})},
         "lifecycle": {"activity_window_days": doc["settings"]["activity_window_days"]},
         "cohorts": {"cohorts": COHORT_MONTHS},
         "marketing.cac": {"acquisition_spend": mk["acquisition_spend"], "new_customers": ret["new_customers"]},
@@ -359,4 +378,12 @@ def marketing_apply(doc: dict[str, Any], inputs: dict[str, Any] | None) -> dict[
     }
     for key, value in updates.items():
         explain[key] = {"formula": FORMULAS[key], "inputs": value}
+    # A new list: the stored document may be shared between requests.
+    extra = []
+    if mk["acquisition_spend"] is not None and 0 < ret["new_customers"] < SMALL_SAMPLE:
+        extra.append(f"CAC rests on {ret['new_customers']} new customers (fewer than {SMALL_SAMPLE}).")
+    if mk["retention_spend"] is not None and 0 < ret["customers_at_end"] < SMALL_SAMPLE:
+        extra.append(f"Retention cost per customer rests on {ret['customers_at_end']} customers at the period's "
+                     f"end (fewer than {SMALL_SAMPLE}).")
+    doc["warnings"] = [*[x for x in doc.get("warnings", []) if not x.startswith(MARKETING_WARNINGS)], *extra]
     return doc

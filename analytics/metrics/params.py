@@ -10,7 +10,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 # Bump when a formula changes, so stored snapshots computed the old way are not reused.
-FORMULA_VERSION = 2
+FORMULA_VERSION = 3
 COHORT_MONTHS = 24
 
 
@@ -25,17 +25,23 @@ class ReportParams:
     rfm_method: str = "quantile"
     lifespan_override_years: Decimal | None = None
     excluded_order_tags: tuple[str, ...] = field(default_factory=tuple)
+    # Not settings, but the figures depend on them: a shop that changes its zone or currency
+    # must not be served snapshots bucketed or rounded the old way.
+    time_zone: str = "UTC"
+    currency: str = ""
 
     def settings_dict(self) -> dict[str, object]:
         d = asdict(self)
-        d.pop("as_of")
+        for key in ("as_of", "time_zone", "currency"):
+            d.pop(key)
         d["lifespan_override_years"] = (None if self.lifespan_override_years is None
                                         else str(self.lifespan_override_years))
         d["excluded_order_tags"] = sorted({t.strip().lower() for t in self.excluded_order_tags if t.strip()})
         return d
 
     def settings_hash(self) -> str:
-        payload = json.dumps({"v": FORMULA_VERSION, **self.settings_dict()}, sort_keys=True)
+        payload = json.dumps({"v": FORMULA_VERSION, "time_zone": self.time_zone, "currency": self.currency,
+                              **self.settings_dict()}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
 
 

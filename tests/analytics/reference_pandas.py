@@ -87,7 +87,8 @@ def _dsum(values: Any) -> Decimal:
 def reference_document(frames: dict[str, pd.DataFrame], *, tz: str, currency: str, as_of: date, period_days: int = 365,
                        activity_days: int = 365, basis: str = "subtotal", dating: str = "order_date", k: int = 3,
                        method: str = "quantile", lifespan_override: Decimal | None = None,
-                       excluded_tags: tuple[str, ...] = ()) -> dict[str, Any]:
+                       excluded_tags: tuple[str, ...] = (),
+                       marketing: dict[str, Decimal | None] | None = None) -> dict[str, Any]:
     zone = ZoneInfo(tz)
 
     def midnight(d: date) -> pd.Timestamp:
@@ -185,6 +186,28 @@ def reference_document(frames: dict[str, pd.DataFrame], *, tz: str, currency: st
         "repeat_purchase_rate_lifetime": _pct(_div(int((per["orders_life"] >= 2).sum()), len(per))),
         "median_days_between_orders": float(np.median(gaps.to_numpy())) if len(gaps) else None,
     }
+
+    # The same retention figures for the periods ending at each of the last 24 month starts.
+    first_of = date(as_of.year, as_of.month, 1)
+    series = []
+    for i in range(23, -1, -1):
+        idx = first_of.year * 12 + first_of.month - 1 - i
+        t = date(idx // 12, idx % 12 + 1, 1)
+        p_start = t - timedelta(days=period_days)
+
+        def active(at: date) -> set[int]:
+            lo, hi = midnight(at - timedelta(days=activity_days)), midnight(at)
+            hit = orders_ev[(orders_ev["ts"] >= lo) & (orders_ev["ts"] < hi)]
+            return set(int(c) for c in hit["c"])
+
+        at_start, at_end = active(p_start), active(t)
+        new = int(((per["first_ts"] >= midnight(p_start)) & (per["first_ts"] < midnight(t))).sum())
+        lost_t = len(at_start - at_end)
+        series.append({"end": t.isoformat(), "customers_at_start": len(at_start), "customers_at_end": len(at_end),
+                       "new_customers": new, "lost_customers": lost_t,
+                       "crr": _pct(_div(len(at_end) - new, len(at_start))),
+                       "churn_rate": _pct(_div(lost_t, len(at_start)))})
+    retention["series"] = series
 
     # RFM.
     rfm = in_p.copy()
@@ -332,7 +355,23 @@ def reference_document(frames: dict[str, pd.DataFrame], *, tz: str, currency: st
          "total": int(row["total"]), "group": row["group"], "lifecycle_stage": stages[c]}
         for c, row in rfm.iterrows()
     ]
+    # Marketing, from the merchant's inputs and the CLV as shown (rounded).
+    mk_in = marketing or {}
+    acq, ret_spend, conv = mk_in.get("acquisition_spend"), mk_in.get("retention_spend"), mk_in.get("conversion_rate")
+    clv_shown = None if clv["clv"] is None else Fraction(Decimal(clv["clv"]))
+    cac = None if acq is None else _div(Fraction(acq), n_new)
+    ltv = None if clv_shown is None or cac is None or cac == 0 else clv_shown / cac
+    out_marketing = {
+        "cac": _money(cac, currency),
+        "ltv_to_cac": None if ltv is None else float(_rhu(ltv, 2)),
+        "return_per_customer": _money(None if clv_shown is None or cac is None else clv_shown - cac, currency),
+        "max_cost_per_click": _money(None if clv_shown is None or conv is None
+                                     else clv_shown * Fraction(conv) / 100, currency),
+        "retention_cost_per_customer": _money(None if ret_spend is None else _div(Fraction(ret_spend), e_n),
+                                              currency),
+    }
     return {
+        "marketing": out_marketing,
         "clv": clv, "retention": retention, "rfm": out_rfm, "lifecycle": lifecycle, "cohorts": cohorts,
         "shopify": {"rfm_crosstab": crosstab,
                     "reconciliation": {"customers_compared": len(cust), "orders_differ": int(orders_differ),

@@ -188,6 +188,32 @@ def test_marketing_figures(basic_shop):
         "return_per_customer": "210.00", "conversion_rate": 2.5, "max_cost_per_click": "6.50",
         "retention_spend": "30.00", "retention_cost_per_customer": "10.00",
     }
+    warnings = report_document(shop=basic_shop, as_of=AS_OF)["warnings"]
+    assert "CAC rests on 2 new customers (fewer than 30)." in warnings
+    assert "Retention cost per customer rests on 3 customers at the period's end (fewer than 30)." in warnings
+    assert not [w for w in empty_warnings(basic_shop) if "rests on" in w and ("CAC" in w or "Retention cost" in w)]
+
+
+def empty_warnings(shop):
+    MarketingInput.objects.filter(shop=shop).delete()
+    return report_document(shop=shop, as_of=AS_OF)["warnings"]
+
+
+def test_stage_clv_on_few_buyers_is_flagged():
+    """30 repeat customers are in the retention stage, but only 5 of them ordered in a 90-day period."""
+    shop = shop_make()
+    rows = []
+    for c in range(1, 31):
+        rows += [{"customer": c, "at": "2025-03-01", "value": "10"}, {"customer": c, "at": "2025-09-01", "value": "10"}]
+        if c <= 5:
+            rows.append({"customer": c, "at": "2025-12-01", "value": "10"})
+    orders_add(shop, rows)
+    AnalyticsSettings.objects.create(shop=shop, period_days=90)
+    doc = report_document(shop=shop, as_of=AS_OF)
+    assert doc["lifecycle"]["retention"]["customers"] == 30
+    assert doc["lifecycle"]["retention"]["clv"]["customers"] == 5
+    assert ("The CLV of lifecycle stage retention rests on the 5 of its customers who ordered in the period "
+            "(fewer than 30).") in doc["warnings"]
 
 
 def test_warnings_and_explain(basic_shop):
@@ -396,3 +422,12 @@ def test_currency_minor_units():
                       {"customer": 3, "at": "2025-03-01", "value": "1000"}])
     clv = report_document(shop=shop, as_of=AS_OF)["clv"]
     assert (clv["revenue"], clv["aov"]) == ("3001", "1000")
+
+
+def test_range_method_when_every_customer_has_the_same_values():
+    """Zero-width bins: everyone scores 1 on frequency and monetary and k on recency."""
+    shop = shop_make()
+    orders_add(shop, [{"customer": c, "at": "2025-06-01", "value": "40"} for c in (1, 2, 3)])
+    AnalyticsSettings.objects.create(shop=shop, rfm_method="range", rfm_scale=5)
+    rows = report_document(shop=shop, as_of=AS_OF, include_customers=True)["rfm"]["customers"]
+    assert {(c["r"], c["f"], c["m"], c["total"], c["group"]) for c in rows} == {(5, 1, 1, 7, "bottom")}

@@ -12,7 +12,7 @@ from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics.models import AnalyticsSettings
+from analytics.models import AnalyticsSettings, MarketingInput
 from analytics.services import report_document
 from shops.models import Shop
 from sync.models import Customer, Order, Refund
@@ -53,6 +53,11 @@ params_st = st.fixed_dictionaries({
     "method": st.sampled_from(["quantile", "range"]),
     "lifespan": st.sampled_from([None, None, Decimal("2.5")]),
     "excluded": st.sampled_from([(), ("WHOLESALE",)]),
+    "marketing": st.one_of(st.none(), st.fixed_dictionaries({
+        "acquisition_spend": st.one_of(st.none(), st.decimals(min_value=0, max_value=5000, places=2)),
+        "retention_spend": st.one_of(st.none(), st.decimals(min_value=0, max_value=900, places=2)),
+        "conversion_rate": st.one_of(st.none(), st.decimals(min_value=Decimal("0.01"), max_value=100, places=2)),
+    })),
 })
 
 
@@ -83,6 +88,9 @@ def _build(shop: Shop, p: dict[str, Any], orders: list[dict[str, Any]], shopify:
         shop=shop, period_days=p["period_days"], activity_window_days=p["activity_days"],
         order_value_basis=p["basis"], refund_dating=p["dating"], rfm_scale=p["k"], rfm_method=p["method"],
         lifespan_override_years=p["lifespan"], excluded_order_tags=list(p["excluded"]))
+    if p["marketing"] is not None:
+        MarketingInput.objects.create(shop=shop, period_start=p["as_of"] - timedelta(days=p["period_days"]),
+                                      period_end=p["as_of"], **p["marketing"])
 
 
 def _compare(engine: dict[str, Any], ref: dict[str, Any]) -> None:
@@ -93,6 +101,7 @@ def _compare(engine: dict[str, Any], ref: dict[str, Any]) -> None:
     assert engine["lifecycle"] == ref["lifecycle"]
     assert [{k: v for k, v in c.items() if k != "small_sample"} for c in engine["cohorts"]] == ref["cohorts"]
     assert engine["shopify"] == ref["shopify"]
+    assert {k: engine["marketing"][k] for k in ref["marketing"]} == ref["marketing"]
     keys = ["customer_id", "recency_days", "frequency", "monetary", "r", "f", "m", "total", "group",
             "lifecycle_stage"]
     assert [{k: c[k] for k in keys} for c in engine["rfm"]["customers"]] == ref["customers"]
@@ -113,7 +122,7 @@ def test_engine_matches_pandas_reference(p: dict[str, Any], orders: list[dict[st
         ref = reference_document(
             frames, tz=p["tz"], currency=p["currency"], as_of=p["as_of"], period_days=p["period_days"],
             activity_days=p["activity_days"], basis=p["basis"], dating=p["dating"], k=p["k"], method=p["method"],
-            lifespan_override=p["lifespan"], excluded_tags=p["excluded"])
+            lifespan_override=p["lifespan"], excluded_tags=p["excluded"], marketing=p["marketing"])
         _compare(engine, ref)
     finally:
         shop.delete()

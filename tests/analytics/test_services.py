@@ -226,3 +226,19 @@ def test_customer_scores_forget_removes_only_that_customer():
     assert services.customer_scores_forget(shop=shop, customer_shopify_id=21) == 2
     assert list(CustomerScore.objects.filter(rows__shop=shop).values_list("customer_shopify_id", flat=True)
                 .distinct()) == [22]
+
+
+def test_a_new_time_zone_or_currency_is_not_served_old_snapshots():
+    """An order at 23:30 UTC on 31 Dec falls in the next year once the shop moves east of UTC."""
+    shop = shop_make()
+    orders_add(shop, [{"customer": 1, "at": "2025-12-31 23:30", "value": "10"}])
+    assert services.report_document(shop=shop, as_of=AS_OF)["clv"]["orders"] == 1
+    shop.iana_timezone = "Asia/Seoul"
+    shop.save()
+    doc = services.report_document(shop=shop, as_of=AS_OF)
+    assert doc["settings"]["time_zone"] == "Asia/Seoul"
+    assert doc["clv"]["orders"] == 0
+    shop.currency = "JPY"
+    shop.save()
+    assert services.report_document(shop=shop, as_of=AS_OF)["currency"] == "JPY"
+    assert AnalyticsSnapshot.objects.filter(shop=shop).count() == 3
