@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -98,8 +99,17 @@ class Demo:
         return code
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
+        """After a failure: Ctrl-C as a user would; if that hangs, kill the demo and all it started."""
+        if self.proc.poll() is not None:
+            return
+        children = psutil.Process(self.proc.pid).children(recursive=True)
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            for process in [*children, psutil.Process(self.proc.pid)]:
+                with contextlib.suppress(psutil.Error):
+                    process.kill()
             self.proc.wait()
 
 
