@@ -17,8 +17,12 @@ HEADER = ["customer_id", "recency_days", "frequency", "monetary", "r", "f", "m",
 
 
 def rfm_csv(*, shop: Shop, as_of: date | None = None, period_days: int | None = None,
-            rfm_scale: int | None = None, rfm_method: str | None = None) -> Iterator[str]:
-    """Yield CSV lines (header first); pass to StreamingHttpResponse. A missing snapshot is computed first."""
+            rfm_scale: int | None = None, rfm_method: str | None = None,
+            group: str | None = None) -> Iterator[str]:
+    """Yield CSV lines (header first); pass to StreamingHttpResponse. A missing snapshot is computed first.
+
+    ``group`` (top, middle, bottom) keeps only that RFM group's customers.
+    """
     params = selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days, rfm_scale=rfm_scale,
                                          rfm_method=rfm_method)
     snapshot = selectors.snapshot_find(shop=shop, params=params)
@@ -41,6 +45,8 @@ def rfm_csv(*, shop: Shop, as_of: date | None = None, period_days: int | None = 
     writer.writerow(HEADER + (["predicted_clv"] if with_prediction else []))
     yield flush()
     rows = CustomerScore.objects.filter(snapshot=snapshot).order_by("-total", "customer_shopify_id")
+    if group:
+        rows = rows.filter(rfm_group=group)
     for row in rows.iterator(chunk_size=5000):
         line = [row.customer_shopify_id, row.recency_days, row.frequency, money(row.monetary, currency), row.r,
                 row.f, row.m, row.total, row.rfm_group, row.segment, row.lifecycle_stage, row.shopify_rfm_group,

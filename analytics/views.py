@@ -59,6 +59,7 @@ NAV = (
     ("lifecycle", "Lifecycle"), ("marketing", "Marketing"), ("data", "Data"), ("settings", "Settings"),
 )
 CUSTOMERS_PER_PAGE = 50
+SMALL_GROUP = 30  # METRICS.md: a group or stage of fewer customers is marked "small sample"
 CUSTOMER_SORTS = {
     "total": ("total", "RFM total"), "recency": ("recency_days", "Recency (days)"),
     "frequency": ("frequency", "Orders"), "monetary": ("monetary", "Spend"),
@@ -371,6 +372,25 @@ def _input_text(value: Any) -> str:
     return str(value)
 
 
+CHAIN_COLUMNS = (("customers", "int"), ("orders", "int"), ("revenue", "money"), ("aov", "money"),
+                 ("purchase_frequency", "num"), ("customer_value", "money"), ("lifespan_years", "num"),
+                 ("clv", "money"))
+
+
+def chain_row(label: str, name: str, node: dict[str, Any], path: str, *,
+              customers: tuple[str, Any] | None = None) -> dict[str, Any]:
+    """One row of a CLV chain table: each cell names its figure (``path.column``) in the document.
+
+    ``customers`` replaces the customer cell's (key, value) where the row counts customers elsewhere.
+    """
+    cells = []
+    for column, kind in CHAIN_COLUMNS:
+        key, value = (customers if column == "customers" and customers else (f"{path}.{column}", node.get(column)))
+        cells.append({"column": column, "key": key, "value": value, "shown": _fmt(kind, value, "")})
+    count = int((customers[1] if customers else node.get("customers")) or 0)
+    return {"label": label, "name": name, "cells": cells, "small": 0 < count < SMALL_GROUP}
+
+
 def _empty_state(doc: dict[str, Any], shop: Shop) -> dict[str, Any] | None:
     """What to tell the merchant when the period holds no orders (often: the first backfill runs)."""
     if doc["clv"]["orders"]:
@@ -472,20 +492,30 @@ def _rfm(request: HttpRequest, form: PeriodForm, doc: dict[str, Any]) -> HttpRes
     r_labels = [f"R{r}" for r in range(k, 0, -1)]
     f_labels = [f"F{f}" for f in range(1, k + 1)]
     cell = lambda r, f, key: grid.get((r, f), {}).get(key)  # noqa: E731
+
+    def figures(key: str) -> list[list[tuple[str, Any] | None]]:
+        return [[(f"rfm.grid.r={r},f={f}.{key}", cell(r, f, key)) if (r, f) in grid else None
+                 for f in range(1, k + 1)] for r in range(k, 0, -1)]
+
     heat_customers = chart_cached(doc, "heat_customers", lambda: charts.heatmap(
         title="Customers by recency (R) and frequency (F) score", row_labels=r_labels, col_labels=f_labels,
         row_name="Recency", col_name="Frequency",
-        values=[[cell(r, f, "customers") for f in range(1, k + 1)] for r in range(k, 0, -1)]))
+        values=[[cell(r, f, "customers") for f in range(1, k + 1)] for r in range(k, 0, -1)],
+        figures=figures("customers")))
     heat_revenue = chart_cached(doc, "heat_revenue", lambda: charts.heatmap(
         title=f"Revenue ({currency}) by recency (R) and frequency (F) score", row_labels=r_labels,
         col_labels=f_labels, row_name="Recency", col_name="Frequency",
         values=[[float(cell(r, f, "revenue") or 0) for f in range(1, k + 1)] for r in range(k, 0, -1)],
-        texts=[[money_compact(cell(r, f, "revenue"), "") for f in range(1, k + 1)] for r in range(k, 0, -1)]))
-    groups = [{"name": g, "label": GROUP_LABELS[g], **doc["rfm"]["groups"][g]["clv"],
-               "customers": doc["rfm"]["groups"][g]["customers"]} for g in GROUPS]
+        texts=[[money_compact(cell(r, f, "revenue"), "") for f in range(1, k + 1)] for r in range(k, 0, -1)],
+        figures=figures("revenue")))
+    groups = [chain_row(GROUP_LABELS[g], g, doc["rfm"]["groups"][g]["clv"], f"rfm.groups.{g}.clv",
+                        customers=(f"rfm.groups.{g}.customers", doc["rfm"]["groups"][g]["customers"]))
+              for g in GROUPS]
     crosstab = (doc.get("shopify") or {}).get("rfm_crosstab") or {}
     shopify_groups = sorted({name for row in crosstab.values() for name in row})
-    cross_rows = [{"label": GROUP_LABELS[g], "cells": [crosstab.get(g, {}).get(s, 0) for s in shopify_groups],
+    cross_rows = [{"label": GROUP_LABELS[g],
+                   "cells": [{"key": f"shopify.rfm_crosstab.{g}.{s}" if s in crosstab.get(g, {}) else "",
+                              "value": crosstab.get(g, {}).get(s, 0)} for s in shopify_groups],
                    "total": sum(crosstab.get(g, {}).values())} for g in GROUPS]
 
     # The customer list: one page of the snapshot's scored customers, sorted and filtered in SQL.
@@ -536,7 +566,7 @@ def _rfm(request: HttpRequest, form: PeriodForm, doc: dict[str, Any]) -> HttpRes
         if page > 1 else None,
         next_url=page_url(request, "analytics:rfm", page=page + 1, **list_params) + "#customers"
         if page < pages else None,
-        csv_url=page_url(request, "analytics:rfm_csv"), show_predicted=bool(predictive.get("available")),
+        csv_url=page_url(request, "analytics:rfm_csv", group=group), show_predicted=bool(predictive.get("available")),
         segments=_segments(doc), explain=_explain(doc, "rfm"), group_labels=GROUP_LABELS,
         empty=_empty_state(doc, shop),
     )
@@ -555,10 +585,13 @@ def rfm_csv(request: HttpRequest) -> HttpResponseBase:
     shop = _shop(request)
     _, as_of, days = _period(request, shop)
     doc_as_of = as_of or selectors.shop_today(shop=shop)
-    lines = export.rfm_csv(shop=shop, as_of=doc_as_of, period_days=days)
+    group = request.GET.get("group", "")
+    group = group if group in GROUPS else ""
+    lines = export.rfm_csv(shop=shop, as_of=doc_as_of, period_days=days, group=group or None)
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     handle = shop.domain.removesuffix(".myshopify.com")
-    response["Content-Disposition"] = f'attachment; filename="tenure-rfm-{handle}-{doc_as_of.isoformat()}.csv"'
+    name = f"tenure-rfm-{handle}-{doc_as_of.isoformat()}{f'-{group}' if group else ''}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 
 
@@ -572,11 +605,11 @@ def clv(request: HttpRequest) -> HttpResponse:
 def _clv(request: HttpRequest, form: PeriodForm, doc: dict[str, Any]) -> HttpResponse:
     shop = _shop(request)
     currency = doc["currency"]
-    chain_rows = [{"label": "All customers", **doc["clv"]}]
-    chain_rows += [{"label": f"RFM {GROUP_LABELS[g].lower()} group", **doc["rfm"]["groups"][g]["clv"]}
-                   for g in GROUPS]
-    chain_rows += [{"label": STAGE_LABELS[s], **doc["lifecycle"][s]["clv"]} for s in STAGE_LABELS
-                   if s in doc["lifecycle"]]
+    chain_rows = [chain_row("All customers", "all", doc["clv"], "clv")]
+    chain_rows += [chain_row(f"RFM {GROUP_LABELS[g].lower()} group", g, doc["rfm"]["groups"][g]["clv"],
+                             f"rfm.groups.{g}.clv") for g in GROUPS]
+    chain_rows += [chain_row(STAGE_LABELS[s], s, doc["lifecycle"][s]["clv"], f"lifecycle.{s}.clv")
+                   for s in STAGE_LABELS if s in doc["lifecycle"]]
     cohorts = []
     for row in doc.get("cohorts") or []:
         values = row["revenue_per_customer"]
@@ -682,8 +715,9 @@ def lifecycle(request: HttpRequest) -> HttpResponse:
 def _lifecycle(request: HttpRequest, form: PeriodForm, doc: dict[str, Any]) -> HttpResponse:
     shop = _shop(request)
     currency = doc["currency"]
-    stages = [{"name": s, "label": STAGE_LABELS[s], **doc["lifecycle"][s]} for s in STAGE_LABELS
-              if s in doc["lifecycle"]]
+    stages = [{"name": s, "label": STAGE_LABELS[s], **doc["lifecycle"][s],
+               "small": 0 < int(doc["lifecycle"][s]["customers"] or 0) < SMALL_GROUP}
+              for s in STAGE_LABELS if s in doc["lifecycle"]]
     years = sorted({row["year"] for s in stages for row in s.get("by_year") or []})
     by_year = {s["name"]: {row["year"]: row for row in s.get("by_year") or []} for s in stages}
 

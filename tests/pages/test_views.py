@@ -13,7 +13,7 @@ from django.test import Client
 from analytics import services
 from analytics.models import AnalyticsSettings, MarketingInput
 from shops.models import Shop
-from tests.pages.conftest import AS_OF, DOMAIN, Pages, session_token, shop_install
+from tests.pages.conftest import AS_OF, DOMAIN, Pages, doc_value, figures_mismatched, session_token, shop_install
 
 PAGES = ["overview", "rfm", "clv", "retention", "lifecycle", "marketing", "data", "settings"]
 BUDGET_COLD = {"overview": 15, "rfm": 11, "clv": 10, "retention": 16, "lifecycle": 10, "marketing": 10, "data": 15,
@@ -25,13 +25,6 @@ BUDGET_WARM = {"overview": 7, "rfm": 7, "clv": 6, "retention": 8, "lifecycle": 6
 
 def figures(html: str) -> dict[str, str]:
     return dict(re.findall(r'data-figure="([^"]+)" data-value="([^"]*)"', html))
-
-
-def doc_value(doc: dict, dotted: str) -> object:
-    node: object = doc
-    for part in dotted.split("."):
-        node = node[part]  # type: ignore[index]
-    return node
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -98,8 +91,13 @@ def test_rfm_page_grid_groups_and_crosstab(pages: Pages) -> None:
     assert "Customers by recency (R) and frequency (F) score" in html
     for g in ("top", "middle", "bottom"):
         row = html.split(f'<tr data-row="{g}">')[1].split("</tr>")[0]
-        clv = Decimal(doc["rfm"]["groups"][g]["clv"]["clv"])
-        assert f'data-figure="clv">{clv:,.2f}<' in row
+        clv = doc["rfm"]["groups"][g]["clv"]["clv"]
+        assert f'data-figure="rfm.groups.{g}.clv.clv" data-value="{clv}">{Decimal(clv):,.2f}<' in row
+    shown = figures(html)
+    assert shown["rfm.groups.top.customers"] == str(doc["rfm"]["groups"]["top"]["customers"])
+    cell = doc["rfm"]["grid"][0]
+    assert shown[f"rfm.grid.r={cell['r']},f={cell['f']}.customers"] == str(cell["customers"])
+    assert shown[f"rfm.grid.r={cell['r']},f={cell['f']}.revenue"] == str(cell["revenue"])
     # Cross-table columns are Shopify's groups from the synced customers.
     table = html.split('data-testid="crosstab"')[1].split("</table>")[0]
     for name in ("AT_RISK", "CHAMPIONS", "DORMANT"):
@@ -274,3 +272,20 @@ def test_the_page_a_form_redirects_to_reads_afresh(pages: Pages) -> None:
     after = pages.get("/app/marketing", as_of=AS_OF.isoformat(), saved="1").content.decode()
     assert 'data-testid="mk-empty"' not in after
     assert "Saved." in after
+
+
+@pytest.mark.parametrize("name", ["overview", "rfm", "clv", "retention", "lifecycle", "marketing", "data"])
+def test_every_figure_a_page_names_equals_the_document(pages: Pages, name: str) -> None:
+    html = pages.get(f"/app/{name}", as_of=AS_OF.isoformat()).content.decode()
+    doc = services.report_document(shop=pages.shop, as_of=AS_OF, period_days=365)
+    shown = figures(html)
+    assert figures_mismatched(shown, doc) == {}
+    expected = {"rfm": ["rfm.groups.middle.clv.revenue", "rfm.groups.bottom.customers", "rfm.grid.r=1,f=1.customers",
+                        "rfm.grid.r=3,f=3.revenue", "shopify.rfm_crosstab.top.CHAMPIONS"],
+                "clv": ["clv.clv", "rfm.groups.top.clv.aov", "lifecycle.retention.clv.purchase_frequency"],
+                "lifecycle": [f"lifecycle.{s}.{k}" for s in ("purchase", "retention", "advocacy", "at_risk", "lapsed")
+                              for k in ("customers", "aov", "orders_per_customer_year", "clv.clv")],
+                "data": ["shopify.reconciliation.customers_compared", "shopify.reconciliation.customers_differing",
+                         "shopify.reconciliation.orders_differ", "shopify.reconciliation.spend_differ",
+                         "shopify.reconciliation.causes.cancellations", "shopify.reconciliation.causes.unexplained"]}
+    assert set(expected.get(name, [])) <= set(shown)
