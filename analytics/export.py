@@ -9,6 +9,7 @@ from datetime import date
 
 from analytics import selectors, services
 from analytics.metrics.numbers import money
+from analytics.metrics.params import ReportParams
 from analytics.models import CustomerScore
 from shops.models import Shop
 
@@ -18,13 +19,15 @@ HEADER = ["customer_id", "recency_days", "frequency", "monetary", "r", "f", "m",
 
 def rfm_csv(*, shop: Shop, as_of: date | None = None, period_days: int | None = None,
             rfm_scale: int | None = None, rfm_method: str | None = None,
-            group: str | None = None) -> Iterator[str]:
+            group: str | None = None, params: ReportParams | None = None) -> Iterator[str]:
     """Yield CSV lines (header first); pass to StreamingHttpResponse. A missing snapshot is computed first.
 
-    ``group`` (top, middle, bottom) keeps only that RFM group's customers.
+    ``group`` (top, middle, bottom) keeps only that RFM group's customers. ``params``, when the
+    caller already has them (the page read the settings), replace the other arguments.
     """
-    params = selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days, rfm_scale=rfm_scale,
-                                         rfm_method=rfm_method)
+    if params is None:
+        params = selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days, rfm_scale=rfm_scale,
+                                             rfm_method=rfm_method)
     snapshot = selectors.snapshot_find(shop=shop, params=params)
     if snapshot is None or not selectors.snapshot_rows_present(snapshot=snapshot):
         snapshot = services.snapshot_refresh(shop=shop, as_of=params.as_of, period_days=params.period_days,

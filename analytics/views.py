@@ -15,10 +15,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
@@ -587,7 +588,8 @@ def rfm_csv(request: HttpRequest) -> HttpResponseBase:
     doc_as_of = as_of or selectors.shop_today(shop=shop)
     group = request.GET.get("group", "")
     group = group if group in GROUPS else ""
-    lines = export.rfm_csv(shop=shop, as_of=doc_as_of, period_days=days, group=group or None)
+    params = report_params(shop_settings(request, shop), shop=shop, as_of=doc_as_of, period_days=days)
+    lines = export.rfm_csv(shop=shop, params=params, group=group or None)
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     handle = shop.domain.removesuffix(".myshopify.com")
     name = f"tenure-rfm-{handle}-{doc_as_of.isoformat()}{f'-{group}' if group else ''}.csv"
@@ -788,6 +790,14 @@ def _marketing(request: HttpRequest, form: PeriodForm, doc: dict[str, Any],
     return render(request, "analytics/marketing.html", ctx)
 
 
+def shop_time(value: datetime | None, zone: ZoneInfo) -> str | None:
+    """A moment as the merchant reads it: in the shop's zone, to the minute, with the zone's abbreviation."""
+    if value is None:
+        return None
+    local = value.astimezone(zone)
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+
+
 def _status(shop: Shop) -> dict[str, Any]:
     from sync.selectors import sync_status
 
@@ -818,8 +828,15 @@ def data(request: HttpRequest) -> HttpResponse:
     status = memo(request, ("status", shop.pk), lambda: _status(shop), seconds=STATUS_SECONDS)
     rec = (doc.get("shopify") or {}).get("reconciliation") or {}
 
+    zone = ZoneInfo(selectors.shop_zone(shop=shop))
+    hooks = status.get("webhooks_24h") or {}
+    times = {"last_sync": shop_time(status.get("last_sync_at"), zone),
+             "next_sync": shop_time(status.get("next_sync_at"), zone),
+             "last_webhook": shop_time(hooks.get("last_received_at"), zone)}
+
     def build() -> HttpResponse:
-        ctx = _context(request, "data", doc, None, status=status, rec=rec, causes=rec.get("causes") or {},
+        ctx = _context(request, "data", doc, None, status=status, times=times, rec=rec,
+                       causes=rec.get("causes") or {},
                        status_url=page_url(request, "analytics:data_status", with_period=False),
                        scopes=sorted(shop.granted_scopes))
         return render(request, "analytics/data.html", ctx)
