@@ -208,10 +208,12 @@ def _marker(shape: str, x: float, y: float, cls: str, label: str) -> str:
 def heatmap(*, title: str, row_labels: Sequence[str], col_labels: Sequence[str],
             values: Sequence[Sequence[Number]], texts: Sequence[Sequence[str]] | None = None,
             row_name: str = "", col_name: str = "", desc: str = "", cell_w: int = 56, cell_h: int = 28,
-            label_w: int = 72) -> SafeString:
+            label_w: int = 72, figures: Sequence[Sequence[tuple[str, object] | None]] | None = None) -> SafeString:
     """A grid whose shade follows the value (five steps) and which prints every value in its cell.
 
     ``values`` drive the shade; ``texts`` (same shape) are printed, defaulting to the values.
+    ``figures`` (same shape) name each cell's figure in the report document and its exact value,
+    written as ``data-figure``/``data-value`` on the cell (tests compare them with the document).
     """
     cid = _chart_id("heat")
     nums = [float(v) for row in values for v in row if v is not None]
@@ -235,7 +237,11 @@ def heatmap(*, title: str, row_labels: Sequence[str], col_labels: Sequence[str],
                 parts.append(f'<rect class="cell empty" x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}"/>')
                 continue
             level = 0 if top <= 0 else min(4, int(4 * float(v) / top + 0.5))
-            parts.append(f'<rect class="cell h{level}" x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}">'
+            figure = figures[i][j] if figures is not None and j < len(figures[i]) else None
+            data = "" if figure is None else (f' data-figure="{escape(figure[0])}" '
+                                              f'data-value="{escape("" if figure[1] is None else figure[1])}"')
+            parts.append(f'<rect class="cell h{level}" x="{x}" y="{y}" width="{cell_w - 2}" '
+                         f'height="{cell_h - 2}"{data}>'
                          f"<title>{escape(row_name)} {escape(row)}, {escape(col_name)} {escape(col_labels[j])}: "
                          f"{escape(text)}</title></rect>"
                          f'<text class="cell-text{" on-dark" if level >= 3 else ""}" x="{x + (cell_w - 2) / 2:.1f}" '

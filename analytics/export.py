@@ -9,6 +9,7 @@ from datetime import date
 
 from analytics import selectors, services
 from analytics.metrics.numbers import money
+from analytics.metrics.params import ReportParams
 from shops.models import Shop
 
 HEADER = ["customer_id", "recency_days", "frequency", "monetary", "r", "f", "m", "rfm_total", "rfm_group",
@@ -16,10 +17,16 @@ HEADER = ["customer_id", "recency_days", "frequency", "monetary", "r", "f", "m",
 
 
 def rfm_csv(*, shop: Shop, as_of: date | None = None, period_days: int | None = None,
-            rfm_scale: int | None = None, rfm_method: str | None = None) -> Iterator[str]:
-    """Yield CSV lines (header first); pass to StreamingHttpResponse. A missing snapshot is computed first."""
-    params = selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days, rfm_scale=rfm_scale,
-                                         rfm_method=rfm_method)
+            rfm_scale: int | None = None, rfm_method: str | None = None,
+            group: str | None = None, params: ReportParams | None = None) -> Iterator[str]:
+    """Yield CSV lines (header first); pass to StreamingHttpResponse. A missing snapshot is computed first.
+
+    ``group`` (top, middle, bottom) keeps only that RFM group's customers. ``params``, when the
+    caller already has them (the page read the settings), replace the other arguments.
+    """
+    if params is None:
+        params = selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days, rfm_scale=rfm_scale,
+                                             rfm_method=rfm_method)
     snapshot = selectors.snapshot_find(shop=shop, params=params)
     if snapshot is None or not selectors.snapshot_rows_present(snapshot=snapshot):
         snapshot = services.snapshot_refresh(shop=shop, as_of=params.as_of, period_days=params.period_days,
@@ -40,6 +47,8 @@ def rfm_csv(*, shop: Shop, as_of: date | None = None, period_days: int | None = 
     writer.writerow(HEADER + (["predicted_clv"] if with_prediction else []))
     yield flush()
     rows = selectors.customer_scores(snapshot=snapshot).order_by("-total", "customer_shopify_id")
+    if group:
+        rows = rows.filter(rfm_group=group)
     for row in rows.iterator(chunk_size=5000):
         line = [row.customer_shopify_id, row.recency_days, row.frequency, money(row.monetary, currency), row.r,
                 row.f, row.m, row.total, row.rfm_group, row.segment, row.lifecycle_stage, row.shopify_rfm_group,

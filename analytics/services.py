@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
@@ -169,6 +170,31 @@ def marketing_inputs_update(*, shop: Shop, data: dict[str, Any]) -> tuple[Market
     return row, {}
 
 
+def _finite(block: dict[str, Any], *, shop_id: int) -> dict[str, Any]:
+    """The block with every NaN or infinite float replaced by None (shown as missing).
+
+    PostgreSQL's jsonb refuses NaN, so one non-finite model output (seen in the backtest's
+    predicted totals) would otherwise fail the whole snapshot and the page that asked for it.
+    """
+    replaced: list[int] = []
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            replaced.append(1)
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    out: dict[str, Any] = clean(block)
+    if replaced:
+        logger.warning("predictive block: %d non-finite value(s) stored as missing", len(replaced),
+                       extra={"shop": shop_id})
+    return out
+
+
 def _predictive(*, shop: Shop, as_of: date, rows_id: int) -> dict[str, Any]:
     try:
         from analytics.predictive.service import predictive_block  # type: ignore[import-not-found,unused-ignore]
@@ -187,7 +213,7 @@ def _predictive(*, shop: Shop, as_of: date, rows_id: int) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - a model failure must not take the descriptive figures down with it
         logger.exception("predictive block failed", extra={"shop": shop.pk})
         return {"available": False, "error": "The predictive figures could not be computed.", "code": "failed"}
-    block = dict(block)
+    block = _finite(dict(block), shop_id=shop.pk)
     customers = block.pop("customers", None) or []
     pairs = []
     for row in customers:

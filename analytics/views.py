@@ -15,10 +15,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
@@ -59,6 +60,7 @@ NAV = (
     ("lifecycle", "Lifecycle"), ("marketing", "Marketing"), ("data", "Data"), ("settings", "Settings"),
 )
 CUSTOMERS_PER_PAGE = 50
+SMALL_GROUP = 30  # METRICS.md: a group or stage of fewer customers is marked "small sample"
 CUSTOMER_SORTS = {
     "total": ("total", "RFM total"), "recency": ("recency_days", "Recency (days)"),
     "frequency": ("frequency", "Orders"), "monetary": ("monetary", "Spend"),
@@ -366,6 +368,25 @@ def _input_text(value: Any) -> str:
     return str(value)
 
 
+CHAIN_COLUMNS = (("customers", "int"), ("orders", "int"), ("revenue", "money"), ("aov", "money"),
+                 ("purchase_frequency", "num"), ("customer_value", "money"), ("lifespan_years", "num"),
+                 ("clv", "money"))
+
+
+def chain_row(label: str, name: str, node: dict[str, Any], path: str, *,
+              customers: tuple[str, Any] | None = None) -> dict[str, Any]:
+    """One row of a CLV chain table: each cell names its figure (``path.column``) in the document.
+
+    ``customers`` replaces the customer cell's (key, value) where the row counts customers elsewhere.
+    """
+    cells = []
+    for column, kind in CHAIN_COLUMNS:
+        key, value = (customers if column == "customers" and customers else (f"{path}.{column}", node.get(column)))
+        cells.append({"column": column, "key": key, "value": value, "shown": _fmt(kind, value, "")})
+    count = int((customers[1] if customers else node.get("customers")) or 0)
+    return {"label": label, "name": name, "cells": cells, "small": 0 < count < SMALL_GROUP}
+
+
 def _empty_state(doc: dict[str, Any], shop: Shop) -> dict[str, Any] | None:
     """What to tell the merchant when the period holds no orders (often: the first backfill runs)."""
     if doc["clv"]["orders"]:
@@ -467,20 +488,30 @@ def _rfm(request: HttpRequest, form: PeriodForm, doc: dict[str, Any]) -> HttpRes
     r_labels = [f"R{r}" for r in range(k, 0, -1)]
     f_labels = [f"F{f}" for f in range(1, k + 1)]
     cell = lambda r, f, key: grid.get((r, f), {}).get(key)  # noqa: E731
+
+    def figures(key: str) -> list[list[tuple[str, Any] | None]]:
+        return [[(f"rfm.grid.r={r},f={f}.{key}", cell(r, f, key)) if (r, f) in grid else None
+                 for f in range(1, k + 1)] for r in range(k, 0, -1)]
+
     heat_customers = chart_cached(doc, "heat_customers", lambda: charts.heatmap(
         title="Customers by recency (R) and frequency (F) score", row_labels=r_labels, col_labels=f_labels,
         row_name="Recency", col_name="Frequency",
-        values=[[cell(r, f, "customers") for f in range(1, k + 1)] for r in range(k, 0, -1)]))
+        values=[[cell(r, f, "customers") for f in range(1, k + 1)] for r in range(k, 0, -1)],
+        figures=figures("customers")))
     heat_revenue = chart_cached(doc, "heat_revenue", lambda: charts.heatmap(
         title=f"Revenue ({currency}) by recency (R) and frequency (F) score", row_labels=r_labels,
         col_labels=f_labels, row_name="Recency", col_name="Frequency",
         values=[[float(cell(r, f, "revenue") or 0) for f in range(1, k + 1)] for r in range(k, 0, -1)],
-        texts=[[money_compact(cell(r, f, "revenue"), "") for f in range(1, k + 1)] for r in range(k, 0, -1)]))
-    groups = [{"name": g, "label": GROUP_LABELS[g], **doc["rfm"]["groups"][g]["clv"],
-               "customers": doc["rfm"]["groups"][g]["customers"]} for g in GROUPS]
+        texts=[[money_compact(cell(r, f, "revenue"), "") for f in range(1, k + 1)] for r in range(k, 0, -1)],
+        figures=figures("revenue")))
+    groups = [chain_row(GROUP_LABELS[g], g, doc["rfm"]["groups"][g]["clv"], f"rfm.groups.{g}.clv",
+                        customers=(f"rfm.groups.{g}.customers", doc["rfm"]["groups"][g]["customers"]))
+              for g in GROUPS]
     crosstab = (doc.get("shopify") or {}).get("rfm_crosstab") or {}
     shopify_groups = sorted({name for row in crosstab.values() for name in row})
-    cross_rows = [{"label": GROUP_LABELS[g], "cells": [crosstab.get(g, {}).get(s, 0) for s in shopify_groups],
+    cross_rows = [{"label": GROUP_LABELS[g],
+                   "cells": [{"key": f"shopify.rfm_crosstab.{g}.{s}" if s in crosstab.get(g, {}) else "",
+                              "value": crosstab.get(g, {}).get(s, 0)} for s in shopify_groups],
                    "total": sum(crosstab.get(g, {}).values())} for g in GROUPS]
 
     # The customer list: one page of the snapshot's scored customers, sorted and filtered in SQL.
@@ -531,7 +562,7 @@ def _rfm(request: HttpRequest, form: PeriodForm, doc: dict[str, Any]) -> HttpRes
         if page > 1 else None,
         next_url=page_url(request, "analytics:rfm", page=page + 1, **list_params) + "#customers"
         if page < pages else None,
-        csv_url=page_url(request, "analytics:rfm_csv"), show_predicted=bool(predictive.get("available")),
+        csv_url=page_url(request, "analytics:rfm_csv", group=group), show_predicted=bool(predictive.get("available")),
         segments=_segments(doc), explain=_explain(doc, "rfm"), group_labels=GROUP_LABELS,
         empty=_empty_state(doc, shop),
     )
@@ -550,10 +581,14 @@ def rfm_csv(request: HttpRequest) -> HttpResponseBase:
     shop = _shop(request)
     _, as_of, days = _period(request, shop)
     doc_as_of = as_of or selectors.shop_today(shop=shop)
-    lines = export.rfm_csv(shop=shop, as_of=doc_as_of, period_days=days)
+    group = request.GET.get("group", "")
+    group = group if group in GROUPS else ""
+    params = report_params(shop_settings(request, shop), shop=shop, as_of=doc_as_of, period_days=days)
+    lines = export.rfm_csv(shop=shop, params=params, group=group or None)
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     handle = shop.domain.removesuffix(".myshopify.com")
-    response["Content-Disposition"] = f'attachment; filename="tenure-rfm-{handle}-{doc_as_of.isoformat()}.csv"'
+    name = f"tenure-rfm-{handle}-{doc_as_of.isoformat()}{f'-{group}' if group else ''}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 
 
@@ -567,11 +602,11 @@ def clv(request: HttpRequest) -> HttpResponse:
 def _clv(request: HttpRequest, form: PeriodForm, doc: dict[str, Any]) -> HttpResponse:
     shop = _shop(request)
     currency = doc["currency"]
-    chain_rows = [{"label": "All customers", **doc["clv"]}]
-    chain_rows += [{"label": f"RFM {GROUP_LABELS[g].lower()} group", **doc["rfm"]["groups"][g]["clv"]}
-                   for g in GROUPS]
-    chain_rows += [{"label": STAGE_LABELS[s], **doc["lifecycle"][s]["clv"]} for s in STAGE_LABELS
-                   if s in doc["lifecycle"]]
+    chain_rows = [chain_row("All customers", "all", doc["clv"], "clv")]
+    chain_rows += [chain_row(f"RFM {GROUP_LABELS[g].lower()} group", g, doc["rfm"]["groups"][g]["clv"],
+                             f"rfm.groups.{g}.clv") for g in GROUPS]
+    chain_rows += [chain_row(STAGE_LABELS[s], s, doc["lifecycle"][s]["clv"], f"lifecycle.{s}.clv")
+                   for s in STAGE_LABELS if s in doc["lifecycle"]]
     cohorts = []
     for row in doc.get("cohorts") or []:
         values = row["revenue_per_customer"]
@@ -600,16 +635,10 @@ def _clv(request: HttpRequest, form: PeriodForm, doc: dict[str, Any]) -> HttpRes
     return render(request, "analytics/clv.html", ctx)
 
 
-def _snapshot_series(shop: Shop, doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """CRR and churn from the shop's stored snapshots with the same settings, oldest first."""
-    snapshot = _snapshot_for(shop, doc)
-    if snapshot is None:
-        return []
-    rows = (AnalyticsSnapshot.objects.filter(shop=shop, settings_hash=snapshot.settings_hash,
-                                             as_of__lte=snapshot.as_of)
-            .order_by("-as_of").values("as_of", "document__retention__crr", "document__retention__churn_rate")[:24])
-    return [{"as_of": r["as_of"].isoformat(), "crr": r["document__retention__crr"],
-             "churn": r["document__retention__churn_rate"]} for r in reversed(rows)]
+def _retention_series(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """CRR and churn of the periods ending at each of the last 24 month starts (from the order history)."""
+    return [{"as_of": p["end"], "crr": p["crr"], "churn": p["churn_rate"]}
+            for p in doc["retention"].get("series") or []]
 
 
 def _gap_label(lo: int, hi: int | None) -> str:
@@ -619,12 +648,9 @@ def _gap_label(lo: int, hi: int | None) -> str:
 @require_GET
 @embedded_view
 def retention(request: HttpRequest) -> HttpResponse:
-    shop = _shop(request)
     form, doc = _report(request)
-    # The previous period's snapshot gives the series a second point on a young install.
-    _previous(request, doc)
-    series = _snapshot_series(shop, doc)
-    return page_cached(request, "retention", doc, repr(series), lambda: _retention(request, form, doc, series))
+    series = _retention_series(doc)
+    return page_cached(request, "retention", doc, None, lambda: _retention(request, form, doc, series))
 
 
 def _retention(request: HttpRequest, form: PeriodForm, doc: dict[str, Any],
@@ -632,9 +658,10 @@ def _retention(request: HttpRequest, form: PeriodForm, doc: dict[str, Any],
     shop = _shop(request)
     currency = doc["currency"]
     over_time = charts.line_chart(
-        title="Customer retention rate and churn rate by as-of date", labels=[s["as_of"] for s in series],
-        label_name="As of", series=[charts.Series("CRR %", [s["crr"] for s in series]),
-                                    charts.Series("Churn %", [s["churn"] for s in series])],
+        title="Customer retention rate and churn rate of the period ending each month",
+        labels=[s["as_of"] for s in series], label_name="Period ending",
+        series=[charts.Series("CRR %", [s["crr"] for s in series]),
+                charts.Series("Churn %", [s["churn"] for s in series])],
         fmt=lambda v: "–" if v is None else f"{float(v):.1f}")
     cohorts = [c for c in doc.get("cohorts") or []]
     width = max((len(c["retention"]) for c in cohorts), default=0)
@@ -677,8 +704,9 @@ def lifecycle(request: HttpRequest) -> HttpResponse:
 def _lifecycle(request: HttpRequest, form: PeriodForm, doc: dict[str, Any]) -> HttpResponse:
     shop = _shop(request)
     currency = doc["currency"]
-    stages = [{"name": s, "label": STAGE_LABELS[s], **doc["lifecycle"][s]} for s in STAGE_LABELS
-              if s in doc["lifecycle"]]
+    stages = [{"name": s, "label": STAGE_LABELS[s], **doc["lifecycle"][s],
+               "small": 0 < int(doc["lifecycle"][s]["customers"] or 0) < SMALL_GROUP}
+              for s in STAGE_LABELS if s in doc["lifecycle"]]
     years = sorted({row["year"] for s in stages for row in s.get("by_year") or []})
     by_year = {s["name"]: {row["year"]: row for row in s.get("by_year") or []} for s in stages}
 
@@ -749,6 +777,14 @@ def _marketing(request: HttpRequest, form: PeriodForm, doc: dict[str, Any],
     return render(request, "analytics/marketing.html", ctx)
 
 
+def shop_time(value: datetime | None, zone: ZoneInfo) -> str | None:
+    """A moment as the merchant reads it: in the shop's zone, to the minute, with the zone's abbreviation."""
+    if value is None:
+        return None
+    local = value.astimezone(zone)
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+
+
 def _status(shop: Shop) -> dict[str, Any]:
     from sync.selectors import sync_status
 
@@ -779,8 +815,15 @@ def data(request: HttpRequest) -> HttpResponse:
     status = memo(request, ("status", shop.pk), lambda: _status(shop), seconds=STATUS_SECONDS)
     rec = (doc.get("shopify") or {}).get("reconciliation") or {}
 
+    zone = ZoneInfo(selectors.shop_zone(shop=shop))
+    hooks = status.get("webhooks_24h") or {}
+    times = {"last_sync": shop_time(status.get("last_sync_at"), zone),
+             "next_sync": shop_time(status.get("next_sync_at"), zone),
+             "last_webhook": shop_time(hooks.get("last_received_at"), zone)}
+
     def build() -> HttpResponse:
-        ctx = _context(request, "data", doc, None, status=status, rec=rec, causes=rec.get("causes") or {},
+        ctx = _context(request, "data", doc, None, status=status, times=times, rec=rec,
+                       causes=rec.get("causes") or {},
                        status_url=page_url(request, "analytics:data_status", with_period=False),
                        scopes=sorted(shop.granted_scopes))
         return render(request, "analytics/data.html", ctx)

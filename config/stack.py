@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from config.errors import StartupError
-from config.services import port_open
+from config.services import VAR_DIR, port_open
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,7 @@ class Stack:
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
             if proc.poll() is not None:
-                raise StartupError(f"{name} exited with code {proc.returncode}; see var/{name}.log")
+                raise StartupError(f"{name} exited with code {proc.returncode}; see {VAR_DIR / name}.log")
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -69,13 +69,23 @@ def web_argv(port: int) -> list[str]:
     return argv
 
 
-def worker_argv(queues: str = "default,webhooks,sync,backfill,analytics", *, name: str = "demo") -> list[str]:
+# The demo's Celery workers (name, queues, concurrency): webhooks never wait behind a backfill,
+# which has a worker of its own; two pool processes for webhooks let a report refresh run beside
+# them. One pool process for sync and backfill keeps memory modest (one demo shop syncs one
+# thing at a time anyway). docs/DEPLOY.md scales the same split out per queue.
+WORKERS = (
+    ("webhooks", "default,webhooks,analytics", 2),
+    ("sync", "sync,backfill", 1),
+)
+
+
+def worker_argv(queues: str, *, name: str, concurrency: int = 2) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "-Q", queues,
-            "--concurrency", "2", "-n", f"{name}@%h"]
+            "--concurrency", str(concurrency), "-n", f"{name}@%h"]
 
 
 def beat_argv() -> list[str]:
-    schedule = BASE_DIR / "var" / "celerybeat-schedule"
+    schedule = VAR_DIR / "celerybeat-schedule"
     return [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO", "-s", str(schedule)]
 
 
@@ -91,7 +101,7 @@ def wait_http_ok(url: str, *, seconds: float, stack: Stack) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    raise StartupError(f"{url} did not answer 200 within {seconds:.0f} s; see var/web.log")
+    raise StartupError(f"{url} did not answer 200 within {seconds:.0f} s; see {VAR_DIR / 'web.log'}")
 
 
 def preflight() -> None:

@@ -62,6 +62,38 @@ def history_add(shop: Shop, *, customers: int = 40) -> None:
                           "number_of_orders": 1, "amount_spent": "10"} for i in range(customers)])
 
 
+def doc_value(doc: dict[str, Any], key: str) -> Any:
+    """The report document's value for a page's ``data-figure`` key.
+
+    Dotted path; in a list, a part like ``r=3,f=2`` picks the item with those fields. A path
+    the document does not have raises KeyError: the page named a figure that does not exist.
+    """
+    node: Any = doc
+    for part in key.split("."):
+        if isinstance(node, list):
+            wanted = dict(pair.split("=", 1) for pair in part.split(","))
+            found = [item for item in node if all(str(item.get(k)) == v for k, v in wanted.items())]
+            if len(found) != 1:
+                raise KeyError(f"{key}: {len(found)} items match {part}")
+            node = found[0]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            raise KeyError(f"{key}: no {part!r}")
+    return node
+
+
+def figures_mismatched(shown: dict[str, str], doc: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Figures whose ``data-value`` differs from the document: {key: (shown, expected)}."""
+    out = {}
+    for key, value in shown.items():
+        expected = doc_value(doc, key)
+        expected_text = "" if expected is None else str(expected)
+        if value != expected_text:
+            out[key] = (value, expected_text)
+    return out
+
+
 @pytest.fixture
 def shop(db: None) -> Shop:
     s = shop_install()

@@ -6,6 +6,7 @@ import re
 from datetime import date
 from decimal import Decimal
 from urllib.parse import parse_qs, urlparse
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.test import Client
@@ -13,7 +14,7 @@ from django.test import Client
 from analytics import services
 from analytics.models import AnalyticsSettings, MarketingInput
 from shops.models import Shop
-from tests.pages.conftest import AS_OF, DOMAIN, Pages, session_token, shop_install
+from tests.pages.conftest import AS_OF, DOMAIN, Pages, doc_value, figures_mismatched, session_token, shop_install
 
 PAGES = ["overview", "rfm", "clv", "retention", "lifecycle", "marketing", "data", "settings"]
 BUDGET_COLD = {"overview": 15, "rfm": 11, "clv": 10, "retention": 16, "lifecycle": 10, "marketing": 10, "data": 15,
@@ -25,13 +26,6 @@ BUDGET_WARM = {"overview": 7, "rfm": 7, "clv": 6, "retention": 8, "lifecycle": 6
 
 def figures(html: str) -> dict[str, str]:
     return dict(re.findall(r'data-figure="([^"]+)" data-value="([^"]*)"', html))
-
-
-def doc_value(doc: dict, dotted: str) -> object:
-    node: object = doc
-    for part in dotted.split("."):
-        node = node[part]  # type: ignore[index]
-    return node
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -98,8 +92,13 @@ def test_rfm_page_grid_groups_and_crosstab(pages: Pages) -> None:
     assert "Customers by recency (R) and frequency (F) score" in html
     for g in ("top", "middle", "bottom"):
         row = html.split(f'<tr data-row="{g}">')[1].split("</tr>")[0]
-        clv = Decimal(doc["rfm"]["groups"][g]["clv"]["clv"])
-        assert f'data-figure="clv">{clv:,.2f}<' in row
+        clv = doc["rfm"]["groups"][g]["clv"]["clv"]
+        assert f'data-figure="rfm.groups.{g}.clv.clv" data-value="{clv}">{Decimal(clv):,.2f}<' in row
+    shown = figures(html)
+    assert shown["rfm.groups.top.customers"] == str(doc["rfm"]["groups"]["top"]["customers"])
+    cell = doc["rfm"]["grid"][0]
+    assert shown[f"rfm.grid.r={cell['r']},f={cell['f']}.customers"] == str(cell["customers"])
+    assert shown[f"rfm.grid.r={cell['r']},f={cell['f']}.revenue"] == str(cell["revenue"])
     # Cross-table columns are Shopify's groups from the synced customers.
     table = html.split('data-testid="crosstab"')[1].split("</table>")[0]
     for name in ("AT_RISK", "CHAMPIONS", "DORMANT"):
@@ -274,3 +273,213 @@ def test_the_page_a_form_redirects_to_reads_afresh(pages: Pages) -> None:
     after = pages.get("/app/marketing", as_of=AS_OF.isoformat(), saved="1").content.decode()
     assert 'data-testid="mk-empty"' not in after
     assert "Saved." in after
+
+
+@pytest.mark.parametrize("name", ["overview", "rfm", "clv", "retention", "lifecycle", "marketing", "data"])
+def test_every_figure_a_page_names_equals_the_document(pages: Pages, name: str) -> None:
+    html = pages.get(f"/app/{name}", as_of=AS_OF.isoformat()).content.decode()
+    doc = services.report_document(shop=pages.shop, as_of=AS_OF, period_days=365)
+    shown = figures(html)
+    assert figures_mismatched(shown, doc) == {}
+    expected = {"rfm": ["rfm.groups.middle.clv.revenue", "rfm.groups.bottom.customers", "rfm.grid.r=1,f=1.customers",
+                        "rfm.grid.r=3,f=3.revenue", "shopify.rfm_crosstab.top.CHAMPIONS"],
+                "clv": ["clv.clv", "rfm.groups.top.clv.aov", "lifecycle.retention.clv.purchase_frequency"],
+                "lifecycle": [f"lifecycle.{s}.{k}" for s in ("purchase", "retention", "advocacy", "at_risk", "lapsed")
+                              for k in ("customers", "aov", "orders_per_customer_year", "clv.clv")],
+                "data": ["shopify.reconciliation.customers_compared", "shopify.reconciliation.customers_differing",
+                         "shopify.reconciliation.orders_differ", "shopify.reconciliation.spend_differ",
+                         "shopify.reconciliation.causes.cancellations", "shopify.reconciliation.causes.unexplained"]}
+    assert set(expected.get(name, [])) <= set(shown)
+
+
+def test_sample_size_warnings_show_a_banner_and_small_sample_badges(pages: Pages) -> None:
+    from django.utils.html import escape
+
+    doc = services.report_document(shop=pages.shop, as_of=AS_OF, period_days=365)
+    assert doc["warnings"]
+    for name in ("overview", "rfm", "clv", "retention", "lifecycle"):
+        html = pages.get(f"/app/{name}", as_of=AS_OF.isoformat()).content.decode()
+        banner = html.split('aria-labelledby="warnings-title"')[1].split("</section>")[0]
+        assert "Read with care" in banner, name
+        for warning in doc["warnings"]:
+            assert f"<li>{escape(warning)}</li>" in banner, (name, warning)
+    # A badge on exactly the rows METRICS.md calls small: groups and stages under 30, cohorts under 10.
+    rfm = pages.get("/app/rfm", as_of=AS_OF.isoformat()).content.decode()
+    for g in ("top", "middle", "bottom"):
+        row = rfm.split(f'<tr data-row="{g}">')[1].split("</tr>")[0]
+        assert ("small sample" in row) == (0 < doc["rfm"]["groups"][g]["customers"] < 30), g
+    life = pages.get("/app/lifecycle", as_of=AS_OF.isoformat()).content.decode()
+    for stage, node in doc["lifecycle"].items():
+        if not isinstance(node, dict) or "customers" not in node:
+            continue
+        row = life.split(f'<tr data-stage="{stage}">')[1].split("</tr>")[0]
+        assert ("small sample" in row) == (0 < node["customers"] < 30), stage
+    clv = pages.get("/app/clv", as_of=AS_OF.isoformat()).content.decode()
+    table = clv.split("Cumulative revenue per cohort customer (NZD)</caption>")[1].split("</table>")[0]
+    small = sum(1 for c in doc["cohorts"] if c.get("small_sample"))
+    assert small > 0
+    assert table.count("small sample") == small
+
+
+def test_a_large_shop_has_no_small_sample_badges(predictive_pages: Pages) -> None:
+    html = predictive_pages.get("/app/rfm", as_of=PREDICTIVE_AS_OF.isoformat()).content.decode()
+    doc = services.report_document(shop=predictive_pages.shop, as_of=PREDICTIVE_AS_OF, period_days=365)
+    assert min(doc["rfm"]["groups"][g]["customers"] for g in ("top", "middle", "bottom")) >= 30
+    groups = html.split('id="groups-title"')[1].split("</section>")[0]
+    assert "small sample" not in groups
+
+
+def test_empty_state_while_the_first_import_runs_shows_its_progress(db: None, client: Client) -> None:
+    from django.utils import timezone
+
+    from sync.models import SyncRun
+
+    shop = shop_install("importing.myshopify.com")
+    SyncRun.objects.create(shop=shop, kind=SyncRun.Kind.BACKFILL, status=SyncRun.Status.RUNNING,
+                           started_at=timezone.now(), objects_seen=40, object_count=160)
+    html = Pages(client, shop).get("/app/overview").content.decode()
+    empty = html.split('data-testid="empty-state"')[1].split("</section>")[0]
+    assert "Importing your order history" in empty
+    assert "the Data page shows its progress" in empty
+    assert '<progress max="100" value="25" aria-label="Import progress">25%</progress>' in empty
+    assert "40 of 160 records read" in empty
+
+
+def test_data_page_shows_sync_times_in_the_shops_zone_and_webhook_health(pages: Pages, settings) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from django.utils import timezone
+
+    from shops.models import WebhookEvent
+    from sync.models import SyncRun
+
+    finished = datetime(2026, 11, 1, 1, 0, tzinfo=UTC)  # 14:00 in Auckland (NZDT, UTC+13)
+    SyncRun.objects.create(shop=pages.shop, kind=SyncRun.Kind.BACKFILL, status=SyncRun.Status.SUCCEEDED,
+                           started_at=finished - timedelta(minutes=5), finished_at=finished)
+    now = timezone.now()
+    for i, status in enumerate(("processed", "processed", "failed", "received")):
+        event = WebhookEvent.objects.create(webhook_id=f"hook-{i}", shop=pages.shop, shop_domain=DOMAIN,
+                                            topic="orders/create", status=status)
+        WebhookEvent.objects.filter(pk=event.pk).update(received_at=now - timedelta(hours=2 + i))
+    # Two days old: outside the last 24 hours' counts.
+    WebhookEvent.objects.filter(webhook_id="hook-0").update(received_at=now - timedelta(days=2))
+    html = pages.get("/app/data", as_of=AS_OF.isoformat()).content.decode()
+    every = settings.SYNC_INCREMENTAL_EVERY
+    assert 'data-testid="last-sync">2026-11-01 14:00 NZDT<' in html
+    expected_next = (finished + every).astimezone(ZoneInfo("Pacific/Auckland"))
+    assert f'data-testid="next-sync">{expected_next:%Y-%m-%d %H:%M} NZDT<' in html
+    hooks = dict(re.findall(r'data-hook="([a-z-]+)">(.*?)</dd>', html))
+    assert hooks["received"] == "3"
+    assert hooks["processed"] == "1"
+    assert hooks["pending"] == "1"
+    assert hooks["failed"] == '<span aria-hidden="true">✖</span> 1'
+    latest = (now - timedelta(hours=3)).astimezone(ZoneInfo("Pacific/Auckland"))
+    assert hooks["last-received"] == f"{latest:%Y-%m-%d %H:%M} {latest.tzname()}"
+    assert "No webhooks in the last day" not in html
+
+
+def test_marketing_shows_ltv_to_cac_against_the_guide_and_return_per_customer(pages: Pages) -> None:
+    doc = services.report_document(shop=pages.shop, as_of=AS_OF, period_days=365)
+    clv, new = Decimal(doc["clv"]["clv"]), doc["retention"]["new_customers"]
+    assert new > 0
+    period = {"period_start": "2025-11-01", "period_end": "2026-11-01"}
+    # Cheap acquisition: LTV:CAC at or above 3:1; dear acquisition: below it.
+    for spend, healthy in ((clv * new / 10, True), (clv * new, False)):
+        spend = spend.quantize(Decimal("0.01"))
+        response = pages.post("/app/marketing", {**period, "acquisition_spend": str(spend)}, as_of=AS_OF.isoformat())
+        assert response.status_code == 302
+        html = pages.get("/app/marketing", as_of=AS_OF.isoformat(), saved="1").content.decode()
+        shown = figures(html)
+        cac = spend / new
+        ltv = clv / cac  # 10 or 1, up to the rounding of the spend
+        assert abs(Decimal(shown["marketing.ltv_to_cac"]) - ltv) <= Decimal("0.005")
+        assert abs(Decimal(shown["marketing.return_per_customer"]) - (clv - cac)) <= Decimal("0.005")
+        assert f"{Decimal(shown['marketing.ltv_to_cac']):.2f} : 1" in html
+        if healthy:
+            assert "At or above the 3 : 1 guide." in html
+        else:
+            assert "Below the 3 : 1 guide" in html
+
+
+PREDICTIVE_AS_OF = date(2026, 1, 1)
+
+
+@pytest.fixture
+def predictive_pages(db: None, client: Client) -> Pages:
+    """A shop whose purchase histories follow BG/NBD (600 customers): the models fit."""
+    from sync.models import Order
+    from tests.analytics.predictive.test_service import simulated_orders
+
+    shop = shop_install("simulated.myshopify.com")
+    Order.objects.bulk_create(simulated_orders(shop, 600, seed=3))
+    return Pages(client, shop)
+
+
+def test_clv_page_shows_the_predictive_figures_when_the_models_fit(predictive_pages: Pages) -> None:
+    shop = predictive_pages.shop
+    html = predictive_pages.get("/app/clv", as_of=PREDICTIVE_AS_OF.isoformat()).content.decode()
+    doc = services.report_document(shop=shop, as_of=PREDICTIVE_AS_OF, period_days=365)
+    predictive = doc["predictive"]
+    assert predictive["available"], predictive
+    section = html.split('data-testid="predictive"')[1].split("</section>")[0]
+    shown = figures(section)
+    assert set(shown) == {"predictive.totals.predicted_clv_per_customer", "predictive.totals.predicted_clv",
+                          "predictive.totals.expected_purchases", "predictive.totals.expected_alive"}
+    assert figures_mismatched(shown, doc) == {}
+    per_customer = Decimal(predictive["totals"]["predicted_clv_per_customer"])
+    assert f"NZD {per_customer:,.2f}" in section
+    assert f"over the next {predictive['parameters']['horizon_days']} days" in section
+    for name, value in predictive["bgnbd"].items():
+        assert f"<dt>BG/NBD {name}</dt><dd>{Decimal(str(value)):,.4f}</dd>" in section
+    backtest = predictive["backtest"]
+    if backtest and backtest.get("available"):
+        actual = backtest["holdout_repeat_purchases"]["actual"]
+        assert f"{actual:,} repeat purchases happened" in section
+        assert "Backtest: cumulative repeat purchases" in section
+
+
+def test_rfm_list_shows_each_customers_predicted_clv(predictive_pages: Pages) -> None:
+    from analytics.models import AnalyticsSnapshot, CustomerScore
+
+    shop = predictive_pages.shop
+    html = predictive_pages.get("/app/rfm", as_of=PREDICTIVE_AS_OF.isoformat(), sort="predicted_clv").content.decode()
+    assert '>Predicted CLV <span aria-hidden="true">▼</span>' in html
+    snapshot = AnalyticsSnapshot.objects.get(shop=shop, as_of=PREDICTIVE_AS_OF)
+    stored = dict(CustomerScore.objects.filter(rows_id=snapshot.rows_id)
+                  .values_list("customer_shopify_id", "predicted_clv"))
+    rows = re.findall(r'<tr data-customer="(\d+)">.*?data-predicted-clv="([^"]*)">([^<]*)<', html, re.S)
+    assert len(rows) == 50
+    for cid, value, text in rows:
+        assert Decimal(value) == stored[int(cid)]
+        assert text == f"NZD {stored[int(cid)]:,.2f}"
+    values = [Decimal(v) for _, v, _ in rows]
+    assert values == sorted(values, reverse=True)
+    assert values[0] == max(v for v in stored.values() if v is not None)
+
+
+def test_rfm_csv_keeps_the_group_filter(pages: Pages) -> None:
+    html = pages.get("/app/rfm", as_of=AS_OF.isoformat(), group="middle").content.decode()
+    link = re.search(r'href="(/app/rfm\.csv\?[^"]+)"', html).group(1).replace("&amp;", "&")
+    assert parse_qs(urlparse(link).query)["group"] == ["middle"]
+    response = pages.get("/app/rfm.csv", as_of=AS_OF.isoformat(), group="middle")
+    assert response["Content-Disposition"].endswith('-2026-11-01-middle.csv"')
+    lines = b"".join(response.streaming_content).decode().strip().splitlines()
+    doc = services.report_document(shop=pages.shop, as_of=AS_OF, period_days=365)
+    assert len(lines) == 1 + doc["rfm"]["groups"]["middle"]["customers"]
+    column = lines[0].split(",").index("rfm_group")
+    assert {line.split(",")[column] for line in lines[1:]} == {"middle"}
+
+
+def test_csv_and_status_endpoints_stay_within_their_query_budgets(pages: Pages, client: Client,
+                                                                  django_assert_max_num_queries) -> None:
+    services.report_document(shop=pages.shop, as_of=AS_OF, period_days=365)
+    # Session check, settings, the snapshot and its rows present, then one read of the rows.
+    with django_assert_max_num_queries(6):
+        response = pages.get("/app/rfm.csv", as_of=AS_OF.isoformat())
+        lines = b"".join(response.streaming_content).decode().strip().splitlines()
+    assert len(lines) > 10
+    token = session_token(DOMAIN)
+    # Session check, then the sync status: last sync, last backfill, running backfill, webhook counts and latest.
+    with django_assert_max_num_queries(7):
+        response = client.get(f"/app/data/status.json?shop={DOMAIN}", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -14,22 +14,23 @@ from devstore.testing import DevStore, ShopSpec
 from shops.models import Shop, ShopCredential
 from tests.conftest import wait_for
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = "/usr/bin/chromium"  # Debian's `chromium` package, as in tests/pages/test_browser.py
 pytestmark = [
     pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True),
     pytest.mark.urls("tests.shops.urls_embedded"), pytest.mark.filterwarnings("ignore:The HMAC key is"),
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium"),
+    pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                       reason="browser tests skipped: /usr/bin/chromium is not installed (apt-get install chromium)"),
 ]
 ACME = "acme.myshopify.com"
 
 
 @pytest.fixture
 def browser_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="browser tests skipped: playwright missing")
 
     # Playwright's sync API keeps an event loop on this thread; the ORM calls here are plain sync code.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
-    with sync_playwright() as p:
+    with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page()
         yield page

@@ -1,23 +1,33 @@
-"""`manage.py demo --shop NAME --data FILE --exit-when-synced`, as a user runs it (a subprocess)."""
+"""`manage.py demo`, as a user runs it: a subprocess, read line by line, stopped with Ctrl-C (SIGINT)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
+import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
+import psutil
 import pytest
 from django.conf import settings
 
-from shops.models import Shop
+from analytics.models import AnalyticsSnapshot
+from shops.models import Shop, WebhookEvent
 from sync.models import Customer, Order, Refund, SyncRun
 from tests.conftest import ROOT
 from tests.conftest import test_database_url as database_url
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(300)
 
 CSV = """customer_id,order_id,processed_at,amount,currency,refunded_amount,refunded_at
 101,9001,2025-03-01T10:00:00Z,40.00,EUR,,
@@ -33,23 +43,150 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_demo_loads_a_csv_shop_installs_and_exits_when_synced(transactional_db: None, tmp_path: Path,
-                                                               redis_client) -> None:
-    redis_client.flushdb()
-    data = tmp_path / "orders.csv"
-    data.write_text(CSV)
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _test_env() -> dict[str, str]:
+    """The demo against the test database and Redis, as the user's environment would set them."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "DATABASE_URL": database_url(),
            "REDIS_URL": settings.REDIS_URL}
     env.pop("SHOPIFY_API_BASE_URL", None)
+    return env
+
+
+class Demo:
+    """A running `manage.py demo`: its output as lines, and the processes it started."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(  # noqa: S603 - our own manage.py
+            [sys.executable, "manage.py", "demo", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.lines.append(line)
+            found = re.search(pattern, line)
+            if found:
+                return found
+        raise AssertionError(f"no line matching {pattern!r}; output:\n" + "\n".join(self.lines[-40:]))
+
+    def interrupt(self, timeout: float = 60) -> int:
+        """Ctrl-C, then the rest of the output; returns the exit code."""
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(timeout=timeout)
+        while (line := self._queue.get(timeout=5)) is not None:
+            self.lines.append(line)
+        return code
+
+    def close(self) -> None:
+        """After a failure: Ctrl-C as a user would; if that hangs, kill the demo and all it started."""
+        if self.proc.poll() is not None:
+            return
+        children = psutil.Process(self.proc.pid).children(recursive=True)
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            for process in [*children, psutil.Process(self.proc.pid)]:
+                with contextlib.suppress(psutil.Error):
+                    process.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def demo_runner() -> Iterator[list[Demo]]:
+    started: list[Demo] = []
+    yield started
+    for demo in started:
+        demo.close()
+
+
+def test_demo_with_no_arguments_installs_the_generated_shop_and_prints_the_admin_url(
+        transactional_db: None, redis_client, demo_runner: list[Demo]) -> None:
+    redis_client.flushdb()
+    port = _free_port()
+    demo = Demo(["--port", str(port)], _test_env())
+    demo_runner.append(demo)
+    # The defaults: the shop `demo`, generated with a few years of history, trading live.
+    demo.wait_for(r"starting devstore with demo\.myshopify\.com \(generated: 8,000 customers, 36 months, "
+                  r"live trading\)", timeout=60)
+    orders = int(demo.wait_for(r"devstore at \S+: ([\d,]+) orders", timeout=60).group(1).replace(",", ""))
+    assert orders > 20_000
+    demo.wait_for(r"^Tenure is up", timeout=90)
+    children = psutil.Process(demo.proc.pid).children(recursive=True)
+    names = {" ".join(c.cmdline()) for c in children}
+    # Two workers: webhooks (with analytics) never queue behind the backfill's worker.
+    assert any("-Q default,webhooks,analytics" in n for n in names), names
+    assert any("-Q sync,backfill" in n for n in names), names
+    assert any("celery -A config beat" in n for n in names), names
+    demo.wait_for(r"^backfill \[", timeout=60)
+    demo.wait_for(r"demo\.myshopify\.com synced: [\d,]+ rows written", timeout=240)
+    admin_url = demo.wait_for(r"Open the shop's admin, with Tenure in it: (http://127\.0\.0\.1:\d+/store/demo/"
+                              rf"apps/{re.escape(settings.SHOPIFY_API_KEY)})$", timeout=120).group(1)
+    demo.wait_for(r"Press Ctrl-C to stop every process started here\.", timeout=10)
+
+    # The admin page frames the app; the frame's page shows the stored report's figures.
+    shop = Shop.objects.get(domain="demo.myshopify.com")
+    assert SyncRun.objects.get(shop=shop, kind="backfill").status == "succeeded"
+    admin = httpx.get(admin_url, timeout=30)
+    assert admin.status_code == 200
+    frame_src = re.search(r'<iframe[^>]+src="([^"]+)"', admin.text).group(1).replace("&amp;", "&")
+    assert frame_src.startswith(f"http://127.0.0.1:{port}/")
+    page = httpx.get(frame_src, timeout=60, follow_redirects=True)
+    assert page.status_code == 200
+    shown = dict(re.findall(r'data-figure="([^"]+)" data-value="([^"]*)"', page.text))
+    snapshot = AnalyticsSnapshot.objects.filter(shop=shop).order_by("-as_of", "-computed_at").first()  # today's
+    assert snapshot is not None
+    assert int(shown["clv.orders"]) == snapshot.document["clv"]["orders"] > 1000
+
+    # Live mode: devstore keeps trading and its webhooks reach the app's webhook worker.
+    deadline = time.monotonic() + 60
+    while not WebhookEvent.objects.filter(shop=shop, topic="orders/create", status="processed").exists():
+        assert time.monotonic() < deadline, "no orders/create webhook was processed within a minute"
+        time.sleep(0.5)
+
+    code = demo.interrupt()
+    assert code == 0, "\n".join(demo.lines[-20:])
+    assert "==> stopping" in demo.lines
+    # Every process the demo started is gone, and the web port is free again.
+    assert [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE] == []
+    assert not _port_open(port)
+
+
+def test_demo_data_alone_loads_the_csv_into_the_demo_shop(transactional_db: None, tmp_path: Path,
+                                                           redis_client) -> None:
+    redis_client.flushdb()
+    data = tmp_path / "orders.csv"
+    data.write_text(CSV)
     proc = subprocess.run(  # noqa: S603
-        [sys.executable, "manage.py", "demo", "--shop", "csvshop", "--data", str(data), "--port", str(_free_port()),
-         "--exit-when-synced"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=200, check=False,
+        [sys.executable, "manage.py", "demo", "--data", str(data), "--port", str(_free_port()), "--exit-when-synced"],
+        cwd=ROOT, env=_test_env(), capture_output=True, text=True, timeout=200, check=False,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"starting devstore with demo.myshopify.com (from {data})" in proc.stdout
     assert "backfill [" in proc.stdout
-    assert "csvshop.myshopify.com synced" in proc.stdout
-    shop = Shop.objects.get(domain="csvshop.myshopify.com")
+    assert "demo.myshopify.com synced" in proc.stdout
+    shop = Shop.objects.get(domain="demo.myshopify.com")
     assert SyncRun.objects.get(shop=shop, kind="backfill").status == "succeeded"
     # Hand-checked against the CSV: four orders, one guest, one refund of 5.50.
     orders = {o.shopify_id: o for o in Order.objects.filter(shop=shop)}
@@ -59,3 +196,47 @@ def test_demo_loads_a_csv_shop_installs_and_exits_when_synced(transactional_db: 
     assert orders[9002].total_refunded == Decimal("5.50")
     assert [r.amount for r in Refund.objects.filter(shop=shop)] == [Decimal("5.50")]
     assert set(Customer.objects.filter(shop=shop).values_list("shopify_id", flat=True)) == {101, 102}
+
+
+def _postmaster_pid(var: Path) -> int | None:
+    pidfile = var / "postgres" / "postmaster.pid"
+    if not pidfile.exists():
+        return None
+    pid = int(pidfile.read_text().split()[0])
+    return pid if psutil.pid_exists(pid) else None
+
+
+def test_ctrl_c_stops_the_embedded_servers_the_demo_started_but_not_ones_it_found(
+        tmp_path: Path, demo_runner: list[Demo]) -> None:
+    var = tmp_path / "var"
+    redis_port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SHOPIFY_API_BASE_URL")}
+    env.update({"DJANGO_SETTINGS_MODULE": "config.settings.local", "TENURE_VAR_DIR": str(var),
+                "TENURE_EMBEDDED_REDIS_PORT": str(redis_port)})
+    try:
+        # Nothing running: the demo starts PostgreSQL and Redis, and Ctrl-C stops them again.
+        demo = Demo(["--no-shop", "--port", str(_free_port())], env)
+        demo_runner.append(demo)
+        demo.wait_for(r"Press Ctrl-C", timeout=180)
+        assert _postmaster_pid(var) is not None
+        assert _port_open(redis_port)
+        assert demo.interrupt() == 0, "\n".join(demo.lines[-20:])
+        assert "==> stopping the embedded PostgreSQL and Redis started by this command" in demo.lines
+        assert _postmaster_pid(var) is None
+        assert not _port_open(redis_port)
+
+        # Started by another command before: the demo uses them and leaves them running.
+        subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, check=True,  # noqa: S603
+                       capture_output=True, timeout=120)
+        pg_pid = _postmaster_pid(var)
+        assert pg_pid is not None
+        demo = Demo(["--no-shop", "--port", str(_free_port())], env)
+        demo_runner.append(demo)
+        demo.wait_for(r"Press Ctrl-C", timeout=180)
+        assert demo.interrupt() == 0, "\n".join(demo.lines[-20:])
+        assert not any("stopping the embedded" in line for line in demo.lines)
+        assert _postmaster_pid(var) == pg_pid
+        assert _port_open(redis_port)
+    finally:
+        subprocess.run([sys.executable, "-c", "from config.services import stop_embedded; stop_embedded()"],  # noqa: S603
+                       cwd=ROOT, env=env, check=False, timeout=60)
