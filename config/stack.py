@@ -106,13 +106,7 @@ def wait_http_ok(url: str, *, seconds: float, stack: Stack) -> None:
 
 def preflight() -> None:
     """Fail in one line, before starting anything, when PostgreSQL or Redis cannot be reached."""
-    import redis
-    from django.conf import settings
-    from django.db import connection
+    from config.startup import database_check, redis_check
 
-    connection.ensure_connection()  # OperationalError becomes a one-line error in manage.py
-    try:
-        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2).ping()
-    except redis.RedisError as exc:
-        raise StartupError(f"cannot reach Redis at {settings.REDIS_URL} ({exc.__class__.__name__}): "
-                           "start Redis or fix REDIS_URL") from exc
+    database_check()
+    redis_check()

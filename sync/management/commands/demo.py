@@ -58,7 +58,8 @@ class Command(BaseCommand):
         parser.add_argument("--orders", type=int, default=None, help="generated shop: exact order count")
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--currency", default=None)
-        parser.add_argument("--timezone", default="America/New_York")
+        parser.add_argument("--timezone", default=None,
+                            help="the shop's IANA zone (default: UTC for --data, America/New_York generated)")
         parser.add_argument("--devstore-port", type=int, default=0)
         parser.add_argument("--no-live", action="store_true", help="devstore does not trade (no new orders)")
         parser.add_argument("--exit-when-synced", action="store_true",
