@@ -20,6 +20,7 @@ from analytics.predictive.summary import (
     UNIT_DAYS,
     Summary,
     TimeUnit,
+    excluded_tags_normal,
     holdout_purchases_for_shop,
     repeat_days_for_shop,
     summary_for_shop,
@@ -204,7 +205,7 @@ def predictive_block(
             "discount_rate": discount_rate,
             "time_unit": time_unit,
             "order_value_basis": order_value_basis,
-            "excluded_order_tags": list(excluded_tags),
+            "excluded_order_tags": excluded_tags_normal(excluded_tags),
             "discounting": (
                 f"expected purchases per {DAYS_PER_MONTH:.2f}-day step x expected order value, "
                 "discounted by (1 + rate)^(-days/365) at each step's end"

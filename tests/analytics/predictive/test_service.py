@@ -11,7 +11,12 @@ import pytest
 
 from analytics.predictive.bgnbd import BgNbdParams, bgnbd_p_alive
 from analytics.predictive.service import predictive_block
-from analytics.predictive.summary import summary_for_shop, summary_from_transactions
+from analytics.predictive.summary import (
+    holdout_purchases_for_shop,
+    repeat_days_for_shop,
+    summary_for_shop,
+    summary_from_transactions,
+)
 from shops.models import Shop
 from sync.models import Order
 
@@ -86,6 +91,38 @@ def test_summary_in_sql_counts_days_in_the_shop_zone(nz_shop: Shop) -> None:
     assert (every.x[0], every.t_x[0], every.m[0]) == (3, 52, (50 + 10 + 40) / 3)
     assert by_total.T[0] == pytest.approx(58 / 7)
 
+
+
+def test_excluded_tags_compare_case_insensitively(nz_shop: Shop) -> None:
+    # The descriptive figures drop an order tagged "Wholesale" when the setting says "wholesale";
+    # the summary, the holdout counts and the backtest series must drop the same orders.
+    Order.objects.bulk_create(
+        [
+            order(nz_shop, 201, dt.datetime(2026, 1, 5, tzinfo=UTC), "20"),
+            order(nz_shop, 201, dt.datetime(2026, 1, 10, tzinfo=UTC), "500", tags=["Wholesale"]),
+            order(nz_shop, 201, dt.datetime(2026, 1, 20, tzinfo=UTC), "30", tags=["gift"]),
+            order(nz_shop, 202, dt.datetime(2026, 1, 6, tzinfo=UTC), "40", tags=["WHOLESALE", "b2b"]),
+        ]
+    )
+    as_of = dt.date(2026, 3, 1)
+    every = summary_for_shop(shop=nz_shop, as_of=as_of)
+    assert every.customer_id.tolist() == [201, 202]
+    assert every.x.tolist() == [2, 0]
+    for excluded in (("wholesale",), ("Wholesale",), (" WholeSale ",)):
+        s = summary_for_shop(shop=nz_shop, as_of=as_of, excluded_tags=excluded)
+        assert s.customer_id.tolist() == [201], excluded
+        assert (s.x[0], s.m[0]) == (1, 30.0), excluded
+        ids, counts = holdout_purchases_for_shop(
+            shop=nz_shop, start=dt.date(2026, 1, 1), end=as_of, excluded_tags=excluded
+        )
+        assert (ids.tolist(), counts.tolist()) == ([201], [2.0]), excluded
+        days, repeats = repeat_days_for_shop(
+            shop=nz_shop, cohort_end=as_of, start=dt.date(2026, 1, 1), end=as_of, excluded_tags=excluded
+        )
+        assert (days.tolist(), repeats.tolist()) == ([dt.date(2026, 1, 20)], [1.0]), excluded
+    # The block reports the tags as they are compared.
+    block = predictive_block(shop=nz_shop, as_of=as_of, excluded_order_tags=("Wholesale", "wholesale"))
+    assert block["parameters"]["excluded_order_tags"] == ["wholesale"]
 
 TRUE = BgNbdParams(r=0.8, alpha=60.0, a=0.5, b=3.0)
 AS_OF = dt.date(2026, 1, 1)
