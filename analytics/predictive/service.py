@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from analytics.metrics.numbers import money
 from analytics.predictive.backtest import backtest_compute
 from analytics.predictive.bgnbd import BgNbdFit, bgnbd_fit
 from analytics.predictive.clv import DAYS_PER_MONTH, Predictions, predictions_compute
@@ -29,15 +30,16 @@ from shops.models import Shop
 
 logger = logging.getLogger(__name__)
 
-CENT = Decimal("0.01")
 MIN_HOLDOUT_DAYS = 28
 # The weekly tracking series starts at most this long before the calibration end.
 MAX_SERIES_DAYS = 3 * 365
 NOT_IN_RFM = "not_in_rfm"
 
 
-def _money(value: float) -> str:
-    return str(Decimal(repr(float(value))).quantize(CENT))
+def _money(value: float, currency: str) -> str:
+    """A model's float estimate as a decimal string in the currency's minor units, rounded half up
+    like the descriptive figures (analytics.metrics.numbers.money)."""
+    return str(money(Decimal(repr(float(value))), currency))
 
 
 def _as_date(as_of: dt.date | dt.datetime, shop: Shop) -> dt.date:
@@ -69,13 +71,13 @@ def _gg_diagnostics(fit: GammaGammaFit) -> dict[str, Any]:
     }
 
 
-def _customer_rows(summary: Summary, pred: Predictions) -> list[dict[str, Any]]:
+def _customer_rows(summary: Summary, pred: Predictions, currency: str) -> list[dict[str, Any]]:
     """One dict per customer; columns go through tolist() first (numpy scalars are slow to
     index one by one, and this runs for every customer of the shop)."""
     n = len(summary)
     none: list[str | None] = [None] * n
-    aov = [f"{v:.2f}" for v in pred.expected_aov.tolist()] if pred.expected_aov is not None else none
-    clv = [f"{v:.2f}" for v in pred.clv.tolist()] if pred.clv is not None else none
+    aov = [_money(v, currency) for v in pred.expected_aov.tolist()] if pred.expected_aov is not None else none
+    clv = [_money(v, currency) for v in pred.clv.tolist()] if pred.clv is not None else none
     columns = zip(
         summary.customer_id.tolist(),
         summary.x.astype(np.int64).tolist(),
@@ -96,7 +98,7 @@ def _finite(pred: Predictions) -> bool:
     return all(bool(np.all(np.isfinite(a))) for a in arrays if a is not None)
 
 
-def _totals(pred: Predictions, idx: np.ndarray) -> dict[str, Any]:
+def _totals(pred: Predictions, idx: np.ndarray, currency: str) -> dict[str, Any]:
     n = len(idx)
     out: dict[str, Any] = {
         "customers": n,
@@ -108,8 +110,8 @@ def _totals(pred: Predictions, idx: np.ndarray) -> dict[str, Any]:
     }
     if pred.clv is not None:
         total = float(pred.clv[idx].sum())
-        out["predicted_clv"] = _money(total)
-        out["predicted_clv_per_customer"] = _money(total / n) if n else None
+        out["predicted_clv"] = _money(total, currency)
+        out["predicted_clv_per_customer"] = _money(total / n, currency) if n else None
     return out
 
 
@@ -185,12 +187,15 @@ def predictive_block(
     excluded_order_tags: tuple[str, ...] | None = None,
     time_unit: TimeUnit = "days",
     include_backtest: bool = True,
+    currency: str | None = None,
 ) -> dict[str, Any]:
     """The report's `predictive` key. Never raises for a shop's data: when the models cannot be
     fitted the block says why (`available: false`, `message`) and carries no numbers.
 
-    `order_value_basis` and `excluded_order_tags` default to the shop's analytics settings."""
+    `order_value_basis` and `excluded_order_tags` default to the shop's analytics settings,
+    `currency` (whose minor units money is rounded to) to the shop's."""
     as_of_date = _as_date(as_of, shop)
+    currency = (shop.currency or "") if currency is None else currency
     setting_basis, setting_tags = _shop_settings(shop)
     order_value_basis = order_value_basis or setting_basis
     excluded_tags = setting_tags if excluded_order_tags is None else tuple(excluded_order_tags)
@@ -204,6 +209,7 @@ def predictive_block(
             "horizon_days": horizon_days,
             "discount_rate": discount_rate,
             "time_unit": time_unit,
+            "currency": currency,
             "order_value_basis": order_value_basis,
             "excluded_order_tags": excluded_tags_normal(excluded_tags),
             "discounting": (
@@ -268,14 +274,14 @@ def predictive_block(
     if gg is not None:
         block["gamma_gamma"] = gg.params.as_dict()
         block["diagnostics"]["gamma_gamma"] = _gg_diagnostics(gg)
-    block["totals"] = _totals(pred, np.arange(len(summary)))
+    block["totals"] = _totals(pred, np.arange(len(summary)), currency)
     if rfm_groups is not None:
         labels = np.array([rfm_groups.get(int(c), NOT_IN_RFM) for c in summary.customer_id], dtype=object)
         block["groups"] = {
-            str(name): _totals(pred, np.flatnonzero(labels == name)) for name in sorted(set(labels.tolist()))
+            str(name): _totals(pred, np.flatnonzero(labels == name), currency) for name in sorted(set(labels.tolist()))
         }
     if include_customers:
-        block["customers"] = _customer_rows(summary, pred)
+        block["customers"] = _customer_rows(summary, pred, currency)
     if include_backtest:
         block["backtest"] = _backtest_for_shop(
             shop=shop,
