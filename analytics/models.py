@@ -30,6 +30,10 @@ class AnalyticsSettings(models.Model):
         QUANTILE = "quantile", "Quantile (equal-count bins, ties kept together)"
         RANGE = "range", "Range (equal-width bins between min and max)"
 
+    class TimeUnit(models.TextChoices):
+        DAYS = "days", "Days"
+        WEEKS = "weeks", "Weeks"
+
     shop = models.OneToOneField(Shop, on_delete=models.CASCADE, related_name="analytics_settings")
     period_days = models.PositiveIntegerField(default=365)
     activity_window_days = models.PositiveIntegerField(default=365)
@@ -40,6 +44,11 @@ class AnalyticsSettings(models.Model):
     rfm_method = models.CharField(max_length=16, choices=RfmMethod.choices, default=RfmMethod.QUANTILE)
     lifespan_override_years = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
     excluded_order_tags = ArrayField(models.CharField(max_length=255), default=list, blank=True)
+    # Predictive CLV (docs/PREDICTIVE.md): the unit of t_x, T and the fitted alpha, the horizon H
+    # and the annual discount rate (percent) of the predicted CLV.
+    predictive_time_unit = models.CharField(max_length=8, choices=TimeUnit.choices, default=TimeUnit.DAYS)
+    predictive_horizon_days = models.PositiveIntegerField(default=365)
+    predictive_discount_rate_pct = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal(10))
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -58,6 +59,9 @@ def report_params_for(*, shop: Shop, as_of: date | None = None, period_days: int
         rfm_method=rfm_method or s.rfm_method,
         lifespan_override_years=s.lifespan_override_years,
         excluded_order_tags=tuple(s.excluded_order_tags or ()),
+        predictive_time_unit=s.predictive_time_unit,
+        predictive_horizon_days=int(s.predictive_horizon_days),
+        predictive_discount_rate_pct=Decimal(s.predictive_discount_rate_pct),
     )
 
 

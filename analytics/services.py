@@ -19,7 +19,7 @@ from django.utils import timezone
 from analytics import selectors
 from analytics.metrics.document import document_build, marketing_apply
 from analytics.metrics.engine import metrics_collect
-from analytics.metrics.params import bounds_for
+from analytics.metrics.params import ReportParams, bounds_for
 from analytics.models import AnalyticsSettings, AnalyticsSnapshot, CustomerScore, MarketingInput
 from shops.models import Shop
 
@@ -31,8 +31,10 @@ LIFESPAN_RANGE = (Decimal("0.01"), Decimal(50))
 MAX_TAGS = 50
 # Per-customer rows are kept for this many of a shop's most recent snapshots.
 KEEP_CUSTOMER_ROWS = 4
-PREDICTIVE_HORIZON_DAYS = 365
-PREDICTIVE_DISCOUNT_RATE = 0.10
+# Predictive settings: the horizon H of the predicted CLV in days (a month to five years) and the
+# annual discount rate in percent.
+PREDICTIVE_HORIZON_RANGE = (30, 1825)
+PREDICTIVE_DISCOUNT_RANGE = (Decimal(0), Decimal(100))
 
 Errors = dict[str, list[str]]
 
@@ -129,6 +131,19 @@ def settings_update(*, shop: Shop, data: dict[str, Any]) -> tuple[AnalyticsSetti
                                                      lo=LIFESPAN_RANGE[0], hi=LIFESPAN_RANGE[1], places=2)
     if "excluded_order_tags" in data:
         values["excluded_order_tags"] = _tags(data["excluded_order_tags"], errors)
+    if "predictive_time_unit" in data:
+        values["predictive_time_unit"] = _choice(data, "predictive_time_unit",
+                                                 list(AnalyticsSettings.TimeUnit.values), errors)
+    if "predictive_horizon_days" in data:
+        values["predictive_horizon_days"] = _int_in(data, "predictive_horizon_days", *PREDICTIVE_HORIZON_RANGE,
+                                                    errors)
+    if "predictive_discount_rate_pct" in data:
+        rate = _decimal(data, "predictive_discount_rate_pct", errors, lo=PREDICTIVE_DISCOUNT_RANGE[0],
+                        hi=PREDICTIVE_DISCOUNT_RANGE[1], places=2)
+        if rate is None and "predictive_discount_rate_pct" not in errors:
+            # Blank is not "no discounting" (that is 0): the rate always has a value.
+            errors["predictive_discount_rate_pct"] = ["Enter a number (0 for no discounting)."]
+        values["predictive_discount_rate_pct"] = rate
     if errors:
         return None, errors
     for key, value in values.items():
@@ -167,7 +182,7 @@ def marketing_inputs_update(*, shop: Shop, data: dict[str, Any]) -> tuple[Market
     return row, {}
 
 
-def _predictive(*, shop: Shop, as_of: date, snapshot_id: int, cursor: Any) -> dict[str, Any]:
+def _predictive(*, shop: Shop, params: ReportParams, snapshot_id: int, cursor: Any) -> dict[str, Any]:
     try:
         from analytics.predictive.service import predictive_block  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
@@ -177,9 +192,12 @@ def _predictive(*, shop: Shop, as_of: date, snapshot_id: int, cursor: Any) -> di
     try:
         rfm_groups = dict(CustomerScore.objects.filter(snapshot_id=snapshot_id)
                           .values_list("customer_shopify_id", "rfm_group"))
-        block: dict[str, Any] = predictive_block(shop=shop, as_of=as_of, horizon_days=PREDICTIVE_HORIZON_DAYS,
-                                                 discount_rate=PREDICTIVE_DISCOUNT_RATE, include_customers=True,
-                                                 rfm_groups=rfm_groups)
+        block: dict[str, Any] = predictive_block(
+            shop=shop, as_of=params.as_of, horizon_days=params.predictive_horizon_days,
+            discount_rate=float(params.predictive_discount_rate_pct) / 100,
+            time_unit="weeks" if params.predictive_time_unit == "weeks" else "days",
+            order_value_basis=params.order_value_basis, excluded_order_tags=params.excluded_order_tags,
+            currency=shop.currency or "", include_customers=True, rfm_groups=rfm_groups)
     except PredictiveError as exc:
         return {"available": False, "error": str(exc), "code": getattr(exc, "code", "predictive_error")}
     except Exception:  # noqa: BLE001 - a model failure must not take the descriptive figures down with it
@@ -226,7 +244,7 @@ def snapshot_refresh(*, shop: Shop, as_of: date | None = None, period_days: int 
             document = document_build(raw=raw, params=params, bounds=bounds, shop_domain=shop.domain,
                                       currency=shop.currency or "")
             if predictive:
-                document["predictive"] = _predictive(shop=shop, as_of=params.as_of, snapshot_id=snapshot.pk,
+                document["predictive"] = _predictive(shop=shop, params=params, snapshot_id=snapshot.pk,
                                                      cursor=cursor)
             else:
                 document["predictive"] = None

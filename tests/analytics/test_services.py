@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import random
@@ -53,6 +54,55 @@ def test_settings_update_rejects_and_saves_nothing():
     assert not AnalyticsSettings.objects.filter(shop=shop).exists()
     _, errors = services.settings_update(shop=shop, data={"lifespan_override_years": "1.234"})
     assert errors == {"lifespan_override_years": ["Use at most 2 decimal places."]}
+
+
+def test_settings_update_predictive_settings():
+    shop = shop_make()
+    defaults = services.selectors.analytics_settings_get(shop=shop)
+    assert (defaults.predictive_time_unit, defaults.predictive_horizon_days,
+            defaults.predictive_discount_rate_pct) == ("days", 365, Decimal(10))
+    saved, errors = services.settings_update(shop=shop, data={
+        "predictive_time_unit": "weeks", "predictive_horizon_days": "730", "predictive_discount_rate_pct": "7.5"})
+    assert errors == {}
+    row = AnalyticsSettings.objects.get(shop=shop)
+    assert (row.predictive_time_unit, row.predictive_horizon_days, row.predictive_discount_rate_pct) == (
+        "weeks", 730, Decimal("7.50"))
+    for data, message in (
+        ({"predictive_time_unit": "months"}, "Choose one of: days, weeks."),
+        ({"predictive_horizon_days": "29"}, "Enter a number from 30 to 1825."),
+        ({"predictive_horizon_days": "1826"}, "Enter a number from 30 to 1825."),
+        ({"predictive_horizon_days": "a year"}, "Enter a whole number."),
+        ({"predictive_discount_rate_pct": "-1"}, "Enter a number at least 0 and at most 100."),
+        ({"predictive_discount_rate_pct": "100.01"}, "Enter a number at least 0 and at most 100."),
+        ({"predictive_discount_rate_pct": "2.125"}, "Use at most 2 decimal places."),
+        ({"predictive_discount_rate_pct": ""}, "Enter a number (0 for no discounting)."),
+        ({"predictive_discount_rate_pct": "NaN"}, "Enter a number."),
+    ):
+        saved, errors = services.settings_update(shop=shop, data={**data, "period_days": "90"})
+        assert saved is None
+        assert errors == {next(iter(data)): [message]}, data
+    row.refresh_from_db()
+    assert (row.period_days, row.predictive_time_unit, row.predictive_horizon_days,
+            row.predictive_discount_rate_pct) == (365, "weeks", 730, Decimal("7.50"))
+    _, errors = services.settings_update(shop=shop, data={"predictive_discount_rate_pct": "0",
+                                                          "predictive_horizon_days": "30"})
+    assert errors == {}
+
+
+def test_predictive_settings_are_part_of_the_snapshot_key():
+    shop = shop_make()
+    base = services.selectors.report_params_for(shop=shop, as_of=AS_OF)
+    hashes = {base.settings_hash()}
+    for data in ({"predictive_time_unit": "weeks"}, {"predictive_horizon_days": "180"},
+                 {"predictive_discount_rate_pct": "12"}):
+        services.settings_update(shop=shop, data=data)
+        hashes.add(services.selectors.report_params_for(shop=shop, as_of=AS_OF).settings_hash())
+    assert len(hashes) == 4
+    # A rate read back from the database ("12.00") keys the same snapshot as the one typed ("12").
+    stored = services.selectors.report_params_for(shop=shop, as_of=AS_OF)
+    assert stored.predictive_discount_rate_pct == Decimal("12.00")
+    typed = dataclasses.replace(stored, predictive_discount_rate_pct=Decimal(12))
+    assert typed.settings_hash() == stored.settings_hash()
 
 
 def test_marketing_inputs_update():
