@@ -122,6 +122,11 @@ class CustomerScore(models.Model):
     shopify_number_of_orders = models.BigIntegerField(null=True, blank=True)
     shopify_amount_spent = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
     reconcile_cause = models.CharField(max_length=32, blank=True, default="")
+    # Copied from the snapshot's CustomerPrediction row (null without a fitted model), so the
+    # customer list and the CSV read one table.
+    p_alive = models.FloatField(null=True, blank=True)
+    expected_purchases = models.FloatField(null=True, blank=True)
+    expected_aov = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
     predicted_clv = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
 
     class Meta:
@@ -129,3 +134,30 @@ class CustomerScore(models.Model):
 
     def __str__(self) -> str:
         return f"score {self.customer_shopify_id} in snapshot {self.snapshot_id}"
+
+
+class CustomerPrediction(models.Model):
+    """One customer's BG/NBD and Gamma-Gamma figures in a snapshot (docs/PREDICTIVE.md).
+
+    Every customer the models score has a row, lapsed ones outside the period's RFM table too.
+    Like CustomerScore: derived data in an unlogged table, written by one COPY per refresh,
+    pruned with the score rows, no foreign key check.
+    """
+
+    snapshot = models.ForeignKey(AnalyticsSnapshot, on_delete=models.CASCADE, related_name="customer_predictions",
+                                 db_constraint=False, db_index=False)
+    customer_shopify_id = models.BigIntegerField()
+    x = models.IntegerField(help_text="repeat purchase days")
+    t_x = models.FloatField(help_text="first to last purchase day, in the block's time unit")
+    T = models.FloatField(db_column="t_observed", help_text="first purchase day to the last day observed")
+    p_alive = models.FloatField()
+    expected_purchases = models.FloatField(help_text="in the next horizon_days")
+    # Null when the spend model could not be fitted.
+    expected_aov = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+    predicted_clv = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["snapshot", "customer_shopify_id"], name="prediction_snapshot_customer")]
+
+    def __str__(self) -> str:
+        return f"prediction {self.customer_shopify_id} in snapshot {self.snapshot_id}"

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.db.models import Q
 from django.utils import timezone
 
-from analytics.metrics.numbers import money
+from analytics.metrics.numbers import decimal_money, money
 from analytics.metrics.params import ReportParams
-from analytics.models import AnalyticsSettings, AnalyticsSnapshot, CustomerScore, MarketingInput
+from analytics.models import AnalyticsSettings, AnalyticsSnapshot, CustomerPrediction, CustomerScore, MarketingInput
 from shops.models import Shop
 
 
@@ -33,12 +33,16 @@ def shop_zone(*, shop: Shop) -> str:
 
 
 def snapshot_rows_present(*, snapshot: AnalyticsSnapshot) -> bool:
-    """Whether the snapshot's customer rows can be read (pruned, or lost with the unlogged table
-    after a database crash, when they cannot)."""
+    """Whether the snapshot's customer rows (RFM scores and predictions) can be read (pruned, or
+    lost with the unlogged tables after a database crash, when they cannot)."""
     if not snapshot.has_customers:
         return False
     expected = snapshot.document.get("clv", {}).get("customers", 0)
-    return not expected or CustomerScore.objects.filter(snapshot=snapshot).exists()
+    if expected and not CustomerScore.objects.filter(snapshot=snapshot).exists():
+        return False
+    predictive = snapshot.document.get("predictive") or {}
+    predicted = (predictive.get("totals") or {}).get("customers", 0) if predictive.get("available") else 0
+    return not predicted or CustomerPrediction.objects.filter(snapshot=snapshot).exists()
 
 
 def shop_today(*, shop: Shop, now: datetime | None = None) -> date:
@@ -104,3 +108,17 @@ def customer_rows(*, snapshot: AnalyticsSnapshot) -> list[dict[str, Any]]:
         for row in rows.iterator(chunk_size=5000)
     ]
 
+
+
+def prediction_rows(*, snapshot: AnalyticsSnapshot) -> list[dict[str, Any]]:
+    """The document's `predictive.customers` list: every customer the models scored, by customer id."""
+    currency = snapshot.document.get("currency", "")
+    rows = (CustomerPrediction.objects.filter(snapshot=snapshot).order_by("customer_shopify_id")
+            .values_list("customer_shopify_id", "x", "t_x", "T", "p_alive", "expected_purchases", "expected_aov",
+                         "predicted_clv"))
+    return [
+        {"customer_id": cid, "x": x, "t_x": t_x, "T": t, "p_alive": round(p_alive, 4),
+         "expected_purchases": round(expected, 4), "expected_aov": decimal_money(aov, currency),
+         "predicted_clv": decimal_money(clv, currency)}
+        for cid, x, t_x, t, p_alive, expected, aov, clv in rows.iterator(chunk_size=5000)
+    ]

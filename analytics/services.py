@@ -20,7 +20,9 @@ from analytics import selectors
 from analytics.metrics.document import document_build, marketing_apply
 from analytics.metrics.engine import metrics_collect
 from analytics.metrics.params import ReportParams, bounds_for
-from analytics.models import AnalyticsSettings, AnalyticsSnapshot, CustomerScore, MarketingInput
+from analytics.models import AnalyticsSettings, AnalyticsSnapshot, CustomerPrediction, CustomerScore, MarketingInput
+from analytics.predictive.errors import PredictiveError
+from analytics.predictive.service import CustomerPredictions, predictive_compute
 from shops.models import Shop
 
 logger = logging.getLogger(__name__)
@@ -183,44 +185,53 @@ def marketing_inputs_update(*, shop: Shop, data: dict[str, Any]) -> tuple[Market
 
 
 def _predictive(*, shop: Shop, params: ReportParams, snapshot_id: int, cursor: Any) -> dict[str, Any]:
-    try:
-        from analytics.predictive.service import predictive_block  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return {"available": False, "error": "The predictive model is not installed."}
-    from analytics.predictive.errors import PredictiveError
-
+    """The document's `predictive` block; its per-customer rows go to CustomerPrediction (and onto
+    the snapshot's score rows), not into the document."""
+    rows: CustomerPredictions | None = None
     try:
         rfm_groups = dict(CustomerScore.objects.filter(snapshot_id=snapshot_id)
                           .values_list("customer_shopify_id", "rfm_group"))
-        block: dict[str, Any] = predictive_block(
+        block, rows = predictive_compute(
             shop=shop, as_of=params.as_of, horizon_days=params.predictive_horizon_days,
             discount_rate=float(params.predictive_discount_rate_pct) / 100,
             time_unit="weeks" if params.predictive_time_unit == "weeks" else "days",
             order_value_basis=params.order_value_basis, excluded_order_tags=params.excluded_order_tags,
-            currency=shop.currency or "", include_customers=True, rfm_groups=rfm_groups)
+            currency=shop.currency or "", rfm_groups=rfm_groups)
     except PredictiveError as exc:
-        return {"available": False, "error": str(exc), "code": getattr(exc, "code", "predictive_error")}
+        block = {"available": False, "error": str(exc), "code": getattr(exc, "code", "predictive_error")}
     except Exception:  # noqa: BLE001 - a model failure must not take the descriptive figures down with it
         logger.exception("predictive block failed", extra={"shop": shop.pk})
-        return {"available": False, "error": "The predictive figures could not be computed.", "code": "failed"}
-    block = dict(block)
-    customers = block.pop("customers", None) or []
-    pairs = []
-    for row in customers:
-        cid = row.get("customer_id")
-        value = row.get("clv", row.get("predicted_clv"))
-        if cid is not None and value is not None:
-            pairs.append((int(cid), Decimal(str(value)).quantize(Decimal("0.0001"))))
-    if pairs:
-        cursor.execute("CREATE TEMP TABLE an_pred (c bigint, v numeric) ON COMMIT DROP")
-        with cursor.cursor.copy("COPY an_pred (c, v) FROM STDIN") as cp:
-            for pair in pairs:
-                cp.write_row(pair)
-        cursor.execute("UPDATE analytics_customerscore s SET predicted_clv = p.v FROM an_pred p "
-                       "WHERE s.snapshot_id = %s AND s.customer_shopify_id = p.c", [snapshot_id])
-        cursor.execute("DROP TABLE an_pred")
-    block.setdefault("available", True)
+        block = {"available": False, "error": "The predictive figures could not be computed.", "code": "failed"}
+    _predictions_write(cursor=cursor, snapshot_id=snapshot_id, rows=rows)
     return block
+
+
+PREDICTION_COLUMNS = ("customer_shopify_id", "x", "t_x", "t_observed", "p_alive", "expected_purchases",
+                      "expected_aov", "predicted_clv")
+
+
+def _predictions_write(*, cursor: Any, snapshot_id: int, rows: CustomerPredictions | None) -> None:
+    """Replace the snapshot's prediction rows with one COPY, then copy them onto its score rows."""
+    cursor.execute("DELETE FROM analytics_customerprediction WHERE snapshot_id = %s", [snapshot_id])
+    if rows is None or not len(rows):
+        return
+    columns = ", ".join(("snapshot_id", *PREDICTION_COLUMNS))
+    with cursor.cursor.copy(f"COPY analytics_customerprediction ({columns}) FROM STDIN") as cp:
+        for record in rows.records():
+            cp.write_row((snapshot_id, *record))
+    _scores_predictions_copy(cursor=cursor, snapshot_id=snapshot_id)
+
+
+def _scores_predictions_copy(*, cursor: Any, snapshot_id: int) -> None:
+    """The RFM score rows carry their customer's predictions, so the customer list and the CSV
+    read one table."""
+    cursor.execute("""
+        UPDATE analytics_customerscore s
+        SET p_alive = p.p_alive, expected_purchases = p.expected_purchases, expected_aov = p.expected_aov,
+            predicted_clv = p.predicted_clv
+        FROM analytics_customerprediction p
+        WHERE s.snapshot_id = %(snapshot)s AND p.snapshot_id = %(snapshot)s
+          AND p.customer_shopify_id = s.customer_shopify_id""", {"snapshot": snapshot_id})
 
 
 def snapshot_refresh(*, shop: Shop, as_of: date | None = None, period_days: int | None = None,
@@ -263,6 +274,7 @@ def _prune_customer_rows(*, shop: Shop) -> None:
                 .order_by("-computed_at").values_list("pk", flat=True)[:KEEP_CUSTOMER_ROWS])
     old = AnalyticsSnapshot.objects.filter(shop=shop, has_customers=True).exclude(pk__in=keep)
     CustomerScore.objects.filter(snapshot__in=old).delete()
+    CustomerPrediction.objects.filter(snapshot__in=old).delete()
     old.update(has_customers=False)
 
 
@@ -282,15 +294,21 @@ def report_document(*, shop: Shop, as_of: date | None = None, period_days: int |
                                                                 end=bounds.end_date))
     if include_customers:
         doc["rfm"]["customers"] = selectors.customer_rows(snapshot=snapshot)
+        if isinstance(doc.get("predictive"), dict):
+            available = doc["predictive"].get("available")
+            doc["predictive"]["customers"] = selectors.prediction_rows(snapshot=snapshot) if available else []
     doc["computed_at"] = snapshot.computed_at.isoformat()
     return doc
 
 
 def customer_scores_forget(*, shop: Shop, customer_shopify_id: int) -> int:
-    """Delete a customer's rows from every stored customer table of the shop (customers/redact).
+    """Delete a customer's rows from every stored customer table of the shop (customers/redact):
+    RFM scores and predictions.
 
     Snapshot documents hold only aggregates, so they stay until the next refresh recomputes them
     without the customer's orders. Returns the number of rows deleted.
     """
-    deleted, _ = CustomerScore.objects.filter(snapshot__shop=shop, customer_shopify_id=customer_shopify_id).delete()
-    return deleted
+    scores, _ = CustomerScore.objects.filter(snapshot__shop=shop, customer_shopify_id=customer_shopify_id).delete()
+    predictions, _ = CustomerPrediction.objects.filter(snapshot__shop=shop,
+                                                       customer_shopify_id=customer_shopify_id).delete()
+    return scores + predictions

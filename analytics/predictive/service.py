@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -175,6 +177,37 @@ def _backtest_for_shop(
     )
 
 
+@dataclass(frozen=True)
+class CustomerPredictions:
+    """Every scored customer's figures from one fit, as columns in customer id order."""
+
+    summary: Summary
+    predictions: Predictions
+
+    def __len__(self) -> int:
+        return len(self.summary)
+
+    def records(self) -> Iterator[tuple[int, int, float, float, float, float, str | None, str | None]]:
+        """(customer_id, x, t_x, T, p_alive, expected_purchases, expected_aov, predicted_clv) per
+        customer, money as 4-decimal text (the storage scale; rounded to the currency on read)."""
+        s, p = self.summary, self.predictions
+        n = len(s)
+        none: list[str | None] = [None] * n
+        aov = [f"{v:.4f}" for v in p.expected_aov.tolist()] if p.expected_aov is not None else none
+        clv = [f"{v:.4f}" for v in p.clv.tolist()] if p.clv is not None else none
+        return zip(
+            s.customer_id.tolist(),
+            s.x.astype(np.int64).tolist(),
+            s.t_x.tolist(),
+            s.T.tolist(),
+            p.p_alive.tolist(),
+            p.expected_purchases.tolist(),
+            aov,
+            clv,
+            strict=True,
+        )
+
+
 def predictive_block(
     *,
     shop: Shop,
@@ -191,6 +224,45 @@ def predictive_block(
 ) -> dict[str, Any]:
     """The report's `predictive` key. Never raises for a shop's data: when the models cannot be
     fitted the block says why (`available: false`, `message`) and carries no numbers.
+
+    With `include_customers`, `customers` lists every scored customer (empty when unavailable).
+    Other arguments as `predictive_compute`."""
+    block, rows = predictive_compute(
+        shop=shop,
+        as_of=as_of,
+        horizon_days=horizon_days,
+        discount_rate=discount_rate,
+        rfm_groups=rfm_groups,
+        order_value_basis=order_value_basis,
+        excluded_order_tags=excluded_order_tags,
+        time_unit=time_unit,
+        include_backtest=include_backtest,
+        currency=currency,
+    )
+    if include_customers:
+        block["customers"] = (
+            []
+            if rows is None
+            else _customer_rows(rows.summary, rows.predictions, currency=block["parameters"]["currency"])
+        )
+    return block
+
+
+def predictive_compute(
+    *,
+    shop: Shop,
+    as_of: dt.date | dt.datetime,
+    horizon_days: int = 365,
+    discount_rate: float = 0.10,
+    rfm_groups: dict[int, str] | None = None,
+    order_value_basis: str | None = None,
+    excluded_order_tags: tuple[str, ...] | None = None,
+    time_unit: TimeUnit = "days",
+    include_backtest: bool = True,
+    currency: str | None = None,
+) -> tuple[dict[str, Any], CustomerPredictions | None]:
+    """The `predictive` block without per-customer rows, and those rows as columns (None when
+    nothing was predicted). Never raises for a shop's data.
 
     `order_value_basis` and `excluded_order_tags` default to the shop's analytics settings,
     `currency` (whose minor units money is rounded to) to the shop's."""
@@ -224,8 +296,6 @@ def predictive_block(
         "groups": None,
         "backtest": None,
     }
-    if include_customers:
-        block["customers"] = []
     summary = summary_for_shop(
         shop=shop, as_of=as_of_date, order_value_basis=order_value_basis, unit=time_unit, excluded_tags=excluded_tags
     )
@@ -236,7 +306,7 @@ def predictive_block(
         # `error`/`code` match the shape analytics.services uses for its own fallbacks.
         block.update(message=str(exc), error=str(exc), code=exc.code)
         logger.info("predictive fit withheld", extra={"shop": shop.pk, "code": exc.code})
-        return block
+        return block, None
     gg: GammaGammaFit | None = None
     try:
         gg = gamma_gamma_fit(x=summary.x, m=summary.m)
@@ -261,7 +331,7 @@ def predictive_block(
             "formulas break down); predictions are withheld."
         )
         block.update(message=str(failed), error=str(failed), code=failed.code)
-        return block
+        return block, None
     block["diagnostics"]["fit_seconds"] = fit_seconds
     logger.info(
         "predictive fit",
@@ -280,8 +350,6 @@ def predictive_block(
         block["groups"] = {
             str(name): _totals(pred, np.flatnonzero(labels == name), currency) for name in sorted(set(labels.tolist()))
         }
-    if include_customers:
-        block["customers"] = _customer_rows(summary, pred, currency)
     if include_backtest:
         block["backtest"] = _backtest_for_shop(
             shop=shop,
@@ -292,4 +360,4 @@ def predictive_block(
             unit=time_unit,
             excluded_tags=excluded_tags,
         )
-    return block
+    return block, CustomerPredictions(summary, pred)

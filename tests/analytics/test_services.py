@@ -8,12 +8,15 @@ import io
 import json
 import random
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analytics import export, services
+from analytics.metrics.numbers import decimal_money, money
 from analytics.metrics.segments import SEGMENT_RULES, segment_for
 from analytics.models import AnalyticsSettings, AnalyticsSnapshot, CustomerScore
 from tests.analytics.factories import customers_add, orders_add, shop_make
@@ -225,7 +228,9 @@ def test_rfm_csv_streams_the_customer_table():
     rows = list(csv.DictReader(io.StringIO(first + "".join(lines))))
     assert [(r["customer_id"], r["frequency"], r["monetary"], r["shopify_rfm_group"], r["orders_lifetime"])
             for r in rows] == [("11", "2", "25.50", "LOYAL", "2"), ("12", "1", "3.00", "", "1")]
-    assert "predicted_clv" not in rows[0]
+    # Too few customers to fit the models: the predictive columns are there, their cells empty.
+    assert list(rows[0])[-4:] == ["p_alive", "expected_purchases", "expected_aov", "predicted_clv"]
+    assert {r[k] for r in rows for k in ("p_alive", "expected_purchases", "expected_aov", "predicted_clv")} == {""}
 
 
 def test_segment_rules_cover_every_score_pair_once():
@@ -263,8 +268,16 @@ def test_predictive_block_is_stored_and_feeds_the_csv():
     scores = CustomerScore.objects.filter(snapshot=snapshot)
     assert scores.exclude(predicted_clv=None).count() == scores.count() > 0
     lines = list(export.rfm_csv(shop=shop, as_of=AS_OF))
-    assert lines[0].rstrip().endswith(",predicted_clv")
-    assert all(line.rstrip().split(",")[-1] != "" for line in lines[1:])
+    assert lines[0].rstrip().split(",") == export.HEADER
+    csv_rows = list(csv.DictReader(io.StringIO("".join(lines))))
+    assert len(csv_rows) == scores.count()
+    assert all(r[k] != "" for r in csv_rows for k in ("p_alive", "expected_purchases", "expected_aov",
+                                                        "predicted_clv"))
+    by_id = {r.customer_shopify_id: r for r in scores}
+    for r in csv_rows[:20]:
+        score = by_id[int(r["customer_id"])]
+        assert float(r["p_alive"]) == pytest.approx(score.p_alive, abs=5e-5)
+        assert Decimal(r["predicted_clv"]) == score.predicted_clv.quantize(Decimal("0.01"), ROUND_HALF_UP)
 
 
 def test_customer_scores_forget_removes_only_that_customer():
@@ -276,3 +289,10 @@ def test_customer_scores_forget_removes_only_that_customer():
     assert services.customer_scores_forget(shop=shop, customer_shopify_id=21) == 2
     assert list(CustomerScore.objects.filter(snapshot__shop=shop).values_list("customer_shopify_id", flat=True)
                 .distinct()) == [22]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.decimals(min_value=-10**9, max_value=10**9, places=4, allow_nan=False, allow_infinity=False),
+       st.sampled_from(["USD", "JPY", "KWD", "EUR"]))
+def test_decimal_money_rounds_like_money(value, currency):
+    assert decimal_money(value, currency) == money(value, currency)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+import csv
+import datetime as dt
+import io
+import json
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
+from django.core.management import call_command
 
-from analytics import services
-from analytics.models import AnalyticsSnapshot, CustomerScore
+from analytics import export, selectors, services
+from analytics.models import AnalyticsSnapshot, CustomerPrediction, CustomerScore
+from analytics.predictive.service import predictive_block
 from analytics.services import snapshot_refresh
 from shops.models import Shop
-from tests.analytics.predictive.test_service import AS_OF, sim_shop  # noqa: F401 - the fixture
+from sync.models import Order
+from tests.analytics.predictive.test_service import AS_OF, order, sim_shop  # noqa: F401 - the fixture
 
 
 def test_snapshot_document_has_the_predictive_block(sim_shop: Shop) -> None:  # noqa: F811
@@ -47,3 +54,93 @@ def test_predictive_settings_reach_the_block(sim_shop: Shop) -> None:  # noqa: F
     assert block["bgnbd"]["alpha"] == pytest.approx(default["bgnbd"]["alpha"] / 7, rel=1e-4)
     assert block["totals"]["expected_purchases"] > 1.5 * default["totals"]["expected_purchases"]
     assert Decimal(block["totals"]["predicted_clv"]) > Decimal(default["totals"]["predicted_clv"])
+
+
+def _report(shop: Shop, *args: str) -> dict:
+    out = io.StringIO()
+    call_command("report", shop.domain, "--as-of", AS_OF.isoformat(), *args, stdout=out)
+    return json.loads(out.getvalue())
+
+
+def test_report_customers_carry_every_scored_customers_predictions(sim_shop: Shop) -> None:  # noqa: F811
+    plain = _report(sim_shop)
+    snapshot = AnalyticsSnapshot.objects.get(shop=sim_shop)
+    # The stored document stays small: the per-customer predictions are rows, read on request.
+    assert "customers" not in snapshot.document["predictive"]
+    assert "customers" not in plain["predictive"]
+    assert CustomerPrediction.objects.filter(snapshot=snapshot).count() == 600
+
+    doc = _report(sim_shop, "--customers")
+    assert AnalyticsSnapshot.objects.get(shop=sim_shop).computed_at == snapshot.computed_at  # read, not recomputed
+    block = doc["predictive"]
+    customers = block["customers"]
+    assert [c["customer_id"] for c in customers] == sorted(range(9001, 9601))
+    assert set(customers[0]) == {"customer_id", "x", "t_x", "T", "p_alive", "expected_purchases", "expected_aov",
+                                 "predicted_clv"}
+    assert len(customers) == block["totals"]["customers"] == 600
+    # Lapsed customers (no order in the period) are predicted too, not only the RFM table's.
+    rfm_ids = {c["customer_id"] for c in doc["rfm"]["customers"]}
+    assert rfm_ids < {c["customer_id"] for c in customers}
+    assert len(rfm_ids) == block["totals"]["customers"] - block["groups"]["not_in_rfm"]["customers"]
+    # The same figures the block computes directly, to rounding.
+    direct = predictive_block(shop=sim_shop, as_of=AS_OF, include_customers=True, include_backtest=False)
+    for stored, fresh in zip(customers, direct["customers"], strict=True):
+        assert (stored["customer_id"], stored["x"], stored["t_x"], stored["T"]) == (
+            fresh["customer_id"], fresh["x"], fresh["t_x"], fresh["T"])
+        assert stored["p_alive"] == pytest.approx(fresh["p_alive"], abs=1e-4)
+        assert stored["expected_purchases"] == pytest.approx(fresh["expected_purchases"], abs=1e-4)
+        for key in ("expected_aov", "predicted_clv"):
+            assert abs(Decimal(stored[key]) - Decimal(fresh[key])) <= Decimal("0.01"), key
+    total = sum(Decimal(c["predicted_clv"]) for c in customers)
+    assert abs(total - Decimal(block["totals"]["predicted_clv"])) <= Decimal("0.005") * 600
+    # The RFM rows carry their customer's predictions (the customer list and the CSV read them there).
+    by_id = {c["customer_id"]: c for c in customers}
+    for score in CustomerScore.objects.filter(snapshot=snapshot)[:50]:
+        mine = by_id[score.customer_shopify_id]
+        assert score.p_alive == pytest.approx(mine["p_alive"], abs=5e-5)
+        assert str(score.predicted_clv.quantize(Decimal("0.01"), ROUND_HALF_UP)) == mine["predicted_clv"]
+
+
+def test_report_customers_in_yen_and_dinars(sim_shop: Shop) -> None:  # noqa: F811
+    for currency, places in (("JPY", 0), ("KWD", 3)):
+        Shop.objects.filter(pk=sim_shop.pk).update(currency=currency)
+        sim_shop.refresh_from_db()
+        snapshot_refresh(shop=sim_shop, as_of=AS_OF)
+        block = _report(sim_shop, "--customers")["predictive"]
+        money = [block["totals"]["predicted_clv"], *(g["predicted_clv"] for g in block["groups"].values())]
+        money += [c[k] for c in block["customers"] for k in ("expected_aov", "predicted_clv")]
+        assert all(Decimal(text).as_tuple().exponent == -places for text in money), currency
+        lines = list(export.rfm_csv(shop=sim_shop, as_of=AS_OF))
+        cells = [row["predicted_clv"] for row in csv.DictReader(io.StringIO("".join(lines)))]
+        assert cells
+        assert all(Decimal(text).as_tuple().exponent == -places for text in cells), currency
+
+
+def test_unfitted_model_leaves_no_prediction_rows(db: None) -> None:
+    shop = Shop.objects.create(domain="few.myshopify.com", currency="USD", iana_timezone="UTC")
+    orders = [order(shop, c, dt.datetime(2025, 6, c, 12, tzinfo=dt.UTC), "10") for c in range(1, 6)]
+    Order.objects.bulk_create(orders)
+    doc = services.report_document(shop=shop, as_of=AS_OF, include_customers=True)
+    assert doc["predictive"]["available"] is False
+    assert doc["predictive"]["customers"] == []
+    assert not CustomerPrediction.objects.exists()
+    assert len(doc["rfm"]["customers"]) == 5
+
+
+def test_prediction_rows_are_pruned_and_forgotten_with_the_scores(sim_shop: Shop) -> None:  # noqa: F811
+    first = snapshot_refresh(shop=sim_shop, as_of=AS_OF)
+    assert CustomerPrediction.objects.filter(snapshot=first).count() == 600
+    scores = CustomerScore.objects.filter(snapshot=first, customer_shopify_id=9001).count()
+    assert services.customer_scores_forget(shop=sim_shop, customer_shopify_id=9001) == scores + 1
+    assert not CustomerPrediction.objects.filter(customer_shopify_id=9001).exists()
+    assert not CustomerScore.objects.filter(customer_shopify_id=9001).exists()
+    # Four newer snapshots push the first one's rows out; its document stays.
+    for day in range(1, services.KEEP_CUSTOMER_ROWS + 1):
+        snapshot_refresh(shop=sim_shop, as_of=AS_OF - dt.timedelta(days=day))
+    assert not CustomerPrediction.objects.filter(snapshot=first).exists()
+    first.refresh_from_db()
+    assert first.document["predictive"]["available"]
+    assert not selectors.snapshot_rows_present(snapshot=first)
+    # Asked for with --customers, the pruned snapshot is recomputed with its rows.
+    doc = services.report_document(shop=sim_shop, as_of=AS_OF, include_customers=True)
+    assert len(doc["predictive"]["customers"]) == 600  # the orders are still there
