@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -203,7 +203,44 @@ def _predictive(*, shop: Shop, params: ReportParams, snapshot_id: int, cursor: A
         logger.exception("predictive block failed", extra={"shop": shop.pk})
         block = {"available": False, "error": "The predictive figures could not be computed.", "code": "failed"}
     _predictions_write(cursor=cursor, snapshot_id=snapshot_id, rows=rows)
+    block["computed_at"] = timezone.now().isoformat()
     return block
+
+
+NOT_COMPUTED = "not_computed"
+
+
+def _predictive_reusable(block: Any, *, snapshot_id: int, max_age: timedelta | None) -> bool:
+    """Whether a stored block can stand for this refresh: computed (not a crash, not a placeholder),
+    young enough (any age when max_age is None), with its prediction rows still there."""
+    if not isinstance(block, dict) or not block.get("computed_at") or block.get("code") in {"failed", NOT_COMPUTED}:
+        return False
+    if max_age is not None and timezone.now() - datetime.fromisoformat(block["computed_at"]) > max_age:
+        return False
+    predicted = (block.get("totals") or {}).get("customers", 0) if block.get("available") else 0
+    return not predicted or CustomerPrediction.objects.filter(snapshot_id=snapshot_id).exists()
+
+
+def _predictive_for(*, shop: Shop, params: ReportParams, snapshot_id: int, stored: Any, compute: bool,
+                    reuse_within: timedelta | None, cursor: Any) -> dict[str, Any]:
+    """The refresh's `predictive` block: computed, or the snapshot's stored one kept.
+
+    The stored block is kept when it is younger than `reuse_within`, and, with `compute` false,
+    whatever its age; a kept block's prediction rows stay and are copied onto the new score rows.
+    Never None: without a block to keep and without computing, a placeholder says so.
+    """
+    if compute:
+        keep = reuse_within is not None and _predictive_reusable(stored, snapshot_id=snapshot_id,
+                                                                 max_age=reuse_within)
+    else:
+        keep = _predictive_reusable(stored, snapshot_id=snapshot_id, max_age=None)
+    if keep:
+        _scores_predictions_copy(cursor=cursor, snapshot_id=snapshot_id)
+        return dict(stored)
+    if compute:
+        return _predictive(shop=shop, params=params, snapshot_id=snapshot_id, cursor=cursor)
+    message = "The predictive figures were not computed for this snapshot."
+    return {"available": False, "message": message, "error": message, "code": NOT_COMPUTED}
 
 
 PREDICTION_COLUMNS = ("customer_shopify_id", "x", "t_x", "t_observed", "p_alive", "expected_purchases",
@@ -236,8 +273,12 @@ def _scores_predictions_copy(*, cursor: Any, snapshot_id: int) -> None:
 
 def snapshot_refresh(*, shop: Shop, as_of: date | None = None, period_days: int | None = None,
                      rfm_scale: int | None = None, rfm_method: str | None = None,
-                     predictive: bool = True) -> AnalyticsSnapshot:
-    """Compute every figure for the shop and store the document (replacing the same key's snapshot)."""
+                     predictive: bool = True, predictive_reuse_within: timedelta | None = None) -> AnalyticsSnapshot:
+    """Compute every figure for the shop and store the document (replacing the same key's snapshot).
+
+    The predictive block is computed unless the key's stored one is younger than
+    `predictive_reuse_within`; `predictive=False` computes none and keeps a stored one.
+    """
     params = selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days, rfm_scale=rfm_scale,
                                          rfm_method=rfm_method)
     bounds = bounds_for(params, selectors.shop_zone(shop=shop))
@@ -248,17 +289,16 @@ def snapshot_refresh(*, shop: Shop, as_of: date | None = None, period_days: int 
             defaults={"computed_at": timezone.now(), "params": params.settings_dict()},
         )
         snapshot = AnalyticsSnapshot.objects.select_for_update().get(pk=snapshot.pk)
+        stored_predictive = snapshot.document.get("predictive")
         CustomerScore.objects.filter(snapshot=snapshot).delete()
         with connection.cursor() as cursor:
             raw = metrics_collect(cursor=cursor, shop_id=shop.pk, params=params, bounds=bounds,
                                   snapshot_id=snapshot.pk)
             document = document_build(raw=raw, params=params, bounds=bounds, shop_domain=shop.domain,
                                       currency=shop.currency or "")
-            if predictive:
-                document["predictive"] = _predictive(shop=shop, params=params, snapshot_id=snapshot.pk,
-                                                     cursor=cursor)
-            else:
-                document["predictive"] = None
+            document["predictive"] = _predictive_for(shop=shop, params=params, snapshot_id=snapshot.pk,
+                                                     stored=stored_predictive, compute=predictive,
+                                                     reuse_within=predictive_reuse_within, cursor=cursor)
         snapshot.document = document
         snapshot.params = params.settings_dict()
         snapshot.computed_at = timezone.now()

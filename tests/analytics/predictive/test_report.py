@@ -144,3 +144,47 @@ def test_prediction_rows_are_pruned_and_forgotten_with_the_scores(sim_shop: Shop
     # Asked for with --customers, the pruned snapshot is recomputed with its rows.
     doc = services.report_document(shop=sim_shop, as_of=AS_OF, include_customers=True)
     assert len(doc["predictive"]["customers"]) == 600  # the orders are still there
+
+
+def test_previous_period_refresh_leaves_that_dates_report_whole(sim_shop: Shop, redis_client) -> None:  # noqa: F811
+    from analytics import tasks
+
+    previous = selectors.shop_today(shop=sim_shop) - dt.timedelta(days=365)
+
+    def stored() -> AnalyticsSnapshot:
+        return AnalyticsSnapshot.objects.get(shop=sim_shop, as_of=previous)
+
+    def report_is_whole() -> dict:
+        doc = services.report_document(shop=sim_shop, as_of=previous, include_customers=True)
+        block = doc["predictive"]
+        assert block["available"], block
+        assert len(block["customers"]) == block["totals"]["customers"] > 0
+        scores = CustomerScore.objects.filter(snapshot=stored())
+        assert scores.count() == len(doc["rfm"]["customers"]) > 0
+        assert scores.filter(predicted_clv=None).count() == scores.filter(p_alive=None).count() == 0
+        return block
+
+    # The refresh task's comparison snapshot is that date's report: it gets a block too.
+    tasks.refresh_shop(sim_shop.pk)
+    first = report_is_whole()
+    # Later syncs the same day refresh the comparison's figures and keep its block (and rows).
+    tasks.refresh_shop(sim_shop.pk)
+    assert stored().document["predictive"]["computed_at"] == first["computed_at"]
+    assert report_is_whole()["totals"] == first["totals"]
+    # A block older than a day is computed afresh.
+    snapshot = stored()
+    snapshot.document["predictive"]["computed_at"] = (
+        dt.datetime.fromisoformat(first["computed_at"]) - dt.timedelta(days=2)).isoformat()
+    snapshot.save(update_fields=["document"])
+    tasks.refresh_shop(sim_shop.pk)
+    assert stored().document["predictive"]["computed_at"] > first["computed_at"]
+    report_is_whole()
+    # Without computing, a refresh keeps the stored block rather than blanking it ...
+    block = stored().document["predictive"]
+    services.snapshot_refresh(shop=sim_shop, as_of=previous, predictive=False)
+    assert stored().document["predictive"] == block
+    report_is_whole()
+    # ... and a snapshot that never had one says so instead of holding null.
+    bare = services.snapshot_refresh(shop=sim_shop, as_of=previous - dt.timedelta(days=1), predictive=False)
+    assert bare.document["predictive"]["available"] is False
+    assert bare.document["predictive"]["code"] == "not_computed"
