@@ -22,7 +22,7 @@ from analytics.metrics.engine import metrics_collect
 from analytics.metrics.params import ReportParams, bounds_for
 from analytics.models import AnalyticsSettings, AnalyticsSnapshot, CustomerPrediction, CustomerScore, MarketingInput
 from analytics.predictive.errors import PredictiveError
-from analytics.predictive.service import CustomerPredictions, predictive_compute
+from analytics.predictive.service import CustomerPredictions, predictive_compute, predictive_explain
 from shops.models import Shop
 
 logger = logging.getLogger(__name__)
@@ -299,6 +299,7 @@ def snapshot_refresh(*, shop: Shop, as_of: date | None = None, period_days: int 
             document["predictive"] = _predictive_for(shop=shop, params=params, snapshot_id=snapshot.pk,
                                                      stored=stored_predictive, compute=predictive,
                                                      reuse_within=predictive_reuse_within, cursor=cursor)
+            document["explain"].update(predictive_explain(document["predictive"]))
         snapshot.document = document
         snapshot.params = params.settings_dict()
         snapshot.computed_at = timezone.now()

@@ -44,6 +44,113 @@ def _money(value: float, currency: str) -> str:
     return str(money(Decimal(repr(float(value))), currency))
 
 
+# Each predictive figure's formula, keyed like the descriptive ones in
+# analytics.metrics.document.FORMULAS (the document's path to the figure, or the per-customer
+# column's name under `predictive`); `predictive_explain` adds the inputs a block used.
+FORMULAS = {
+    "predictive.bgnbd": "BG/NBD (Fader, Hardie and Lee 2005), maximum likelihood over every customer's (x, t_x, T): "
+    "while alive a customer buys at a Poisson rate lambda ~ Gamma(r, alpha); after each repeat purchase they drop "
+    "out with probability p ~ Beta(a, b). x = purchase days after the first (same-day orders are one purchase), "
+    "t_x = first to last purchase day, T = first purchase day to the day before as_of, in time_unit; alpha is in "
+    "time_unit",
+    "predictive.gamma_gamma": "Gamma-Gamma (Fader and Hardie 2013), maximum likelihood over the repeat customers' "
+    "(x, m): order values ~ Gamma(p, nu) with nu ~ Gamma(q, gamma) across customers; m = mean value of the repeat "
+    "purchase days (the first left out) on the order value basis",
+    "predictive.p_alive": "P(alive | x, t_x, T) = 1 / (1 + [x > 0] * a / (b + x - 1) "
+    "* ((alpha + T) / (alpha + t_x))^(r + x))",
+    "predictive.expected_purchases": "E[Y(t) | x, t_x, T] for t = horizon_days in time_unit: "
+    "(a + b + x - 1) / (a - 1) * [1 - ((alpha + T) / (alpha + T + t))^(r + x) * 2F1(r + x, b + x; a + b + x - 1; "
+    "t / (alpha + T + t))] / (1 + [x > 0] * a / (b + x - 1) * ((alpha + T) / (alpha + t_x))^(r + x))",
+    "predictive.expected_aov": "E[order value | x, m] = p * (gamma + x * m) / (p * x + q - 1) "
+    "(x = 0: the population mean p * gamma / (q - 1))",
+    "predictive.predicted_clv": "expected_aov * sum over k = 1..n of [E(k * s) - E((k - 1) * s)] "
+    "* (1 + d)^(-k * s / 365): E(t) = expected purchases in the next t days; H = horizon_days cut into "
+    "n = max(1, round(H / (365 / 12))) steps of s = H / n days; d = discount_rate a year, each step's purchases "
+    "discounted from its end",
+    "predictive.totals.expected_alive": "sum of p_alive over the customers the models score (every customer with a "
+    "counted order before as_of)",
+    "predictive.totals.mean_p_alive": "expected_alive / customers",
+    "predictive.totals.expected_purchases": "sum of expected_purchases over the scored customers",
+    "predictive.totals.predicted_clv": "sum of predicted_clv over the scored customers (groups: over each RFM group; "
+    "not_in_rfm = scored customers outside the period's RFM table)",
+    "predictive.totals.predicted_clv_per_customer": "predicted_clv / customers",
+    "predictive.backtest": "BG/NBD fitted on the orders before calibration_end = as_of - holdout_days "
+    "(holdout_days = min(H, half the shop's history), at least 28); each calibration customer's repeat purchase "
+    "days in the holdout predicted with E[Y(holdout_days) | x, t_x, T] and compared with the actual ones, by "
+    "calibration frequency and week by week (cumulative, with E[X(t)] from each first purchase)",
+}
+
+
+def predictive_explain(block: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The document's `explain` entries for the predictive figures: formula and inputs (null
+    inputs when the models were not fitted)."""
+    block = block or {}
+    params = block.get("parameters") or {}
+    diag = block.get("diagnostics") or {}
+    bg_diag, gg_diag = diag.get("bgnbd") or {}, diag.get("gamma_gamma") or {}
+    totals = block.get("totals") or {}
+    backtest = block.get("backtest") or {}
+    bg, gg = block.get("bgnbd"), block.get("gamma_gamma")
+    horizon = params.get("horizon_days")
+    steps = max(1, round(horizon / DAYS_PER_MONTH)) if horizon else None
+    unit = params.get("time_unit")
+    inputs: dict[str, dict[str, Any]] = {
+        "predictive.bgnbd": {
+            "parameters": bg,
+            "customers": bg_diag.get("customers"),
+            "repeat_customers": bg_diag.get("repeat_customers"),
+            "time_unit": unit,
+            "log_likelihood": bg_diag.get("log_likelihood"),
+            "as_of": params.get("as_of"),
+        },
+        "predictive.gamma_gamma": {
+            "parameters": gg,
+            "repeat_customers": gg_diag.get("customers"),
+            "order_value_basis": params.get("order_value_basis"),
+            "log_likelihood": gg_diag.get("log_likelihood"),
+        },
+        "predictive.p_alive": {"bgnbd": bg, "time_unit": unit, "per_customer": "x, t_x, T"},
+        "predictive.expected_purchases": {
+            "bgnbd": bg,
+            "horizon_days": horizon,
+            "time_unit": unit,
+            "per_customer": "x, t_x, T",
+        },
+        "predictive.expected_aov": {"gamma_gamma": gg, "per_customer": "x, m"},
+        "predictive.predicted_clv": {
+            "horizon_days": horizon,
+            "discount_rate": params.get("discount_rate"),
+            "steps": steps,
+            "step_days": round(horizon / steps, 4) if horizon and steps else None,
+            "currency": params.get("currency"),
+        },
+        "predictive.totals.expected_alive": {"customers": totals.get("customers")},
+        "predictive.totals.mean_p_alive": {
+            "expected_alive": totals.get("expected_alive"),
+            "customers": totals.get("customers"),
+        },
+        "predictive.totals.expected_purchases": {
+            "customers": totals.get("customers"),
+            "horizon_days": horizon,
+        },
+        "predictive.totals.predicted_clv": {
+            "customers": totals.get("customers"),
+            "horizon_days": horizon,
+            "discount_rate": params.get("discount_rate"),
+        },
+        "predictive.totals.predicted_clv_per_customer": {
+            "predicted_clv": totals.get("predicted_clv"),
+            "customers": totals.get("customers"),
+        },
+        "predictive.backtest": {
+            "calibration_end": backtest.get("calibration_end"),
+            "holdout_days": backtest.get("holdout_days"),
+            "customers": backtest.get("customers"),
+        },
+    }
+    return {key: {"formula": FORMULAS[key], "inputs": inputs[key]} for key in FORMULAS}
+
+
 def _as_date(as_of: dt.date | dt.datetime, shop: Shop) -> dt.date:
     if isinstance(as_of, dt.datetime):
         if as_of.tzinfo is not None:

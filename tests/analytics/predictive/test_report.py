@@ -188,3 +188,63 @@ def test_previous_period_refresh_leaves_that_dates_report_whole(sim_shop: Shop, 
     bare = services.snapshot_refresh(shop=sim_shop, as_of=previous - dt.timedelta(days=1), predictive=False)
     assert bare.document["predictive"]["available"] is False
     assert bare.document["predictive"]["code"] == "not_computed"
+
+
+def test_every_predictive_figure_has_its_formula_and_inputs(sim_shop: Shop) -> None:  # noqa: F811
+    from scipy.special import hyp2f1
+
+    from analytics.metrics.document import FORMULAS as DESCRIPTIVE
+    from analytics.predictive.service import FORMULAS as PREDICTIVE
+
+    snapshot_refresh(shop=sim_shop, as_of=AS_OF)
+    doc = _report(sim_shop, "--customers")
+    explain = doc["explain"]
+    assert set(explain) == set(DESCRIPTIVE) | set(PREDICTIVE)
+    assert all(explain[k]["formula"] == DESCRIPTIVE[k] for k in DESCRIPTIVE)  # the descriptive ones unchanged
+    assert all(explain[k]["formula"] == PREDICTIVE[k] and isinstance(explain[k]["inputs"], dict) for k in PREDICTIVE)
+    block = doc["predictive"]
+    assert explain["predictive.bgnbd"]["inputs"]["parameters"] == block["bgnbd"]
+    assert explain["predictive.gamma_gamma"]["inputs"]["parameters"] == block["gamma_gamma"]
+    clv_inputs = explain["predictive.predicted_clv"]["inputs"]
+    assert clv_inputs == {"horizon_days": 365, "discount_rate": 0.1, "steps": 12, "step_days": 30.4167,
+                          "currency": "USD"}
+    assert explain["predictive.totals.predicted_clv_per_customer"]["inputs"] == {
+        "predicted_clv": block["totals"]["predicted_clv"], "customers": 600}
+    assert explain["predictive.backtest"]["inputs"]["calibration_end"] == block["backtest"]["calibration_end"]
+
+    # The formulas as written, evaluated by hand from their inputs, give the reported figures.
+    r, alpha, a, b = (block["bgnbd"][k] for k in ("r", "alpha", "a", "b"))
+    p, q, gamma = (block["gamma_gamma"][k] for k in ("p", "q", "gamma"))
+
+    def expected(t: float, x: int, t_x: float, T: float) -> float:  # noqa: N803 - the papers' name
+        alive_odds = (x > 0) * a / (b + max(x, 1) - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x)
+        h = hyp2f1(r + x, b + x, a + b + x - 1, t / (alpha + T + t))
+        return (a + b + x - 1) / (a - 1) * (1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * h) / (1 + alive_odds)
+
+    checked = 0
+    for c in block["customers"]:
+        if c["x"] > 3 or checked >= 40:
+            continue
+        checked += 1
+        x, t_x, T = c["x"], c["t_x"], c["T"]
+        odds = (x > 0) * a / (b + max(x, 1) - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x)
+        assert c["p_alive"] == pytest.approx(1 / (1 + odds), abs=1e-4)
+        assert c["expected_purchases"] == pytest.approx(expected(365, x, t_x, T), abs=1e-4)
+        if x == 0:
+            assert float(c["expected_aov"]) == pytest.approx(p * gamma / (q - 1), abs=0.006)
+        n, s = clv_inputs["steps"], 365 / clv_inputs["steps"]
+        discounted = sum((expected(k * s, x, t_x, T) - expected((k - 1) * s, x, t_x, T)) * 1.1 ** (-k * s / 365)
+                         for k in range(1, n + 1))
+        assert float(c["predicted_clv"]) == pytest.approx(float(c["expected_aov"]) * discounted, abs=0.01, rel=1e-3)
+    assert checked == 40
+
+
+def test_unfitted_predictive_figures_still_explain_themselves(db: None) -> None:
+    from analytics.predictive.service import FORMULAS as PREDICTIVE
+
+    shop = Shop.objects.create(domain="few2.myshopify.com", currency="USD", iana_timezone="UTC")
+    Order.objects.bulk_create([order(shop, 1, dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC), "10")])
+    explain = snapshot_refresh(shop=shop, as_of=AS_OF).document["explain"]
+    assert {k: explain[k]["formula"] for k in PREDICTIVE} == PREDICTIVE
+    assert explain["predictive.bgnbd"]["inputs"]["parameters"] is None
+    assert explain["predictive.predicted_clv"]["inputs"]["horizon_days"] == 365
