@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from analytics.metrics.numbers import money
+from analytics.metrics.numbers import decimal_money
 from analytics.predictive.backtest import backtest_compute
 from analytics.predictive.bgnbd import BgNbdFit, bgnbd_fit
 from analytics.predictive.clv import DAYS_PER_MONTH, Predictions, predictions_compute
@@ -41,7 +41,7 @@ NOT_IN_RFM = "not_in_rfm"
 def _money(value: float, currency: str) -> str:
     """A model's float estimate as a decimal string in the currency's minor units, rounded half up
     like the descriptive figures (analytics.metrics.numbers.money)."""
-    return str(money(Decimal(repr(float(value))), currency))
+    return str(decimal_money(Decimal(repr(float(value))), currency))
 
 
 # Each predictive figure's formula, keyed like the descriptive ones in
