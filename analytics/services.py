@@ -191,12 +191,13 @@ def _predictive(*, shop: Shop, params: ReportParams, snapshot_id: int, cursor: A
     try:
         rfm_groups = dict(CustomerScore.objects.filter(snapshot_id=snapshot_id)
                           .values_list("customer_shopify_id", "rfm_group"))
-        block, rows = predictive_compute(
-            shop=shop, as_of=params.as_of, horizon_days=params.predictive_horizon_days,
-            discount_rate=float(params.predictive_discount_rate_pct) / 100,
-            time_unit="weeks" if params.predictive_time_unit == "weeks" else "days",
-            order_value_basis=params.order_value_basis, excluded_order_tags=params.excluded_order_tags,
-            currency=shop.currency or "", rfm_groups=rfm_groups)
+        with transaction.atomic():  # a savepoint: a failed query here must not abort the refresh
+            block, rows = predictive_compute(
+                shop=shop, as_of=params.as_of, horizon_days=params.predictive_horizon_days,
+                discount_rate=float(params.predictive_discount_rate_pct) / 100,
+                time_unit="weeks" if params.predictive_time_unit == "weeks" else "days",
+                order_value_basis=params.order_value_basis, excluded_order_tags=params.excluded_order_tags,
+                currency=shop.currency or "", rfm_groups=rfm_groups)
     except PredictiveError as exc:
         block = {"available": False, "error": str(exc), "code": getattr(exc, "code", "predictive_error")}
     except Exception:  # noqa: BLE001 - a model failure must not take the descriptive figures down with it
@@ -239,6 +240,7 @@ def _predictive_for(*, shop: Shop, params: ReportParams, snapshot_id: int, store
         return dict(stored)
     if compute:
         return _predictive(shop=shop, params=params, snapshot_id=snapshot_id, cursor=cursor)
+    _predictions_write(cursor=cursor, snapshot_id=snapshot_id, rows=None)
     message = "The predictive figures were not computed for this snapshot."
     return {"available": False, "message": message, "error": message, "code": NOT_COMPUTED}
 

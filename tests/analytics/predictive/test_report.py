@@ -248,3 +248,19 @@ def test_unfitted_predictive_figures_still_explain_themselves(db: None) -> None:
     assert {k: explain[k]["formula"] for k in PREDICTIVE} == PREDICTIVE
     assert explain["predictive.bgnbd"]["inputs"]["parameters"] is None
     assert explain["predictive.predicted_clv"]["inputs"]["horizon_days"] == 365
+
+
+def test_a_failing_model_query_leaves_the_descriptive_refresh_standing(db: None, monkeypatch) -> None:
+    from django.db import connection
+
+    def broken(**kwargs: object) -> None:
+        with connection.cursor() as cur:
+            cur.execute("SELECT 1 / 0")  # a database error inside the predictive computation
+
+    monkeypatch.setattr(services, "predictive_compute", broken)
+    shop = Shop.objects.create(domain="broken.myshopify.com", currency="USD", iana_timezone="UTC")
+    Order.objects.bulk_create([order(shop, 1, dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC), "10")])
+    snapshot = snapshot_refresh(shop=shop, as_of=AS_OF)
+    assert snapshot.document["predictive"]["code"] == "failed"
+    assert snapshot.document["clv"]["orders"] == 1
+    assert CustomerScore.objects.filter(snapshot=snapshot).count() == 1
