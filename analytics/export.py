@@ -8,12 +8,14 @@ from collections.abc import Iterator
 from datetime import date
 
 from analytics import selectors, services
-from analytics.metrics.numbers import money
+from analytics.metrics.numbers import decimal_money, money
 from analytics.metrics.params import ReportParams
 from shops.models import Shop
 
 HEADER = ["customer_id", "recency_days", "frequency", "monetary", "r", "f", "m", "rfm_total", "rfm_group",
-          "segment", "lifecycle_stage", "shopify_rfm_group", "orders_lifetime", "spend_lifetime"]
+          "segment", "lifecycle_stage", "shopify_rfm_group", "orders_lifetime", "spend_lifetime",
+          # Predictive CLV (docs/PREDICTIVE.md): always in the header, empty cells when a model is not fitted.
+          "p_alive", "expected_purchases", "expected_aov", "predicted_clv"]
 
 
 def rfm_csv(*, shop: Shop, as_of: date | None = None, period_days: int | None = None,
@@ -28,12 +30,9 @@ def rfm_csv(*, shop: Shop, as_of: date | None = None, period_days: int | None = 
         params = selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days, rfm_scale=rfm_scale,
                                              rfm_method=rfm_method)
     snapshot = selectors.snapshot_find(shop=shop, params=params)
-    if snapshot is None or not selectors.snapshot_rows_present(snapshot=snapshot):
+    if snapshot is None or not selectors.snapshot_rows_present(snapshot=snapshot, predictions=False):
         snapshot = services.snapshot_refresh(shop=shop, as_of=params.as_of, period_days=params.period_days,
                                              rfm_scale=params.rfm_scale, rfm_method=params.rfm_method)
-    predictive = snapshot.document.get("predictive") or {}
-    # Without the spend model there are purchase predictions but no predicted CLV to export.
-    with_prediction = bool(predictive.get("available")) and bool(predictive.get("spend_available", True))
     currency = snapshot.document.get("currency", "")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -44,16 +43,18 @@ def rfm_csv(*, shop: Shop, as_of: date | None = None, period_days: int | None = 
         buffer.truncate()
         return text
 
-    writer.writerow(HEADER + (["predicted_clv"] if with_prediction else []))
+    writer.writerow(HEADER)
     yield flush()
     rows = selectors.customer_scores(snapshot=snapshot).order_by("-total", "customer_shopify_id")
     if group:
         rows = rows.filter(rfm_group=group)
     for row in rows.iterator(chunk_size=5000):
-        line = [row.customer_shopify_id, row.recency_days, row.frequency, money(row.monetary, currency), row.r,
-                row.f, row.m, row.total, row.rfm_group, row.segment, row.lifecycle_stage, row.shopify_rfm_group,
-                row.orders_lifetime, money(row.spend_lifetime, currency)]
-        if with_prediction:
-            line.append("" if row.predicted_clv is None else money(row.predicted_clv, currency))
-        writer.writerow(line)
+        writer.writerow([
+            row.customer_shopify_id, row.recency_days, row.frequency, money(row.monetary, currency), row.r,
+            row.f, row.m, row.total, row.rfm_group, row.segment, row.lifecycle_stage, row.shopify_rfm_group,
+            row.orders_lifetime, money(row.spend_lifetime, currency),
+            "" if row.p_alive is None else f"{row.p_alive:.4f}",
+            "" if row.expected_purchases is None else f"{row.expected_purchases:.4f}",
+            decimal_money(row.expected_aov, currency) or "", decimal_money(row.predicted_clv, currency) or "",
+        ])
         yield flush()

@@ -30,6 +30,10 @@ class AnalyticsSettings(models.Model):
         QUANTILE = "quantile", "Quantile (equal-count bins, ties kept together)"
         RANGE = "range", "Range (equal-width bins between min and max)"
 
+    class TimeUnit(models.TextChoices):
+        DAYS = "days", "Days"
+        WEEKS = "weeks", "Weeks"
+
     shop = models.OneToOneField(Shop, on_delete=models.CASCADE, related_name="analytics_settings")
     period_days = models.PositiveIntegerField(default=365)
     activity_window_days = models.PositiveIntegerField(default=365)
@@ -40,6 +44,11 @@ class AnalyticsSettings(models.Model):
     rfm_method = models.CharField(max_length=16, choices=RfmMethod.choices, default=RfmMethod.QUANTILE)
     lifespan_override_years = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
     excluded_order_tags = ArrayField(models.CharField(max_length=255), default=list, blank=True)
+    # Predictive CLV (docs/PREDICTIVE.md): the unit of t_x, T and the fitted alpha, the horizon H
+    # and the annual discount rate (percent) of the predicted CLV.
+    predictive_time_unit = models.CharField(max_length=8, choices=TimeUnit.choices, default=TimeUnit.DAYS)
+    predictive_horizon_days = models.PositiveIntegerField(default=365)
+    predictive_discount_rate_pct = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal(10))
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -79,6 +88,9 @@ class AnalyticsSnapshot(models.Model):
     # The snapshot's customer table. A refresh writes a new set and swaps it in when done, so
     # readers never see a half-written one; older snapshots lose theirs (the document stays).
     rows = models.ForeignKey("CustomerRows", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The per-customer predictions of the predictive block; kept across refreshes that reuse it.
+    predictions = models.ForeignKey("CustomerRows", null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["shop", "as_of", "settings_hash"],
@@ -128,6 +140,11 @@ class CustomerScore(models.Model):
     shopify_number_of_orders = models.BigIntegerField(null=True, blank=True)
     shopify_amount_spent = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
     reconcile_cause = models.CharField(max_length=32, blank=True, default="")
+    # Copied from the snapshot's CustomerPrediction row (null without a fitted model), so the
+    # customer list and the CSV read one table.
+    p_alive = models.FloatField(null=True, blank=True)
+    expected_purchases = models.FloatField(null=True, blank=True)
+    expected_aov = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
     predicted_clv = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
 
     class Meta:
@@ -135,3 +152,31 @@ class CustomerScore(models.Model):
 
     def __str__(self) -> str:
         return f"score {self.customer_shopify_id} in rows {self.rows_id}"
+
+
+
+class CustomerPrediction(models.Model):
+    """One customer's BG/NBD and Gamma-Gamma figures in a snapshot (docs/PREDICTIVE.md).
+
+    Every customer the models score has a row, lapsed ones outside the period's RFM table too.
+    Like CustomerScore: derived data in an unlogged table, written by one COPY per refresh,
+    pruned with the score rows, no foreign key check.
+    """
+
+    rows = models.ForeignKey(CustomerRows, on_delete=models.CASCADE, related_name="predictions",
+                             db_constraint=False, db_index=False)
+    customer_shopify_id = models.BigIntegerField()
+    x = models.IntegerField(help_text="repeat purchase days")
+    t_x = models.FloatField(help_text="first to last purchase day, in the block's time unit")
+    T = models.FloatField(db_column="t_observed", help_text="first purchase day to the last day observed")
+    p_alive = models.FloatField()
+    expected_purchases = models.FloatField(help_text="in the next horizon_days")
+    # Null when the spend model could not be fitted.
+    expected_aov = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+    predicted_clv = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["rows", "customer_shopify_id"], name="prediction_rows_customer")]
+
+    def __str__(self) -> str:
+        return f"prediction {self.customer_shopify_id} in rows {self.rows_id}"

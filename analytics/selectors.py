@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from analytics.metrics.numbers import money
+from analytics.metrics.numbers import decimal_money, money
 from analytics.metrics.params import ReportParams
-from analytics.models import AnalyticsSettings, AnalyticsSnapshot, CustomerScore, MarketingInput
+from analytics.models import AnalyticsSettings, AnalyticsSnapshot, CustomerPrediction, CustomerScore, MarketingInput
 from shops.models import Shop
 
 
@@ -31,18 +32,32 @@ def shop_zone(*, shop: Shop) -> str:
     return name
 
 
-def snapshot_rows_present(*, snapshot: AnalyticsSnapshot) -> bool:
-    """Whether the snapshot's customer rows can be read (pruned, or lost with the unlogged table
-    after a database crash, when they cannot)."""
+def snapshot_rows_present(*, snapshot: AnalyticsSnapshot, predictions: bool = True) -> bool:
+    """Whether the snapshot's customer rows (RFM scores, and with `predictions` the per-customer
+    predictions) can be read (pruned, or lost with the unlogged tables after a database crash,
+    when they cannot)."""
     if not snapshot.has_customers:
         return False
     expected = snapshot.document.get("clv", {}).get("customers", 0)
-    return not expected or customer_scores(snapshot=snapshot).exists()
+    if expected and not customer_scores(snapshot=snapshot).exists():
+        return False
+    if not predictions:
+        return True
+    predictive = snapshot.document.get("predictive") or {}
+    predicted = (predictive.get("totals") or {}).get("customers", 0) if predictive.get("available") else 0
+    return not predicted or customer_predictions(snapshot=snapshot).exists()
 
 
 def customer_scores(*, snapshot: AnalyticsSnapshot) -> QuerySet[CustomerScore]:
     """The snapshot's customer score rows (none when they were pruned)."""
     return CustomerScore.objects.filter(rows_id=snapshot.rows_id) if snapshot.rows_id else CustomerScore.objects.none()
+
+
+def customer_predictions(*, snapshot: AnalyticsSnapshot) -> QuerySet[CustomerPrediction]:
+    """The snapshot's per-customer predictions (none when pruned or never computed)."""
+    if not snapshot.predictions_id:
+        return CustomerPrediction.objects.none()
+    return CustomerPrediction.objects.filter(rows_id=snapshot.predictions_id)
 
 
 def shop_today(*, shop: Shop, now: datetime | None = None) -> date:
@@ -72,6 +87,9 @@ def report_params_from(s: AnalyticsSettings, *, shop: Shop, as_of: date | None =
         excluded_order_tags=tuple(s.excluded_order_tags or ()),
         time_zone=shop_zone(shop=shop),
         currency=shop.currency or "",
+        predictive_time_unit=s.predictive_time_unit,
+        predictive_horizon_days=int(s.predictive_horizon_days),
+        predictive_discount_rate_pct=Decimal(s.predictive_discount_rate_pct),
     )
 
 
@@ -114,3 +132,16 @@ def customer_rows(*, snapshot: AnalyticsSnapshot) -> list[dict[str, Any]]:
         for row in rows.iterator(chunk_size=5000)
     ]
 
+
+def prediction_rows(*, snapshot: AnalyticsSnapshot) -> list[dict[str, Any]]:
+    """The document's `predictive.customers` list: every customer the models scored, by customer id."""
+    currency = snapshot.document.get("currency", "")
+    rows = (customer_predictions(snapshot=snapshot).order_by("customer_shopify_id")
+            .values_list("customer_shopify_id", "x", "t_x", "T", "p_alive", "expected_purchases", "expected_aov",
+                         "predicted_clv"))
+    return [
+        {"customer_id": cid, "x": x, "t_x": t_x, "T": t, "p_alive": round(p_alive, 4),
+         "expected_purchases": round(expected, 4), "expected_aov": decimal_money(aov, currency),
+         "predicted_clv": decimal_money(clv, currency)}
+        for cid, x, t_x, t, p_alive, expected, aov, clv in rows.iterator(chunk_size=5000)
+    ]

@@ -10,7 +10,7 @@ import copy
 import logging
 import math
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -21,8 +21,17 @@ from django.utils import timezone
 from analytics import selectors
 from analytics.metrics.document import document_build, marketing_apply
 from analytics.metrics.engine import metrics_collect
-from analytics.metrics.params import bounds_for
-from analytics.models import AnalyticsSettings, AnalyticsSnapshot, CustomerRows, CustomerScore, MarketingInput
+from analytics.metrics.params import ReportParams, bounds_for
+from analytics.models import (
+    AnalyticsSettings,
+    AnalyticsSnapshot,
+    CustomerPrediction,
+    CustomerRows,
+    CustomerScore,
+    MarketingInput,
+)
+from analytics.predictive.errors import PredictiveError
+from analytics.predictive.service import CustomerPredictions, predictive_compute, predictive_explain
 from shops.models import Shop
 
 logger = logging.getLogger(__name__)
@@ -34,8 +43,10 @@ MAX_TAGS = 50
 # Per-customer rows are kept for this many of a shop's most recent snapshots.
 KEEP_CUSTOMER_ROWS = 4
 ORPHAN_ROWS_AFTER = timedelta(hours=1)
-PREDICTIVE_HORIZON_DAYS = 365
-PREDICTIVE_DISCOUNT_RATE = 0.10
+# Predictive settings: the horizon H of the predicted CLV in days (a month to five years) and the
+# annual discount rate in percent.
+PREDICTIVE_HORIZON_RANGE = (30, 1825)
+PREDICTIVE_DISCOUNT_RANGE = (Decimal(0), Decimal(100))
 
 Errors = dict[str, list[str]]
 
@@ -132,6 +143,19 @@ def settings_update(*, shop: Shop, data: dict[str, Any]) -> tuple[AnalyticsSetti
                                                      lo=LIFESPAN_RANGE[0], hi=LIFESPAN_RANGE[1], places=2)
     if "excluded_order_tags" in data:
         values["excluded_order_tags"] = _tags(data["excluded_order_tags"], errors)
+    if "predictive_time_unit" in data:
+        values["predictive_time_unit"] = _choice(data, "predictive_time_unit",
+                                                 list(AnalyticsSettings.TimeUnit.values), errors)
+    if "predictive_horizon_days" in data:
+        values["predictive_horizon_days"] = _int_in(data, "predictive_horizon_days", *PREDICTIVE_HORIZON_RANGE,
+                                                    errors)
+    if "predictive_discount_rate_pct" in data:
+        rate = _decimal(data, "predictive_discount_rate_pct", errors, lo=PREDICTIVE_DISCOUNT_RANGE[0],
+                        hi=PREDICTIVE_DISCOUNT_RANGE[1], places=2)
+        if rate is None and "predictive_discount_rate_pct" not in errors:
+            # Blank is not "no discounting" (that is 0): the rate always has a value.
+            errors["predictive_discount_rate_pct"] = ["Enter a number (0 for no discounting)."]
+        values["predictive_discount_rate_pct"] = rate
     if errors:
         return None, errors
     for key, value in values.items():
@@ -195,43 +219,100 @@ def _finite(block: dict[str, Any], *, shop_id: int) -> dict[str, Any]:
     return out
 
 
-def _predictive(*, shop: Shop, as_of: date, rows_id: int) -> dict[str, Any]:
+def _predictive(*, shop: Shop, params: ReportParams, scores_id: int, predictions_id: int) -> dict[str, Any]:
+    """The document's `predictive` block; its per-customer rows go to CustomerPrediction under
+    `predictions_id` (and onto the score rows), not into the document."""
+    rows: CustomerPredictions | None = None
     try:
-        from analytics.predictive.service import predictive_block  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return {"available": False, "error": "The predictive model is not installed."}
-    from analytics.predictive.errors import PredictiveError
-
-    try:
-        rfm_groups = dict(CustomerScore.objects.filter(rows_id=rows_id)
+        rfm_groups = dict(CustomerScore.objects.filter(rows_id=scores_id)
                           .values_list("customer_shopify_id", "rfm_group"))
-        block: dict[str, Any] = predictive_block(shop=shop, as_of=as_of, horizon_days=PREDICTIVE_HORIZON_DAYS,
-                                                 discount_rate=PREDICTIVE_DISCOUNT_RATE, include_customers=True,
-                                                 rfm_groups=rfm_groups)
+        with transaction.atomic():  # a savepoint: a failed query here must not abort the refresh
+            block, rows = predictive_compute(
+                shop=shop, as_of=params.as_of, horizon_days=params.predictive_horizon_days,
+                discount_rate=float(params.predictive_discount_rate_pct) / 100,
+                time_unit="weeks" if params.predictive_time_unit == "weeks" else "days",
+                order_value_basis=params.order_value_basis, excluded_order_tags=params.excluded_order_tags,
+                currency=shop.currency or "", rfm_groups=rfm_groups)
+        block = _finite(block, shop_id=shop.pk)
     except PredictiveError as exc:
-        return {"available": False, "error": str(exc), "code": getattr(exc, "code", "predictive_error")}
+        block = {"available": False, "error": str(exc), "code": getattr(exc, "code", "predictive_error")}
     except Exception:  # noqa: BLE001 - a model failure must not take the descriptive figures down with it
         logger.exception("predictive block failed", extra={"shop": shop.pk})
-        return {"available": False, "error": "The predictive figures could not be computed.", "code": "failed"}
-    block = _finite(dict(block), shop_id=shop.pk)
-    customers = block.pop("customers", None) or []
-    pairs = []
-    for row in customers:
-        cid = row.get("customer_id")
-        value = row.get("clv", row.get("predicted_clv"))
-        if cid is not None and value is not None:
-            pairs.append((int(cid), Decimal(str(value)).quantize(Decimal("0.0001"))))
-    if pairs:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("CREATE TEMP TABLE an_pred (c bigint, v numeric) ON COMMIT DROP")
-            with cursor.cursor.copy("COPY an_pred (c, v) FROM STDIN") as cp:
-                for pair in pairs:
-                    cp.write_row(pair)
-            cursor.execute("UPDATE analytics_customerscore s SET predicted_clv = p.v FROM an_pred p "
-                           "WHERE s.rows_id = %s AND s.customer_shopify_id = p.c", [rows_id])
-            cursor.execute("DROP TABLE an_pred")
-    block.setdefault("available", True)
+        block = {"available": False, "error": "The predictive figures could not be computed.", "code": "failed"}
+    _predictions_write(predictions_id=predictions_id, scores_id=scores_id, rows=rows)
+    block["computed_at"] = timezone.now().isoformat()
     return block
+
+
+NOT_COMPUTED = "not_computed"
+
+
+def _predictive_reusable(block: Any, *, predictions_id: int | None, max_age: timedelta | None) -> bool:
+    """Whether a stored block can stand for this refresh: computed (not a crash, not a placeholder),
+    young enough (any age when max_age is None), with its prediction rows still there."""
+    if not isinstance(block, dict) or not block.get("computed_at") or block.get("code") in {"failed", NOT_COMPUTED}:
+        return False
+    if max_age is not None and timezone.now() - datetime.fromisoformat(block["computed_at"]) > max_age:
+        return False
+    predicted = (block.get("totals") or {}).get("customers", 0) if block.get("available") else 0
+    return not predicted or (predictions_id is not None
+                             and CustomerPrediction.objects.filter(rows_id=predictions_id).exists())
+
+
+def _predictive_for(*, shop: Shop, params: ReportParams, scores_id: int, stored: Any,
+                    stored_predictions_id: int | None, compute: bool,
+                    reuse_within: timedelta | None) -> tuple[dict[str, Any], int | None]:
+    """The refresh's `predictive` block and the row set of its per-customer predictions.
+
+    The stored block is kept when it is younger than `reuse_within`, and, with `compute` false,
+    whatever its age; a kept block keeps its prediction rows, copied onto the new score rows.
+    Never None: without a block to keep and without computing, a placeholder says so.
+    """
+    if compute:
+        keep = reuse_within is not None and _predictive_reusable(stored, predictions_id=stored_predictions_id,
+                                                                 max_age=reuse_within)
+    else:
+        keep = _predictive_reusable(stored, predictions_id=stored_predictions_id, max_age=None)
+    if keep:
+        if stored_predictions_id is not None:
+            _scores_predictions_copy(predictions_id=stored_predictions_id, scores_id=scores_id)
+        return dict(stored), stored_predictions_id
+    if compute:
+        predictions = CustomerRows.objects.create(shop=shop)
+        return _predictive(shop=shop, params=params, scores_id=scores_id, predictions_id=predictions.pk), \
+            predictions.pk
+    message = "The predictive figures were not computed for this snapshot."
+    return {"available": False, "message": message, "error": message, "code": NOT_COMPUTED}, None
+
+
+PREDICTION_COLUMNS = ("customer_shopify_id", "x", "t_x", "t_observed", "p_alive", "expected_purchases",
+                      "expected_aov", "predicted_clv")
+
+
+def _predictions_write(*, predictions_id: int, scores_id: int, rows: CustomerPredictions | None) -> None:
+    """The predictions with one COPY under their row set, then copied onto the score rows."""
+    if rows is None or not len(rows):
+        return
+    columns = ", ".join(("rows_id", *PREDICTION_COLUMNS))
+    with (transaction.atomic(), connection.cursor() as cursor,
+          cursor.cursor.copy(f"COPY analytics_customerprediction ({columns}) FROM STDIN") as cp):
+        for record in rows.records():
+            cp.write_row((predictions_id, *record))
+    _scores_predictions_copy(predictions_id=predictions_id, scores_id=scores_id)
+
+
+def _scores_predictions_copy(*, predictions_id: int, scores_id: int) -> None:
+    """The RFM score rows carry their customer's predictions, so the customer list and the CSV
+    read one table."""
+    with connection.cursor() as cursor:
+        cursor.execute("""
+            UPDATE analytics_customerscore s
+            SET p_alive = p.p_alive, expected_purchases = p.expected_purchases, expected_aov = p.expected_aov,
+                predicted_clv = p.predicted_clv
+            FROM analytics_customerprediction p
+            WHERE s.rows_id = %(scores)s AND p.rows_id = %(predictions)s
+              AND p.customer_shopify_id = s.customer_shopify_id""",
+                       {"scores": scores_id, "predictions": predictions_id})
 
 
 def refresh_shards() -> int:
@@ -241,41 +322,52 @@ def refresh_shards() -> int:
 
 def snapshot_refresh(*, shop: Shop, as_of: date | None = None, period_days: int | None = None,
                      rfm_scale: int | None = None, rfm_method: str | None = None,
-                     predictive: bool = True) -> AnalyticsSnapshot:
+                     predictive: bool = True, predictive_reuse_within: timedelta | None = None) -> AnalyticsSnapshot:
     """Compute every figure for the shop and store the document (replacing the same key's snapshot).
 
     The customer rows are written under a new row set while the old one is still served, and
-    swapped in with the document in one short transaction at the end.
+    swapped in with the document in one short transaction at the end. The predictive block is
+    computed unless the key's stored one is younger than `predictive_reuse_within`;
+    `predictive=False` computes none and keeps a stored one.
     """
     params = selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days, rfm_scale=rfm_scale,
                                          rfm_method=rfm_method)
     bounds = bounds_for(params, selectors.shop_zone(shop=shop))
     started = time.perf_counter()
+    stored = selectors.snapshot_find(shop=shop, params=params)
     rows = CustomerRows.objects.create(shop=shop)
+    predictions_id: int | None = None
     try:
         raw = metrics_collect(shop_id=shop.pk, params=params, bounds=bounds, rows_id=rows.pk,
                               shards=refresh_shards())
         document = document_build(raw=raw, params=params, bounds=bounds, shop_domain=shop.domain,
                                   currency=shop.currency or "")
-        document["predictive"] = (_predictive(shop=shop, as_of=params.as_of, rows_id=rows.pk)
-                                  if predictive else None)
+        document["predictive"], predictions_id = _predictive_for(
+            shop=shop, params=params, scores_id=rows.pk, stored=stored.document.get("predictive") if stored else None,
+            stored_predictions_id=stored.predictions_id if stored else None, compute=predictive,
+            reuse_within=predictive_reuse_within)
+        document["explain"].update(predictive_explain(document["predictive"]))
         with transaction.atomic():
             snapshot, _ = AnalyticsSnapshot.objects.get_or_create(
                 shop=shop, as_of=params.as_of, settings_hash=params.settings_hash(),
                 defaults={"computed_at": timezone.now(), "params": params.settings_dict()},
             )
             snapshot = AnalyticsSnapshot.objects.select_for_update().get(pk=snapshot.pk)
-            replaced = snapshot.rows_id
+            replaced = [i for i in (snapshot.rows_id, snapshot.predictions_id)
+                        if i is not None and i not in (rows.pk, predictions_id)]
             snapshot.document = document
             snapshot.params = params.settings_dict()
             snapshot.computed_at = timezone.now()
             snapshot.duration_ms = int((time.perf_counter() - started) * 1000)
             snapshot.rows = rows
+            snapshot.predictions_id = predictions_id
             snapshot.save()
-        if replaced is not None:
-            CustomerRows.objects.filter(pk=replaced).delete()
+        if replaced:
+            CustomerRows.objects.filter(pk__in=replaced).delete()
     except BaseException:
-        CustomerRows.objects.filter(pk=rows.pk).delete()
+        kept = (stored.rows_id, stored.predictions_id) if stored else ()
+        CustomerRows.objects.filter(pk__in=[i for i in (rows.pk, predictions_id)
+                                            if i is not None and i not in kept]).delete()
         raise
     _prune_customer_rows(shop=shop)
     return snapshot
@@ -285,10 +377,11 @@ def _prune_customer_rows(*, shop: Shop) -> None:
     keep = list(AnalyticsSnapshot.objects.filter(shop=shop, rows__isnull=False)
                 .order_by("-computed_at").values_list("pk", flat=True)[:KEEP_CUSTOMER_ROWS])
     old = AnalyticsSnapshot.objects.filter(shop=shop, rows__isnull=False).exclude(pk__in=keep)
-    stale = list(old.values_list("rows_id", flat=True))
-    old.update(rows=None)
+    stale = [i for pair in old.values_list("rows_id", "predictions_id") for i in pair if i is not None]
+    old.update(rows=None, predictions=None)
     # A crashed refresh's row set is referenced by no snapshot; drop it once it is surely not in use.
-    in_use = AnalyticsSnapshot.objects.filter(rows__isnull=False).values("rows_id")
+    in_use = {i for pair in AnalyticsSnapshot.objects.filter(shop=shop).values_list("rows_id", "predictions_id")
+              for i in pair if i is not None}
     orphans = (CustomerRows.objects.filter(shop=shop, created_at__lt=timezone.now() - ORPHAN_ROWS_AFTER)
                .exclude(pk__in=in_use).values_list("pk", flat=True))
     stale += list(orphans)
@@ -312,15 +405,21 @@ def report_document(*, shop: Shop, as_of: date | None = None, period_days: int |
                                                                 end=bounds.end_date))
     if include_customers:
         doc["rfm"]["customers"] = selectors.customer_rows(snapshot=snapshot)
+        if isinstance(doc.get("predictive"), dict):
+            available = doc["predictive"].get("available")
+            doc["predictive"]["customers"] = selectors.prediction_rows(snapshot=snapshot) if available else []
     doc["computed_at"] = snapshot.computed_at.isoformat()
     return doc
 
 
 def customer_scores_forget(*, shop: Shop, customer_shopify_id: int) -> int:
-    """Delete a customer's rows from every stored customer table of the shop (customers/redact).
+    """Delete a customer's rows from every stored customer table of the shop (customers/redact):
+    RFM scores and predictions.
 
     Snapshot documents hold only aggregates, so they stay until the next refresh recomputes them
     without the customer's orders. Returns the number of rows deleted.
     """
-    deleted, _ = CustomerScore.objects.filter(rows__shop=shop, customer_shopify_id=customer_shopify_id).delete()
-    return deleted
+    scores, _ = CustomerScore.objects.filter(rows__shop=shop, customer_shopify_id=customer_shopify_id).delete()
+    predictions, _ = CustomerPrediction.objects.filter(rows__shop=shop,
+                                                       customer_shopify_id=customer_shopify_id).delete()
+    return scores + predictions

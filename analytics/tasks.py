@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 # A burst of syncs and webhooks becomes one refresh this many seconds after the first.
 DEBOUNCE_SECONDS = 30
 PENDING_KEY = "analytics:refresh-pending:{shop_id}"
+PREVIOUS_PREDICTIVE_REUSE = timedelta(hours=24)
 
 
 def _redis() -> redis.Redis:
@@ -53,8 +54,11 @@ def refresh_shop(shop_id: int) -> None:
         return
     snapshot = services.snapshot_refresh(shop=shop)
     # The pages compare with the previous period: keep its snapshot as fresh as this one's data.
+    # That snapshot is also the report of its as-of date, so it carries a predictive block too;
+    # the comparison does not show it, so the block is computed at most once a day, not per sync.
     period = timedelta(days=int(snapshot.params.get("period_days", 365)))
-    services.snapshot_refresh(shop=shop, as_of=snapshot.as_of - period, predictive=False)
+    services.snapshot_refresh(shop=shop, as_of=snapshot.as_of - period,
+                              predictive_reuse_within=PREVIOUS_PREDICTIVE_REUSE)
 
 
 @shared_task(name="analytics.tasks.refresh_all", ignore_result=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
 # ISO 4217 minor units that are not 2; every other currency shows cents.
@@ -49,3 +49,15 @@ def pct(value: Fraction | None) -> float | None:
 
 def num(value: Fraction | None, places: int = RATIO_PLACES) -> float | None:
     return None if value is None else float(round_half_up(value, places))
+
+
+_QUANTUM = {places: Decimal(1).scaleb(-places) for places in (0, 2, 3)}
+
+
+def decimal_money(value: Decimal | None, currency: str) -> str | None:
+    """``money`` for a stored Decimal without going through a Fraction (faster, for per-customer
+    columns): the same half-up rounding to the currency's minor units, "0.00" never "-0.00"."""
+    if value is None:
+        return None
+    rounded = value.quantize(_QUANTUM[minor_units(currency)], rounding=ROUND_HALF_UP)
+    return str(rounded.copy_abs() if rounded.is_zero() else rounded)

@@ -29,6 +29,10 @@ class ReportParams:
     # must not be served snapshots bucketed or rounded the old way.
     time_zone: str = "UTC"
     currency: str = ""
+    # The predictive block's settings (analytics.predictive): part of the key like the others.
+    predictive_time_unit: str = "days"
+    predictive_horizon_days: int = 365
+    predictive_discount_rate_pct: Decimal = Decimal(10)
 
     def settings_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -36,6 +40,8 @@ class ReportParams:
             d.pop(key)
         d["lifespan_override_years"] = (None if self.lifespan_override_years is None
                                         else str(self.lifespan_override_years))
+        # "10" and "10.00" are one setting: the hash must not tell them apart.
+        d["predictive_discount_rate_pct"] = str(Decimal(self.predictive_discount_rate_pct).quantize(Decimal("0.01")))
         d["excluded_order_tags"] = sorted({t.strip().lower() for t in self.excluded_order_tags if t.strip()})
         return d
 

@@ -117,15 +117,24 @@ _DAYS_SQL = """
     FROM {table}
     WHERE shop_id = %(shop_id)s AND NOT test AND cancelled_at IS NULL
       AND customer_shopify_id IS NOT NULL
-      AND processed_at >= %(start)s AND processed_at < %(end)s
-      AND NOT (tags && %(excluded)s::varchar[])
+      AND processed_at >= %(start)s AND processed_at < %(end)s{excluded}
     GROUP BY 1, 2
 """
+# Tags compare case-insensitively, as in the descriptive figures (analytics.metrics.engine).
+_EXCLUDED_SQL = """
+      AND NOT EXISTS (SELECT 1 FROM unnest(tags) AS t(tag) WHERE lower(t.tag) = ANY(%(excluded)s::text[]))"""
 
 
-def _days_sql(basis: str) -> str:
-    # Both names come from constants, never from input.
-    return _DAYS_SQL.format(value=BASIS_COLUMNS[basis], table=Order._meta.db_table)
+def excluded_tags_normal(tags: Sequence[str]) -> list[str]:
+    """The excluded tags as the SQL compares them: trimmed, lower-case, distinct, sorted."""
+    return sorted({t.strip().lower() for t in tags if t.strip()})
+
+
+def _days_sql(basis: str, excluded: Sequence[str]) -> str:
+    # Every interpolated piece is a constant, never input; the tags travel as a parameter.
+    return _DAYS_SQL.format(
+        value=BASIS_COLUMNS[basis], table=Order._meta.db_table, excluded=_EXCLUDED_SQL if excluded else ""
+    )
 
 
 def summary_for_shop(
@@ -139,8 +148,9 @@ def summary_for_shop(
     """Counted orders before `as_of` (a date in the shop's zone, exclusive), summarised in SQL."""
     tz = ZoneInfo(shop.iana_timezone or "UTC")
     last_observed = as_of - dt.timedelta(days=1)
+    excluded = excluded_tags_normal(excluded_tags)
     sql = f"""
-        WITH days AS ({_days_sql(order_value_basis)}),
+        WITH days AS ({_days_sql(order_value_basis, excluded)}),
         firsts AS (SELECT cid, day, value, MIN(day) OVER (PARTITION BY cid) AS first_day FROM days)
         SELECT cid,
                COUNT(*) - 1,
@@ -153,7 +163,7 @@ def summary_for_shop(
     params: dict[str, Any] = {
         "tz": str(tz),
         "shop_id": shop.pk,
-        "excluded": list(excluded_tags),
+        "excluded": excluded,
         "start": dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
         "end": _day_start(as_of, tz),
         "last": last_observed,
@@ -178,11 +188,12 @@ def holdout_purchases_for_shop(
 ) -> tuple[np.ndarray, FloatArray]:
     """Purchase days per customer in [start, end) (shop zone): customer ids (sorted) and counts."""
     tz = ZoneInfo(shop.iana_timezone or "UTC")
-    sql = f"WITH days AS ({_days_sql('subtotal')}) SELECT cid, COUNT(*) FROM days GROUP BY cid ORDER BY cid"  # noqa: S608
+    excluded = excluded_tags_normal(excluded_tags)
+    sql = f"WITH days AS ({_days_sql('subtotal', excluded)}) SELECT cid, COUNT(*) FROM days GROUP BY cid ORDER BY cid"  # noqa: S608
     params: dict[str, Any] = {
         "tz": str(tz),
         "shop_id": shop.pk,
-        "excluded": list(excluded_tags),
+        "excluded": excluded,
         "start": _day_start(start, tz),
         "end": _day_start(end, tz),
     }
@@ -199,8 +210,9 @@ def repeat_days_for_shop(
 ) -> tuple[np.ndarray, FloatArray]:
     """Repeat purchase days per calendar day in [start, end), for customers first buying before cohort_end."""
     tz = ZoneInfo(shop.iana_timezone or "UTC")
+    excluded = excluded_tags_normal(excluded_tags)
     sql = f"""
-        WITH days AS ({_days_sql("subtotal")}),
+        WITH days AS ({_days_sql("subtotal", excluded)}),
         firsts AS (SELECT cid, day, MIN(day) OVER (PARTITION BY cid) AS first_day FROM days)
         SELECT day, COUNT(*) FROM firsts
         WHERE day > first_day AND first_day < %(cohort_end)s AND day >= %(from)s
@@ -209,7 +221,7 @@ def repeat_days_for_shop(
     params: dict[str, Any] = {
         "tz": str(tz),
         "shop_id": shop.pk,
-        "excluded": list(excluded_tags),
+        "excluded": excluded,
         "start": dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
         "end": _day_start(end, tz),
         "cohort_end": cohort_end,

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import random
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analytics import export, services
+from analytics.metrics.numbers import decimal_money, money
 from analytics.metrics.segments import SEGMENT_RULES, segment_for
 from analytics.models import AnalyticsSettings, AnalyticsSnapshot, CustomerScore
 from tests.analytics.factories import customers_add, orders_add, shop_make
@@ -53,6 +57,55 @@ def test_settings_update_rejects_and_saves_nothing():
     assert not AnalyticsSettings.objects.filter(shop=shop).exists()
     _, errors = services.settings_update(shop=shop, data={"lifespan_override_years": "1.234"})
     assert errors == {"lifespan_override_years": ["Use at most 2 decimal places."]}
+
+
+def test_settings_update_predictive_settings():
+    shop = shop_make()
+    defaults = services.selectors.analytics_settings_get(shop=shop)
+    assert (defaults.predictive_time_unit, defaults.predictive_horizon_days,
+            defaults.predictive_discount_rate_pct) == ("days", 365, Decimal(10))
+    saved, errors = services.settings_update(shop=shop, data={
+        "predictive_time_unit": "weeks", "predictive_horizon_days": "730", "predictive_discount_rate_pct": "7.5"})
+    assert errors == {}
+    row = AnalyticsSettings.objects.get(shop=shop)
+    assert (row.predictive_time_unit, row.predictive_horizon_days, row.predictive_discount_rate_pct) == (
+        "weeks", 730, Decimal("7.50"))
+    for data, message in (
+        ({"predictive_time_unit": "months"}, "Choose one of: days, weeks."),
+        ({"predictive_horizon_days": "29"}, "Enter a number from 30 to 1825."),
+        ({"predictive_horizon_days": "1826"}, "Enter a number from 30 to 1825."),
+        ({"predictive_horizon_days": "a year"}, "Enter a whole number."),
+        ({"predictive_discount_rate_pct": "-1"}, "Enter a number at least 0 and at most 100."),
+        ({"predictive_discount_rate_pct": "100.01"}, "Enter a number at least 0 and at most 100."),
+        ({"predictive_discount_rate_pct": "2.125"}, "Use at most 2 decimal places."),
+        ({"predictive_discount_rate_pct": ""}, "Enter a number (0 for no discounting)."),
+        ({"predictive_discount_rate_pct": "NaN"}, "Enter a number."),
+    ):
+        saved, errors = services.settings_update(shop=shop, data={**data, "period_days": "90"})
+        assert saved is None
+        assert errors == {next(iter(data)): [message]}, data
+    row.refresh_from_db()
+    assert (row.period_days, row.predictive_time_unit, row.predictive_horizon_days,
+            row.predictive_discount_rate_pct) == (365, "weeks", 730, Decimal("7.50"))
+    _, errors = services.settings_update(shop=shop, data={"predictive_discount_rate_pct": "0",
+                                                          "predictive_horizon_days": "30"})
+    assert errors == {}
+
+
+def test_predictive_settings_are_part_of_the_snapshot_key():
+    shop = shop_make()
+    base = services.selectors.report_params_for(shop=shop, as_of=AS_OF)
+    hashes = {base.settings_hash()}
+    for data in ({"predictive_time_unit": "weeks"}, {"predictive_horizon_days": "180"},
+                 {"predictive_discount_rate_pct": "12"}):
+        services.settings_update(shop=shop, data=data)
+        hashes.add(services.selectors.report_params_for(shop=shop, as_of=AS_OF).settings_hash())
+    assert len(hashes) == 4
+    # A rate read back from the database ("12.00") keys the same snapshot as the one typed ("12").
+    stored = services.selectors.report_params_for(shop=shop, as_of=AS_OF)
+    assert stored.predictive_discount_rate_pct == Decimal("12.00")
+    typed = dataclasses.replace(stored, predictive_discount_rate_pct=Decimal(12))
+    assert typed.settings_hash() == stored.settings_hash()
 
 
 def test_marketing_inputs_update():
@@ -175,7 +228,9 @@ def test_rfm_csv_streams_the_customer_table():
     rows = list(csv.DictReader(io.StringIO(first + "".join(lines))))
     assert [(r["customer_id"], r["frequency"], r["monetary"], r["shopify_rfm_group"], r["orders_lifetime"])
             for r in rows] == [("11", "2", "25.50", "LOYAL", "2"), ("12", "1", "3.00", "", "1")]
-    assert "predicted_clv" not in rows[0]
+    # Too few customers to fit the models: the predictive columns are there, their cells empty.
+    assert list(rows[0])[-4:] == ["p_alive", "expected_purchases", "expected_aov", "predicted_clv"]
+    assert {r[k] for r in rows for k in ("p_alive", "expected_purchases", "expected_aov", "predicted_clv")} == {""}
 
 
 def test_segment_rules_cover_every_score_pair_once():
@@ -213,8 +268,16 @@ def test_predictive_block_is_stored_and_feeds_the_csv():
     scores = CustomerScore.objects.filter(rows_id=snapshot.rows_id)
     assert scores.exclude(predicted_clv=None).count() == scores.count() > 0
     lines = list(export.rfm_csv(shop=shop, as_of=AS_OF))
-    assert lines[0].rstrip().endswith(",predicted_clv")
-    assert all(line.rstrip().split(",")[-1] != "" for line in lines[1:])
+    assert lines[0].rstrip().split(",") == export.HEADER
+    csv_rows = list(csv.DictReader(io.StringIO("".join(lines))))
+    assert len(csv_rows) == scores.count()
+    assert all(r[k] != "" for r in csv_rows for k in ("p_alive", "expected_purchases", "expected_aov",
+                                                        "predicted_clv"))
+    by_id = {r.customer_shopify_id: r for r in scores}
+    for r in csv_rows[:20]:
+        score = by_id[int(r["customer_id"])]
+        assert float(r["p_alive"]) == pytest.approx(score.p_alive, abs=5e-5)
+        assert Decimal(r["predicted_clv"]) == score.predicted_clv.quantize(Decimal("0.01"), ROUND_HALF_UP)
 
 
 def test_customer_scores_forget_removes_only_that_customer():
@@ -242,3 +305,11 @@ def test_a_new_time_zone_or_currency_is_not_served_old_snapshots():
     shop.save()
     assert services.report_document(shop=shop, as_of=AS_OF)["currency"] == "JPY"
     assert AnalyticsSnapshot.objects.filter(shop=shop).count() == 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(*(st.decimals(min_value=-10**9, max_value=10**9, places=k, allow_nan=False, allow_infinity=False)
+                   for k in (0, 3, 4, 12))),
+       st.sampled_from(["USD", "JPY", "KWD", "EUR"]))
+def test_decimal_money_rounds_like_money(value, currency):
+    assert decimal_money(value, currency) == money(value, currency)

@@ -12,19 +12,16 @@ from tests.analytics.factories import orders_add, shop_make
 
 
 def test_nan_in_the_predictive_block_is_stored_as_missing(db: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    from analytics.predictive import service as predictive_service
-
     shop = shop_make()
     orders_add(shop, [{"customer": 1, "at": "2026-01-05 10:00", "value": 20},
                       {"customer": 1, "at": "2026-03-05 10:00", "value": 30}])
 
-    def block(**kwargs: Any) -> dict[str, Any]:
+    def compute(**kwargs: Any) -> tuple[dict[str, Any], None]:
         return {"available": True, "totals": {"predicted_clv": float("inf"), "customers": 1},
                 "backtest": {"available": True, "holdout_repeat_purchases": {"actual": 3, "predicted": float("nan")},
-                             "weekly": [{"week_end": "2026-01-12", "predicted_cumulative": float("nan")}]},
-                "customers": []}
+                             "weekly": [{"week_end": "2026-01-12", "predicted_cumulative": float("nan")}]}}, None
 
-    monkeypatch.setattr(predictive_service, "predictive_block", block)
+    monkeypatch.setattr(services, "predictive_compute", compute)
     snapshot = services.snapshot_refresh(shop=shop, as_of=date(2026, 4, 1), period_days=90)
     snapshot.refresh_from_db()
     predictive = snapshot.document["predictive"]

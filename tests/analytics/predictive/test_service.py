@@ -10,8 +10,13 @@ import numpy as np
 import pytest
 
 from analytics.predictive.bgnbd import BgNbdParams, bgnbd_p_alive
-from analytics.predictive.service import predictive_block
-from analytics.predictive.summary import summary_for_shop, summary_from_transactions
+from analytics.predictive.service import _money, predictive_block
+from analytics.predictive.summary import (
+    holdout_purchases_for_shop,
+    repeat_days_for_shop,
+    summary_for_shop,
+    summary_from_transactions,
+)
 from shops.models import Shop
 from sync.models import Order
 
@@ -86,6 +91,38 @@ def test_summary_in_sql_counts_days_in_the_shop_zone(nz_shop: Shop) -> None:
     assert (every.x[0], every.t_x[0], every.m[0]) == (3, 52, (50 + 10 + 40) / 3)
     assert by_total.T[0] == pytest.approx(58 / 7)
 
+
+
+def test_excluded_tags_compare_case_insensitively(nz_shop: Shop) -> None:
+    # The descriptive figures drop an order tagged "Wholesale" when the setting says "wholesale";
+    # the summary, the holdout counts and the backtest series must drop the same orders.
+    Order.objects.bulk_create(
+        [
+            order(nz_shop, 201, dt.datetime(2026, 1, 5, tzinfo=UTC), "20"),
+            order(nz_shop, 201, dt.datetime(2026, 1, 10, tzinfo=UTC), "500", tags=["Wholesale"]),
+            order(nz_shop, 201, dt.datetime(2026, 1, 20, tzinfo=UTC), "30", tags=["gift"]),
+            order(nz_shop, 202, dt.datetime(2026, 1, 6, tzinfo=UTC), "40", tags=["WHOLESALE", "b2b"]),
+        ]
+    )
+    as_of = dt.date(2026, 3, 1)
+    every = summary_for_shop(shop=nz_shop, as_of=as_of)
+    assert every.customer_id.tolist() == [201, 202]
+    assert every.x.tolist() == [2, 0]
+    for excluded in (("wholesale",), ("Wholesale",), (" WholeSale ",)):
+        s = summary_for_shop(shop=nz_shop, as_of=as_of, excluded_tags=excluded)
+        assert s.customer_id.tolist() == [201], excluded
+        assert (s.x[0], s.m[0]) == (1, 30.0), excluded
+        ids, counts = holdout_purchases_for_shop(
+            shop=nz_shop, start=dt.date(2026, 1, 1), end=as_of, excluded_tags=excluded
+        )
+        assert (ids.tolist(), counts.tolist()) == ([201], [2.0]), excluded
+        days, repeats = repeat_days_for_shop(
+            shop=nz_shop, cohort_end=as_of, start=dt.date(2026, 1, 1), end=as_of, excluded_tags=excluded
+        )
+        assert (days.tolist(), repeats.tolist()) == ([dt.date(2026, 1, 20)], [1.0]), excluded
+    # The block reports the tags as they are compared.
+    block = predictive_block(shop=nz_shop, as_of=as_of, excluded_order_tags=("Wholesale", "wholesale"))
+    assert block["parameters"]["excluded_order_tags"] == ["wholesale"]
 
 TRUE = BgNbdParams(r=0.8, alpha=60.0, a=0.5, b=3.0)
 AS_OF = dt.date(2026, 1, 1)
@@ -190,6 +227,37 @@ def test_predictive_block_for_a_shop(sim_shop: Shop) -> None:
     # Parameters from the data's own generator: a loose check that the fit is sane on a small shop.
     assert 0.3 < block["bgnbd"]["r"] < 2.0
 
+
+def test_money_rounds_to_the_currencys_minor_units(sim_shop: Shop) -> None:
+    groups = {9000 + c: ("top" if c <= 100 else "bottom") for c in range(1, 301)}
+    blocks = {}
+    for currency, places in (("JPY", 0), ("KWD", 3), ("USD", 2)):
+        sim_shop.currency = currency
+        block = predictive_block(
+            shop=sim_shop, as_of=AS_OF, include_customers=True, include_backtest=False, rfm_groups=groups
+        )
+        assert block["parameters"]["currency"] == currency
+        figures = [block["totals"]["predicted_clv"], block["totals"]["predicted_clv_per_customer"]]
+        figures += [g["predicted_clv"] for g in block["groups"].values()]
+        figures += [c[k] for c in block["customers"] for k in ("expected_aov", "predicted_clv")]
+        assert all(Decimal(text).as_tuple().exponent == -places for text in figures), currency
+        blocks[currency] = block
+    # One estimate, rounded once per currency (from the float, so a dinar figure ending in .500
+    # may come from just under it): yen within half a unit of the dinars, dinars of the cents.
+    for currency, other, half in (("JPY", "KWD", Decimal("0.5")), ("USD", "KWD", Decimal("0.005"))):
+        pairs = zip(blocks[currency]["customers"], blocks[other]["customers"], strict=True)
+        assert all(abs(Decimal(a["predicted_clv"]) - Decimal(b["predicted_clv"])) <= half for a, b in pairs)
+        total, other_total = (Decimal(blocks[c]["totals"]["predicted_clv"]) for c in (currency, other))
+        assert abs(total - other_total) <= half
+
+
+def test_money_rounds_half_up_like_the_descriptive_figures() -> None:
+    assert (_money(0.125, "USD"), _money(2.5, "JPY"), _money(1.0005, "KWD"), _money(7.0, "USD")) == (
+        "0.13",
+        "3",
+        "1.001",
+        "7.00",
+    )
 
 def test_spend_model_missing_keeps_purchase_predictions(sim_shop: Shop) -> None:
     # Every order's total is 0 in this shop's data: nothing to fit spend on under the `total` basis.
