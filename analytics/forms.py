@@ -77,6 +77,12 @@ SETTINGS_HELP = {
                                "a young shop); a number here replaces it in every CLV figure.",
     "excluded_order_tags": "Orders carrying any of these tags (comma separated, for example wholesale) are left out "
                            "of every figure.",
+    "predictive_time_unit": "The unit the purchase model counts time in (its fitted parameters are shown in it); "
+                            "the predictions themselves do not change.",
+    "predictive_horizon_days": "How many days ahead expected purchases and predicted CLV look (30 to 1,825); the "
+                               "backtest checks at most this many days.",
+    "predictive_discount_rate_pct": "Future purchases in predicted CLV are discounted at this yearly rate "
+                                    "(0 to 100 %); 0 means a purchase next year counts as much as one today.",
 }
 
 
@@ -94,6 +100,11 @@ class SettingsForm(forms.Form):
     lifespan_override_years = forms.DecimalField(label="Customer lifespan override (years)", required=False,
                                                  min_value=0, max_digits=6, decimal_places=2)
     excluded_order_tags = forms.CharField(label="Excluded order tags", required=False, max_length=4000)
+    predictive_time_unit = forms.ChoiceField(label="Predictive model time unit",
+                                             choices=AnalyticsSettings.TimeUnit.choices, widget=forms.RadioSelect)
+    predictive_horizon_days = forms.IntegerField(label="Prediction horizon (days)", min_value=30, max_value=1825)
+    predictive_discount_rate_pct = forms.DecimalField(label="Annual discount rate (%)", min_value=0, max_value=100,
+                                                      max_digits=5, decimal_places=2)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -108,6 +119,8 @@ class SettingsForm(forms.Form):
             "rfm_scale": str(s.rfm_scale), "rfm_method": s.rfm_method,
             "lifespan_override_years": s.lifespan_override_years,
             "excluded_order_tags": ", ".join(s.excluded_order_tags or []),
+            "predictive_time_unit": s.predictive_time_unit, "predictive_horizon_days": s.predictive_horizon_days,
+            "predictive_discount_rate_pct": s.predictive_discount_rate_pct,
         })
 
 

@@ -154,23 +154,29 @@ def test_settings_bad_values_answer_with_field_errors_and_save_nothing(pages: Pa
     response = pages.post("/app/settings", {"period_days": "3", "activity_window_days": "365",
                                             "order_value_basis": "gross", "refund_dating": "order_date",
                                             "rfm_scale": "3", "rfm_method": "quantile",
-                                            "lifespan_override_years": "-1", "excluded_order_tags": ""})
+                                            "lifespan_override_years": "-1", "excluded_order_tags": "",
+                                            "predictive_time_unit": "months", "predictive_horizon_days": "10",
+                                            "predictive_discount_rate_pct": "150"})
     assert response.status_code == 200  # re-rendered, not redirected
     html = response.content.decode()
     assert "Some values need fixing; nothing was saved." in html
     assert re.search(r'data-error-for="period_days">.*Enter a number from 7 to 3660', html)
     assert 'data-error-for="order_value_basis"' in html
     assert 'data-error-for="lifespan_override_years"' in html
+    for name in ("predictive_time_unit", "predictive_horizon_days", "predictive_discount_rate_pct"):
+        assert f'data-error-for="{name}"' in html
     assert not AnalyticsSettings.objects.filter(shop=pages.shop).exists()
 
 
 def test_settings_save_and_explain_each_field(pages: Pages) -> None:
     html = pages.get("/app/settings").content.decode()
-    assert html.count('class="help"') >= 8
+    assert html.count('class="help"') >= 11
     response = pages.post("/app/settings", {"period_days": "180", "activity_window_days": "300",
                                             "order_value_basis": "total", "refund_dating": "refund_date",
                                             "rfm_scale": "5", "rfm_method": "range",
-                                            "lifespan_override_years": "2.5", "excluded_order_tags": "wholesale, b2b"})
+                                            "lifespan_override_years": "2.5", "excluded_order_tags": "wholesale, b2b",
+                                            "predictive_time_unit": "weeks", "predictive_horizon_days": "180",
+                                            "predictive_discount_rate_pct": "8.5"})
     assert response.status_code == 302
     assert "/app/settings?" in response["Location"]
     assert "saved=1" in response["Location"]
@@ -178,6 +184,8 @@ def test_settings_save_and_explain_each_field(pages: Pages) -> None:
     assert (s.period_days, s.activity_window_days, s.order_value_basis, s.rfm_scale) == (180, 300, "total", 5)
     assert s.lifespan_override_years == Decimal("2.5")
     assert s.excluded_order_tags == ["wholesale", "b2b"]
+    assert (s.predictive_time_unit, s.predictive_horizon_days, s.predictive_discount_rate_pct) == (
+        "weeks", 180, Decimal("8.5"))
     rfm = pages.get("/app/rfm", as_of=AS_OF.isoformat()).content.decode()
     assert "Named segments" in rfm
     assert "Champions" in rfm
