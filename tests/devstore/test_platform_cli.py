@@ -103,7 +103,7 @@ def read_until_ready(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[
 
 
 def test_serve_command_prints_admin_urls_and_stops_cleanly_without_a_database() -> None:
-    proc = serve("--shop", "north", "--shop", "south", "--customers", "15", "--months", "2",
+    proc = serve("--shop", "north", "--shop", "south:JPY:Asia/Tokyo", "--customers", "15", "--months", "2",
                  "--currency", "GBP", "--timezone", "Europe/London", "--fault", "south:error_next=2",
                  "--api-key", API_KEY, "--api-secret", SECRET, "--app-url", APP_URL)
     try:
@@ -111,6 +111,8 @@ def test_serve_command_prints_admin_urls_and_stops_cleanly_without_a_database() 
         assert f"  admin: {base}/store/north/apps/{API_KEY}" in lines
         assert f"  admin: {base}/store/south/apps/{API_KEY}" in lines
         assert any(line.startswith("north.myshopify.com: ") and "GBP, Europe/London" in line for line in lines)
+        # A shop of its own currency and zone beside the one taking the defaults.
+        assert any(line.startswith("south.myshopify.com: ") and "JPY, Asia/Tokyo" in line for line in lines), lines
         shops = HTTP.get(base + "/_devstore/shops").json()
         assert [s["domain"] for s in shops] == ["north.myshopify.com", "south.myshopify.com"]
         faults = HTTP.post(base + "/_devstore/faults", json={"shop": "south"}).json()["faults"]
@@ -154,6 +156,19 @@ def test_serve_command_loads_a_transactions_file(tmp_path: Path) -> None:
     assert [(o["shopify_id"], o["customer_shopify_id"], o["total"]) for o in orders] == [
         (5001, 1001, Decimal("25.50")), (5002, 1001, Decimal("10.00")), (5003, None, Decimal("7.25"))]
     assert {o["currency"] for o in orders} == {"AUD"}
+
+
+def test_serve_command_refuses_a_bad_shop_currency_or_zone() -> None:
+    for shop, said in (("x:euro", "3-letter ISO code"), ("x:EUR:Mars/Base", "unknown time zone")):
+        proc = serve("--shop", shop)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode != 0
+        assert said in out
+        assert "Traceback" not in out
 
 
 def test_serve_command_reports_a_bad_row_by_line(tmp_path: Path) -> None:

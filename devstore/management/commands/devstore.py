@@ -8,11 +8,13 @@ servers when Django loads). ``python -m devstore serve`` takes the same flags wi
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 from argparse import ArgumentParser
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -25,8 +27,9 @@ def add_serve_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("action", choices=["serve"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    parser.add_argument("--shop", action="append", dest="shops", metavar="NAME",
-                        help="a shop name (repeatable); default: devstore-demo")
+    parser.add_argument("--shop", action="append", dest="shops", metavar="NAME[:CURRENCY[:ZONE]]",
+                        help="a shop (repeatable), with its own currency and IANA zone if given, for example "
+                             "paris:EUR:Europe/Paris; default: devstore-demo with --currency and --timezone")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--customers", type=int, default=300)
     parser.add_argument("--months", type=int, default=24)
@@ -115,14 +118,22 @@ def _specs(opts: dict[str, Any]) -> list[ShopSpec]:
             return [ShopSpec(**item) for item in json.loads(opts["spec_json"])]
         except (TypeError, ValueError) as exc:
             raise CommandError(f"--spec-json: {exc}") from exc
-    names = opts["shops"] or ["devstore-demo"]
     extra = {"scopes": opts["scopes"]} if opts["scopes"] else {}
-    return [
-        ShopSpec(name=name, seed=opts["seed"] + i, customers=opts["customers"], months=opts["months"],
-                 orders=opts["orders"], currency=opts["currency"], iana_timezone=opts["timezone"],
-                 plan=opts["plan"], data_file=opts["data"], **extra)
-        for i, name in enumerate(names)
-    ]
+    specs = []
+    for i, item in enumerate(opts["shops"] or ["devstore-demo"]):
+        name, currency, zone = (item.split(":", 2) + [None, None])[:3]
+        if currency is not None and not re.fullmatch(r"[A-Z]{3}", currency):
+            raise CommandError(f"--shop {item}: the currency must be a 3-letter ISO code such as EUR")
+        if zone:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise CommandError(f"--shop {item}: unknown time zone {zone!r}") from exc
+        specs.append(ShopSpec(name=name, seed=opts["seed"] + i, customers=opts["customers"], months=opts["months"],
+                              orders=opts["orders"], currency=currency or opts["currency"],
+                              iana_timezone=zone or opts["timezone"], plan=opts["plan"], data_file=opts["data"],
+                              **extra))
+    return specs
 
 
 class Command(BaseCommand):
