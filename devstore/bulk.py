@@ -57,6 +57,7 @@ from devstore.store import (
     CUSTOMER_COLUMNS,
     ORDER_COLUMNS,
     REFUND_COLUMNS,
+    REFUND_LINE_ITEM_ID_OFFSET,
     iso_local,
     iso_utc,
     minor_units,
@@ -703,7 +704,7 @@ class Compiler:
             elif n == "restocked":
                 items.append((k, "False"))
             elif n == "id":
-                items.append((k, "None"))
+                items.append((k, f"f'gid://shopify/RefundLineItem/{{x[0] + {REFUND_LINE_ITEM_ID_OFFSET}}}'"))
             elif n == "__typename":
                 items.append((k, "'RefundLineItem'"))
             else:

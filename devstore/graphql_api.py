@@ -51,6 +51,7 @@ from devstore.store import (
     order_gid,
     presentment_amount,
     refund_gid,
+    refund_line_item_gid,
     split_tags,
 )
 from devstore.throttle import MAX_SINGLE_QUERY_COST, CostCalculator, Throttle, plan_limits
@@ -234,7 +235,7 @@ class RefundObj:
     def refundLineItems(self, info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:  # noqa: N802
         # devstore models one refunded line per refund, carrying the refund's line-item subtotal.
         item = {
-            "id": None,
+            "id": refund_line_item_gid(self._row["id"]),
             "quantity": 1,
             "restocked": False,
             "subtotalSet": self._bag(self._row["subtotal"]),

@@ -5,7 +5,9 @@ https://shopify.dev/docs/api/webhooks?reference=toml): snake_case keys, numeric 
 ``admin_graphql_api_id``, money as strings with the currency's full exponent (the
 ``refund_line_items[].subtotal`` number is a number, as in the docs' example), times in the
 shop's zone with its offset. Only the fields Tenure reads plus their obvious neighbours are
-present, under Shopify's names and types.
+present, under Shopify's names and types: every key is one the reference's sample payload has
+(pinned by tests/devstore/test_doc_examples.py), with one known exception, ``tags`` on customer
+payloads (see ``customer_payload``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from devstore.store import (
     ORDER_COLUMNS,
     ORDER_TAGS,
     PRESENTMENT_CHOICES,
+    REFUND_LINE_ITEM_ID_OFFSET,
     TRANSACTION_ID_BASE,
     customer_gid,
     iso_local,
@@ -114,9 +117,12 @@ def customer_payload(store: ShopStore, c: dict[str, Any]) -> dict[str, Any]:
             "country_name": c["country_code"],
             "default": True,
         }
+    # Since API 2025-01 customer webhooks carry no `tags` and no marketing consent (the
+    # customer.tags_added/_removed and *_marketing_consent topics do). devstore still sends `tags`:
+    # the app's customer upsert writes the payload's tags, so dropping them here needs the app to
+    # keep stored tags when a payload has none (sync/store.py), which this change does not make.
     return {
         "id": c["id"],
-        "email": c["email"],
         "created_at": iso_local(c["created_at"], tz),
         "updated_at": iso_local(c["updated_at"], tz),
         "first_name": c["first_name"],
@@ -126,16 +132,19 @@ def customer_payload(store: ShopStore, c: dict[str, Any]) -> dict[str, Any]:
         "verified_email": True,
         "multipass_identifier": None,
         "tax_exempt": False,
-        "tags": c["tags"] or "",
-        "currency": store.currency,
+        "email": c["email"],
         "phone": c["phone"],
+        "currency": store.currency,
         "addresses": [address] if address else [],
         "tax_exemptions": [],
-        "email_marketing_consent": None,
-        "sms_marketing_consent": None,
         "admin_graphql_api_id": customer_gid(c["id"]),
         "default_address": address,
+        "tags": c["tags"] or "",
     }
+
+
+# The order payload's `customer` is the customer without `addresses` (and, as there, no tags).
+ORDER_CUSTOMER_DROPS = ("addresses", "tags")
 
 
 def _line_item_id(order_id: int) -> int:
@@ -151,7 +160,7 @@ def refund_payload(store: ShopStore, r: dict[str, Any], order: dict[str, Any]) -
     if sub > 0:
         line_items.append(
             {
-                "id": r["id"] + 17,
+                "id": r["id"] + REFUND_LINE_ITEM_ID_OFFSET,
                 "line_item_id": _line_item_id(order["id"]),
                 "location_id": None,
                 "quantity": 1,
@@ -258,11 +267,7 @@ def order_payload(store: ShopStore, o: dict[str, Any]) -> dict[str, Any]:
         "updated_at": iso_local(o["updated_at"], tz),
         "customer": None
         if customer is None
-        else {
-            k: v
-            for k, v in customer_payload(store, customer).items()
-            if k not in ("addresses", "tax_exemptions", "multipass_identifier")
-        },
+        else {k: v for k, v in customer_payload(store, customer).items() if k not in ORDER_CUSTOMER_DROPS},
         "line_items": [
             {
                 "id": line_id,
@@ -566,15 +571,7 @@ def _customer_delete(store: ShopStore, rng: Any) -> list[Event]:
         return [
             (
                 "customers/delete",
-                {
-                    "id": c["id"],
-                    "phone": None,
-                    "addresses": [],
-                    "tax_exemptions": [],
-                    "email_marketing_consent": None,
-                    "sms_marketing_consent": None,
-                    "admin_graphql_api_id": customer_gid(c["id"]),
-                },
+                {"id": c["id"], "tax_exemptions": [], "admin_graphql_api_id": customer_gid(c["id"])},
             )
         ]
 

@@ -76,7 +76,10 @@ def tagged_loads(data: bytes | str) -> Any:
 
 
 def shop_rest(store: ShopStore) -> dict[str, Any]:
-    """The REST Shop resource (the app/uninstalled and shop/update payload)."""
+    """The REST Shop resource (the app/uninstalled and shop/update payload), the fields the app reads.
+
+    The webhook reference's sample has no ``admin_graphql_api_id`` for this topic, so neither has this.
+    """
     return {
         "id": store.shop_id,
         "name": store.shop_name,
@@ -88,7 +91,6 @@ def shop_rest(store: ShopStore) -> dict[str, Any]:
         "plan_name": store.plan.lower().replace(" ", "_"),
         "plan_display_name": store.plan,
         "shop_owner": "Dev Merchant",
-        "admin_graphql_api_id": f"gid://shopify/Shop/{store.shop_id}",
     }
 
 
@@ -184,16 +186,19 @@ class Platform:
         return self.registry.install(shop, scopes=scopes)
 
     def _install_changed(self, shop: str, install: Install | None, previous: Install | None) -> None:
-        """A reinstall that grants other scopes sends app/scopes_update (webhooks reference, 2026-10)."""
+        """A reinstall that grants other scopes sends app/scopes_update (webhooks reference, 2026-10).
+
+        As in the reference's sample: ``shop_id`` is the shop's GID, ``updated_at`` UTC with milliseconds.
+        """
         if install is None or previous is None or install.scopes == previous.scopes:
             return
         store = self.store(shop)
         payload = {
             "id": store.shop_id % 1_000_000_000 + 1,
-            "shop_id": store.shop_id,
+            "shop_id": f"gid://shopify/Shop/{store.shop_id}",
             "previous": sorted(previous.scopes),
             "current": sorted(install.scopes),
-            "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "updated_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         }
         self.event(shop, "app/scopes_update", payload)
 

@@ -59,7 +59,7 @@ def id_token_mint(
         "nbf": issued,
         "iat": issued,
         "jti": str(uuid.uuid4()),
-        "sid": session_id or secrets.token_hex(16),
+        "sid": session_id or secrets.token_hex(32),  # 64 hex digits, as in the docs' example
         "sig": secrets.token_hex(32),
     }
     return jwt.encode(claims, api_secret, algorithm="HS256")

@@ -281,6 +281,15 @@ def refund_gid(refund_id: int) -> str:
     return f"gid://shopify/Refund/{refund_id}"
 
 
+# devstore models one refunded line per refund: its id is the refund's plus this offset, in the
+# REST payload (`refund_line_items[].id`) and as the GraphQL `RefundLineItem.id` alike.
+REFUND_LINE_ITEM_ID_OFFSET = 17
+
+
+def refund_line_item_gid(refund_id: int) -> str:
+    return f"gid://shopify/RefundLineItem/{refund_id + REFUND_LINE_ITEM_ID_OFFSET}"
+
+
 def split_tags(tags: str) -> list[str]:
     return [t.strip() for t in tags.split(",") if t.strip()]
 
