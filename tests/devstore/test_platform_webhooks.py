@@ -10,13 +10,9 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +21,7 @@ from shopify_app import verify_webhook_req
 
 from devstore.testing import DevStore, ShopSpec, wait_until
 from shops.security import webhook_hmac_valid
-from tests.devstore.platform_support import API_KEY, SECRET, ShopClient
+from tests.devstore.platform_support import API_KEY, SECRET, Receiver, ShopClient, receiver_serve
 
 TOML = """
 name = "Tenure"
@@ -44,62 +40,10 @@ api_version = "2026-10"
 """
 
 
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    at: float
-
-    @property
-    def topic(self) -> str:
-        return self.headers["X-Shopify-Topic"]
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class Receiver:
-    """A stand-in for the app's webhook endpoint; ``status`` decides each answer."""
-
-    url: str = ""
-    received: list[Received] = field(default_factory=list)
-    status: Callable[[int], int] = lambda n: 200  # noqa: E731 - n counts requests from 1
-    delay_s: Callable[[int], float] = lambda n: 0.0  # noqa: E731
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def topics(self) -> list[str]:
-        with self.lock:
-            return [r.topic for r in self.received]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:  # noqa: N802
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            with state.lock:
-                state.received.append(Received(self.path, dict(self.headers.items()), body, time.monotonic()))
-                n = len(state.received)
-            time.sleep(state.delay_s(n))
-            self.send_response(state.status(n))
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with receiver_serve() as state:
+        yield state
 
 
 @pytest.fixture
