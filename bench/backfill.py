@@ -12,13 +12,21 @@ sync asks for does not pollute the worker's memory figure) that runs the backfil
 Prints one JSON line:
 - orders_per_s: root orders / (result file ready -> last row committed) of the orders operation;
 - ingest_s (both operations), wall_s (install -> backfill succeeded), export_s (devstore's side);
-- parse_s / db_s: where the ingest time went (parsing in the worker, writing in PostgreSQL);
+- download_s / parse_s / db_s / wait_s: where the ingest time went (the worker waiting for bytes,
+  parsing, the writer's transactions, the reader blocked on a full queue); chunks and
+  direct_copies (chunk tables COPYed straight in rather than staged);
+- orders_ingest_cpu: CPU seconds of the worker, of devstore (serving the file) and of this
+  database's PostgreSQL backends during the orders ingest (sampled every 100 ms);
 - peak_worker_rss_mb: the worker process's peak resident memory (sampled every 100 ms);
 - naive_orders_per_s and naive_ratio: the same order lines written by a per-row ORM
   `update_or_create` loop on a sample (--naive-sample), ratio = orders_per_s / naive_orders_per_s;
 - incremental_1000_s: an incremental sync after live trading changed >= 1,000 orders (task
-  started -> finished), with incremental_changed_orders and incremental_mode;
+  started -> finished), with incremental_changed_orders, incremental_mode, the totals it compared,
+  what its reconciliation found (the bench delivers no webhook, so every order and customer that
+  live trading deleted is there to find: incremental_live_deleted) and at what cost in points;
 - load_avg_1m, cpus: the machine is shared, so read the rates with this in mind.
+
+--backfill-only skips the naive baseline and the incremental.
 """
 
 from __future__ import annotations
@@ -276,8 +284,11 @@ def incremental(*, ds: object, spec: object, shop: object, want: int) -> dict[st
     from sync.tasks import incremental_sync
 
     changed: set[int] = set()
+    deleted = {"orders": 0, "customers": 0}
     while len(changed) < want:
         for topic, payload in ds.live_step(spec.domain, events=200):  # type: ignore[attr-defined]
+            if topic in ("orders/delete", "customers/delete"):
+                deleted[topic.split("/")[0]] += 1
             if topic.startswith("orders/"):
                 changed.add(int(payload["id"]))
             elif topic == "refunds/create":
@@ -298,7 +309,10 @@ def incremental(*, ds: object, spec: object, shop: object, want: int) -> dict[st
     return {"incremental_1000_s": round(task_s, 2), "incremental_enqueue_to_done_s": round(enqueue_to_done, 2),
             "incremental_changed_orders": run.state.get("changed_orders"), "incremental_live_orders": len(changed),
             "incremental_mode": run.state.get("mode"), "incremental_timings_s": run.state.get("timings_s"),
-            "incremental_reconciled": run.state.get("reconciled")}
+            "incremental_live_deleted": deleted,
+            "incremental_totals": run.state.get("totals"),
+            "incremental_reconciled": {kind: {k: len(v) if k == "days" else v for k, v in r.items()}
+                                       for kind, r in (run.state.get("reconciled") or {}).items()}}
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ dies with the connection of a killed worker). Webhooks do not take it: their row
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import queue
@@ -15,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,7 +24,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Max
+from django.db.models import Max
 from django.utils import timezone
 
 from config.logging import log_context
@@ -419,7 +421,9 @@ def _succeed(run: SyncRun, *, high_water_mark: datetime | None) -> None:
         run.finished_at = timezone.now()
         run.high_water_mark = high_water_mark
         run.error = ""
-        _run_save(run, "status", "finished_at", "high_water_mark", "error")
+        # The state in the same save: whoever sees the run succeeded sees all it recorded.
+        _run_save(run, "status", "finished_at", "high_water_mark", "error", "objects_seen", "objects_written",
+                  "state")
         analytics_refresh_later(shop_id=run.shop_id)
 
 
@@ -540,8 +544,6 @@ query TenureCounts($orders: String, $customers: String) {
   customers: customersCount(query: $customers, limit: null) { count precision }
 }
 """
-
-ORDERS_COUNT = "query TenureOrdersCount($orders: String) { orders: ordersCount(query: $orders, limit: null) { count } }"
 
 
 def _iso(value: datetime) -> str:
@@ -714,10 +716,12 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
         ours_o = Order.objects.filter(shop=shop).count()
         ours_c = Customer.objects.filter(shop=shop).count()
         run.state["totals"] = {"orders": [ours_o, theirs_o], "customers": [ours_c, theirs_c]}
+        # Orders placed since this sync started are the next one's: they cannot hide a deletion.
+        until = run.started_at or timezone.now()
         if ours_o != theirs_o:
-            touched.update(reconcile_orders(shop=shop, client=client, run=run))
+            touched.update(reconcile_orders(shop=shop, client=client, run=run, until=until))
         if ours_c != theirs_c:
-            reconcile_kind(shop=shop, client=client, run=run, kind="customers")
+            reconcile_kind(shop=shop, client=client, run=run, kind="customers", until=until)
         lap("reconcile")
     # Orders deleted by webhook since the last sync: their customers' counts moved too.
     touched.update(i for i in Deletion.objects.filter(
@@ -729,10 +733,24 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
         run.state["customers_refreshed"] = customers_refresh(shop=shop, client=client, ids=touched)
     lap("customers_refresh")
     _succeed(run, high_water_mark=hwm)
-    _run_save(run, "objects_seen", "objects_written", "state")
 
 
 # --- reconciliation ------------------------------------------------------------------------------
+# Rows deleted on Shopify whose webhook never came (and rows we lack) show as a difference between
+# our count and Shopify's over some creation-time range. Weeks are counted first, then differing
+# ranges are halved until they are small, one aliased request of counts per level, each split
+# asking only for its left half (the right one is the parent's count minus it); the small ranges
+# left are compared id by id. The cost follows the rows that differ (about a point per level per
+# differing row), not the days they fall on: a day of 900 orders with one deletion costs a dozen
+# points, not 900. A deletion and a row we lack in the same week cancel out (until either changes
+# again); Shopify's rows created during the check are left for the next one (`until`).
+
+RECONCILE_LEAF = 8  # a range with at most this many rows on either side is compared id by id
+RECONCILE_BLOCK_DAYS = 7  # the first level: one count per week
+COUNTS_PER_REQUEST = 100
+DETAIL_ROWS = 100_000  # our (created_at, id) pairs of differing days held at once
+IDS_PAGE_MAX = 250
+HISTORY_DAYS = 60  # without read_all_orders Shopify shows only the orders of the last 60 days
 
 
 def _day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
@@ -740,23 +758,39 @@ def _day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     return start, datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=tz)
 
 
-def _our_counts_by_day(shop: Shop, tz: ZoneInfo, kind: str) -> dict[date, int]:
-    from django.db.models.functions import TruncDate
+def _table(kind: str) -> str:
+    return "sync_order" if kind == "orders" else "sync_customer"
 
-    model: Any = Order if kind == "orders" else Customer
-    rows = (model.objects.filter(shop=shop).annotate(day=TruncDate("created_at", tzinfo=tz)).values("day")
-            .annotate(n=Count("id")).order_by("day"))
-    return {r["day"]: r["n"] for r in rows}
+
+def _our_counts_by_day(shop: Shop, tz: ZoneInfo, kind: str) -> tuple[dict[date, int], datetime | None]:
+    """Our rows per creation day (shop's zone), and the newest creation time."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (created_at AT TIME ZONE %s)::date AS day, count(*), max(created_at) FROM {_table(kind)} "  # noqa: S608
+            "WHERE shop_id = %s GROUP BY day", [str(tz), shop.pk])
+        rows = cursor.fetchall()
+    return {day: n for day, n, _ in rows}, max((newest for _, _, newest in rows), default=None)
+
+
+def _our_rows_on_days(shop: Shop, tz: ZoneInfo, kind: str, days: list[date]) -> dict[date, list[tuple[int, int]]]:
+    """Our (created_at as epoch seconds, id) on these days of the shop's zone, sorted, per day."""
+    out: dict[date, list[tuple[int, int]]] = {d: [] for d in days}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (created_at AT TIME ZONE %s)::date, extract(epoch FROM created_at)::bigint, shopify_id "  # noqa: S608
+            f"FROM {_table(kind)} WHERE shop_id = %s AND (created_at AT TIME ZONE %s)::date = ANY(%s) ORDER BY 2, 3",
+            [str(tz), shop.pk, str(tz), days])
+        for day, at, shopify_id in cursor.fetchall():
+            out[day].append((at, shopify_id))
+    return out
 
 
 def _created_between(start: datetime, end: datetime) -> str:
     return f"created_at:>='{_iso(start)}' AND created_at:<'{_iso(end)}'"
 
 
-COUNT_QUERY = {
-    "orders": "query TenureCount($q: String) { n: ordersCount(query: $q, limit: null) { count } }",
-    "customers": "query TenureCount($q: String) { n: customersCount(query: $q, limit: null) { count } }",
-}
+def _epoch_between(start: int, end: int) -> str:
+    return _created_between(datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC))
 
 
 IDS_PAGE = {
@@ -768,86 +802,32 @@ query TenureIds($first: Int!, $after: String, $query: String) {{
 }}"""
     for kind in ("orders", "customers")
 }
+ORDER_NODES = f"""
+query TenureOrders($ids: [ID!]!) {{
+  nodes(ids: $ids) {{
+    ... on Order {{
+      {nz.ORDER_FIELDS_WITH_CUSTOMER}
+      refunds(first: 3) {{
+        {nz.REFUND_FIELDS}
+        refundLineItems(first: 5) {{ nodes {{ subtotalSet {{ shopMoney {{ amount }} }} }} pageInfo {{ hasNextPage }} }}
+      }}
+    }}
+  }}
+}}
+"""
 
 
-def _day_ids(client: ShopifyClient, kind: str, searches: dict[date, tuple[str, int]]) -> dict[date, set[int]]:
-    """The ids Shopify has per day, many days per request (aliases, each sized to the day's count)."""
-    out: dict[date, set[int]] = {}
-    batch: list[tuple[date, str, int]] = []
+@dataclass
+class _Tally:
+    """What a reconciliation asked Shopify for (the run records it): points spent finding the rows
+    that differ, and reading whole the ones we lack."""
 
-    def send() -> None:
-        body = " ".join(
-            f"d{i}: {kind}(first: {size}, sortKey: ID, query: {orjson.dumps(q).decode()}) "
-            "{ nodes { id } pageInfo { hasNextPage } }" for i, (_, q, size) in enumerate(batch))
-        data = client.graphql(f"query TenureDayIds {{ {body} }}", expected_cost=sum(2 + n for _, _, n in batch)).data
-        for i, (day, q, _) in enumerate(batch):
-            conn = data.get(f"d{i}") or {}
-            if (conn.get("pageInfo") or {}).get("hasNextPage"):
-                # More than counted a moment ago: page through that day on its own.
-                out[day] = {nz.gid_id(n["id"]) for n in client.paginate(  # type: ignore[misc]
-                    IDS_PAGE[kind], variables={"query": q}, connection=kind, page_size=250)}
-            else:
-                out[day] = {nz.gid_id(n["id"]) for n in conn.get("nodes") or []}  # type: ignore[misc]
-        batch.clear()
-
-    for day, (search, expected) in sorted(searches.items()):
-        size = max(1, min(MAX_IDS_PAGE, expected + 1))
-        if batch and (sum(2 + n for _, _, n in batch) + 2 + size > 800 or len(batch) >= 25):
-            send()
-        batch.append((day, search, size))
-    if batch:
-        send()
-    return out
+    requests: int = 0
+    points: int = 0
+    read_points: int = 0
 
 
-MAX_IDS_PAGE = 250
-
-
-def reconcile_day(*, shop: Shop, client: ShopifyClient, day: date, kind: str = "orders",
-                  expected: int = 50, theirs: set[int] | None = None) -> tuple[int, set[int]]:
-    """Re-check one day (shop's zone) of orders or customers; drop ours that Shopify no longer has.
-
-    Only ids are compared (changed rows are the incremental sync's job); the full rows are read
-    only when Shopify has some we lack. Returns how many rows were removed and the customers
-    whose orders changed.
-    """
-    tz = ZoneInfo(shop.iana_timezone or "UTC")
-    start, end = _day_bounds(day, tz)
-    search = _created_between(start, end)
-    model: Any = Order if kind == "orders" else Customer
-    if theirs is None:
-        theirs = _day_ids(client, kind, {day: (search, expected)})[day]
-    ours = set(model.objects.filter(shop=shop, created_at__gte=start, created_at__lt=end)
-               .values_list("shopify_id", flat=True))
-    touched: set[int] = set()
-    if theirs - ours:
-        if kind == "orders":
-            nodes = list(client.paginate(ORDERS_PAGE, variables={"query": search}, connection="orders",
-                                         page_size=12))
-            orders, refunds, customers, touched = _order_rows_from_nodes(nodes)
-            with transaction.atomic():
-                rows_write(shop_id=shop.pk, currency=shop.currency, orders=orders, refunds=refunds,
-                           customers=customers)
-        else:
-            customers = [nz.customer_from_graphql(n) for n in client.paginate(
-                CUSTOMERS_PAGE, variables={"query": search}, connection="customers", page_size=100)]
-            with transaction.atomic():
-                rows_write(shop_id=shop.pk, currency=shop.currency, customers=customers)
-    gone = ours - theirs
-    for shopify_id in gone:
-        if kind == "orders":
-            customer_id, _ = order_delete(shop=shop, shopify_id=shopify_id)
-            if customer_id is not None:
-                touched.add(customer_id)
-        else:
-            customer_delete(shop=shop, shopify_id=shopify_id)
-    return len(gone), touched
-
-
-COUNTS_PER_REQUEST = 100
-
-
-def _counts_batched(client: ShopifyClient, kind: str, searches: list[str]) -> list[int]:
+def _counts_batched(client: ShopifyClient, kind: str, searches: list[str], tally: _Tally) -> list[int]:
     """Many `ordersCount`/`customersCount` in one request (aliases): a point each, one round trip."""
     field = "ordersCount" if kind == "orders" else "customersCount"
     out: list[int] = []
@@ -856,59 +836,203 @@ def _counts_batched(client: ShopifyClient, kind: str, searches: list[str]) -> li
         body = " ".join(f"c{i}: {field}(query: {orjson.dumps(q).decode()}, limit: null) {{ count }}"
                         for i, q in enumerate(part))
         data = client.graphql(f"query TenureCounts {{ {body} }}", expected_cost=len(part)).data
+        tally.requests += 1
+        tally.points += len(part)
         out.extend(int((data.get(f"c{i}") or {}).get("count") or 0) for i in range(len(part)))
     return out
 
 
-def reconcile_kind(*, shop: Shop, client: ShopifyClient, run: SyncRun, kind: str,
-                   days: int | None = None) -> set[int]:
-    """Compare per-day counts with Shopify's (`ordersCount`/`customersCount` by created_at in the shop's
-    zone) and re-sync the days that differ.
+def _ids_batched(client: ShopifyClient, kind: str, ranges: list[tuple[str, int]], tally: _Tally) -> list[set[int]]:
+    """Shopify's ids in each (search, expected count), many ranges per request (aliases)."""
+    out: list[set[int]] = [set() for _ in ranges]
+    batch: list[tuple[int, str, int]] = []
 
-    Ranges are split in four, level by level, and each level's counts go in one aliased request:
-    a long history with a few differing days costs a handful of requests, not one per day.
-    With `days` only the most recent days are checked. Returns the customers whose orders changed.
+    def send() -> None:
+        body = " ".join(
+            f"d{n}: {kind}(first: {size}, sortKey: ID, query: {orjson.dumps(q).decode()}) "
+            "{ nodes { id } pageInfo { hasNextPage } }" for n, (_, q, size) in enumerate(batch))
+        cost = sum(2 + size for _, _, size in batch)
+        data = client.graphql(f"query TenureIds {{ {body} }}", expected_cost=cost).data
+        tally.requests += 1
+        tally.points += cost
+        for n, (i, q, _) in enumerate(batch):
+            conn = data.get(f"d{n}") or {}
+            nodes = conn.get("nodes") or []
+            if (conn.get("pageInfo") or {}).get("hasNextPage"):
+                # More than counted a moment ago: page through that range on its own.
+                nodes = list(client.paginate(IDS_PAGE[kind], variables={"query": q}, connection=kind,
+                                             page_size=IDS_PAGE_MAX))
+                tally.requests += 1 + len(nodes) // IDS_PAGE_MAX
+                tally.points += len(nodes) + 2
+            out[i] = {nz.gid_id(node["id"]) for node in nodes}  # type: ignore[misc]
+        batch.clear()
+
+    for i, (search, expected) in enumerate(ranges):
+        if expected == 0:
+            continue  # nothing there: no need to ask
+        size = max(1, min(IDS_PAGE_MAX, expected + 1))
+        if batch and (sum(2 + n for _, _, n in batch) + 2 + size > 800 or len(batch) >= 25):
+            send()
+        batch.append((i, search, size))
+    if batch:
+        send()
+    return out
+
+
+def _differing_days(client: ShopifyClient, kind: str, bounds: list[int], ours: list[int],
+                    tally: _Tally) -> dict[int, int]:
+    """Day index -> Shopify's count, for the days whose count differs from ours (`bounds`: the
+    epoch second each day starts, then where the last one ends)."""
+    prefix = [0]
+    for n in ours:
+        prefix.append(prefix[-1] + n)
+
+    def search(i: int, j: int) -> str:
+        return _epoch_between(bounds[i], bounds[j])
+
+    out: dict[int, int] = {}
+    blocks = [(i, min(i + RECONCILE_BLOCK_DAYS, len(ours))) for i in range(0, len(ours), RECONCILE_BLOCK_DAYS)]
+    counts = _counts_batched(client, kind, [search(i, j) for i, j in blocks], tally)
+    level = [(i, j, n) for (i, j), n in zip(blocks, counts, strict=True)]
+    while level:
+        parents = []
+        for i, j, theirs in level:
+            if theirs == prefix[j] - prefix[i]:
+                continue
+            if j - i == 1:
+                out[i] = theirs
+            else:
+                parents.append((i, j, theirs))
+        lefts = [(i, (i + j) // 2) for i, j, _ in parents]
+        answers = _counts_batched(client, kind, [search(i, m) for i, m in lefts], tally)
+        level = []
+        for (i, j, theirs), (_, m), left in zip(parents, lefts, answers, strict=True):
+            level += [(i, m, left), (m, j, theirs - left)]
+    return out
+
+
+def _differing_ranges(client: ShopifyClient, kind: str, days: dict[date, tuple[int, int, int]],
+                      ours: dict[date, list[tuple[int, int]]], tally: _Tally) -> list[tuple[int, int, int]]:
+    """Within differing days (day -> its start, end and Shopify's count): (start, end, Shopify's
+    count) ranges of at most RECONCILE_LEAF rows either side (or one second), halved at the
+    median of our rows, level by level."""
+
+    def bounds(day: date, a: int, b: int) -> tuple[int, int]:
+        rows = ours[day]
+        return bisect.bisect_left(rows, (a,)), bisect.bisect_left(rows, (b,))
+
+    leaves: list[tuple[int, int, int]] = []
+    level = [(day, a, b, theirs) for day, (a, b, theirs) in days.items()]
+    while level:
+        splits = []
+        for day, a, b, theirs in level:
+            lo, hi = bounds(day, a, b)
+            if theirs == hi - lo:
+                continue
+            if max(theirs, hi - lo) <= RECONCILE_LEAF or b - a <= 1:
+                leaves.append((a, b, theirs))
+                continue
+            mid = ours[day][(lo + hi) // 2][0] if hi - lo >= 2 else a
+            if not a < mid < b:
+                mid = (a + b) // 2
+            splits.append((day, a, mid, b, theirs))
+        answers = _counts_batched(client, kind, [_epoch_between(a, mid) for _, a, mid, _, _ in splits], tally)
+        level = []
+        for (day, a, mid, b, theirs), left in zip(splits, answers, strict=True):
+            level += [(day, a, mid, left), (day, mid, b, theirs - left)]
+    return leaves
+
+
+def reconcile_kind(*, shop: Shop, client: ShopifyClient, run: SyncRun, kind: str, days: int | None = None,
+                   until: datetime | None = None) -> set[int]:
+    """Compare our counts with Shopify's (`ordersCount`/`customersCount` by created_at, days in the
+    shop's zone), find the rows that differ and fix them: ours that Shopify no longer has are
+    deleted (with a tombstone), Shopify's that we lack are read and written.
+
+    With `days` only the most recent days are checked. Shopify's rows created from `until` on
+    (default: now) are left for the next check, so orders placed meanwhile cannot hide a deletion;
+    every row we hold is checked, whatever its time. Returns the customers whose orders changed.
     """
     tz = ZoneInfo(shop.iana_timezone or "UTC")
-    today = timezone.now().astimezone(tz).date()
-    ours = _our_counts_by_day(shop, tz, kind)
-    first = today - timedelta(days=days) if days else (min(ours) if ours else today)
-    differing: dict[date, int] = {}
-    level = [(first, today)]
-    while level:
-        theirs = _counts_batched(client, kind, [
-            _created_between(_day_bounds(a, tz)[0], _day_bounds(b, tz)[1]) for a, b in level])
-        next_level = []
-        for (a, b), count in zip(level, theirs, strict=True):
-            if count == sum(n for d, n in ours.items() if a <= d <= b):
-                continue
-            if a == b:
-                differing[a] = count
-                continue
-            span = (b - a).days + 1
-            step = max(1, -(-span // 4))
-            cursor = a
-            while cursor <= b:
-                stop = min(b, cursor + timedelta(days=step - 1))
-                next_level.append((cursor, stop))
-                cursor = stop + timedelta(days=1)
-        level = next_level
+    ours_by_day, newest = _our_counts_by_day(shop, tz, kind)
+    until = until or timezone.now()
+    if newest is not None and newest >= until:
+        until = newest + timedelta(seconds=1)
+    last = until.astimezone(tz).date()
+    first = last - timedelta(days=days) if days else min([last, *ours_by_day])
+    if kind == "orders" and "read_all_orders" not in shop.granted_scopes:
+        # Older orders are ours to keep: Shopify only hides them from this app.
+        first = max(first, last - timedelta(days=HISTORY_DAYS - 1))
+    span = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    bounds = [int(_day_bounds(d, tz)[0].timestamp()) for d in span] + [int(until.timestamp())]
+    tally = _Tally()
+    differing = {span[i]: (bounds[i], bounds[i + 1], theirs) for i, theirs in
+                 _differing_days(client, kind, bounds, [ours_by_day.get(d, 0) for d in span], tally).items()}
     touched: set[int] = set()
-    removed = 0
-    ids = _day_ids(client, kind, {day: (_created_between(*_day_bounds(day, tz)), expected)
-                                  for day, expected in differing.items()})
-    for day, expected in sorted(differing.items()):
-        n, customers = reconcile_day(shop=shop, client=client, day=day, kind=kind, expected=expected,
-                                     theirs=ids[day])
-        removed += n
-        touched |= customers
-    run.state.setdefault("reconciled", {})[kind] = {"days": [d.isoformat() for d in sorted(differing)],
-                                                    "removed": removed}
+    removed = added = 0
+    pending = sorted(differing, reverse=True)
+    while pending:
+        # Our rows of the differing days, a bounded number at a time.
+        batch: dict[date, tuple[int, int, int]] = {}
+        held = 0
+        while pending and (not batch or held + ours_by_day.get(pending[-1], 0) <= DETAIL_ROWS):
+            day = pending.pop()
+            batch[day] = differing[day]
+            held += ours_by_day.get(day, 0)
+        ours = _our_rows_on_days(shop, tz, kind, list(batch))
+        leaves = _differing_ranges(client, kind, batch, ours, tally)
+        theirs_ids = _ids_batched(client, kind, [(_epoch_between(a, b), n) for a, b, n in leaves], tally)
+        gone: set[int] = set()
+        missing: set[int] = set()
+        for (a, b, _), their_ids in zip(leaves, theirs_ids, strict=True):
+            rows = ours[datetime.fromtimestamp(a, tz).date()]
+            mine = {i for _, i in rows[bisect.bisect_left(rows, (a,)):bisect.bisect_left(rows, (b,))]}
+            gone |= mine - their_ids
+            missing |= their_ids - mine
+        removed += len(gone)
+        added += len(missing)
+        touched |= _reconcile_apply(shop=shop, client=client, kind=kind, gone=gone, missing=missing, tally=tally)
+    run.state.setdefault("reconciled", {})[kind] = {
+        "days": [d.isoformat() for d in sorted(differing)], "removed": removed, "added": added,
+        "requests": tally.requests, "points": tally.points, "read_points": tally.read_points}
     return touched
 
 
-def reconcile_orders(*, shop: Shop, client: ShopifyClient, run: SyncRun, days: int | None = None) -> set[int]:
-    return reconcile_kind(shop=shop, client=client, run=run, kind="orders", days=days)
+def _reconcile_apply(*, shop: Shop, client: ShopifyClient, kind: str, gone: set[int], missing: set[int],
+                     tally: _Tally) -> set[int]:
+    """Delete ours that Shopify no longer has, read and write Shopify's that we lack."""
+    touched: set[int] = set()
+    for shopify_id in sorted(gone):
+        if kind == "orders":
+            customer_id, _ = order_delete(shop=shop, shopify_id=shopify_id)
+            if customer_id is not None:
+                touched.add(customer_id)
+        else:
+            customer_delete(shop=shop, shopify_id=shopify_id)
+    ids = sorted(missing)
+    size = 10 if kind == "orders" else 50
+    for start in range(0, len(ids), size):
+        gids = [f"gid://shopify/{'Order' if kind == 'orders' else 'Customer'}/{i}" for i in ids[start:start + size]]
+        query = ORDER_NODES if kind == "orders" else CUSTOMER_NODES
+        result = client.graphql(query, {"ids": gids}, expected_cost=len(gids) * (60 if kind == "orders" else 3))
+        tally.requests += 1
+        tally.read_points += int(result.requested_cost or 0)
+        nodes = [n for n in result.data.get("nodes") or [] if isinstance(n, dict) and n.get("id")]
+        with transaction.atomic():
+            if kind == "orders":
+                orders, refunds, customers, stale = _order_rows_from_nodes(nodes)
+                touched |= stale
+                rows_write(shop_id=shop.pk, currency=shop.currency, orders=orders, refunds=refunds,
+                           customers=customers)
+            else:
+                rows_write(shop_id=shop.pk, currency=shop.currency,
+                           customers=[nz.customer_from_graphql(n) for n in nodes])
+    return touched
+
+
+def reconcile_orders(*, shop: Shop, client: ShopifyClient, run: SyncRun, days: int | None = None,
+                     until: datetime | None = None) -> set[int]:
+    return reconcile_kind(shop=shop, client=client, run=run, kind="orders", days=days, until=until)
 
 
 def reconcile_run(*, shop: Shop, client_factory: ClientFactory = default_client,
@@ -932,7 +1056,6 @@ def reconcile_run(*, shop: Shop, client_factory: ClientFactory = default_client,
             _fail(run, exc)
             return run
         _succeed(run, high_water_mark=None)
-        _run_save(run, "state")
         return run
 
 
