@@ -48,7 +48,6 @@ LOCK_NAMESPACE = 0x5E17  # first key of pg_advisory_lock(int, int); the second i
 # point, few enough transactions (tests make it small).
 CHUNK_BYTES = int(os.environ.get("TENURE_SYNC_CHUNK_BYTES", str(8 << 20)))
 OVERLAP = timedelta(minutes=5)
-BULK_SWITCH_AT = 100  # changed objects above which an incremental sync uses a bulk operation
 PAGE_CHANGED_MAX = 250
 ORDER_TOPICS = frozenset({
     "orders/create", "orders/updated", "orders/cancelled", "orders/paid", "orders/fulfilled",
@@ -663,7 +662,7 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
     _run_save(run, "object_count", "state")
     hwm = since
     touched: set[int] = set()
-    if n_orders > BULK_SWITCH_AT or n_customers > BULK_SWITCH_AT:
+    if max(n_orders, n_customers) > settings.SYNC_BULK_SWITCH_AT:
         run.state["mode"] = "bulk"
         for kind in ("customers", "orders"):
             bulk_phase_run(run=run, client=client, phase=kind, kind=kind, search=search)
