@@ -213,3 +213,19 @@ class RefundLineStage(models.Model):
 
     def __str__(self) -> str:
         return f"refund line of {self.refund_shopify_id}"
+
+
+class PauseProbe(models.Model):
+    """When to ask Shopify again whether a paused shop (402 frozen, 423 locked) answers.
+
+    Created at a paused shop's first probe, deleted when Shopify answers again; `attempts`
+    grows the wait between probes (sync.services.shop_pause_probe).
+    """
+
+    shop = models.OneToOneField(Shop, on_delete=models.CASCADE, related_name="pause_probe")
+    attempts = models.PositiveIntegerField(default=0)
+    next_at = models.DateTimeField()
+    last_error = models.TextField(blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"probe {self.shop_id} after {self.attempts} attempt(s)"

@@ -38,7 +38,7 @@ from sync.client import (
     ShopifyShopPausedError,
     ShopifyTransientError,
 )
-from sync.models import Customer, Deletion, Order, Refund, RefundLineStage, SyncRun, WorkerHeartbeat
+from sync.models import Customer, Deletion, Order, PauseProbe, Refund, RefundLineStage, SyncRun, WorkerHeartbeat
 from sync.store import Written, bulk_write, rows_write
 
 logger = logging.getLogger(__name__)
@@ -1056,6 +1056,59 @@ def reconcile_run(*, shop: Shop, client_factory: ClientFactory = default_client,
             return run
         _succeed(run, high_water_mark=None)
         return run
+
+
+# --- paused shops -----------------------------------------------------------------------------------
+# A 402 (frozen: unpaid bill) or 423 (locked) pauses a shop (ShopifyClient.for_shop records the
+# reason): no sync asks for it. A beat task probes paused shops, the first time at once, then
+# after 5, 10, 20... minutes (at most 12 hours between probes), and un-pauses a shop as soon as
+# Shopify answers it again.
+
+PROBE_FIRST_WAIT = timedelta(minutes=5)
+PROBE_MAX_WAIT = timedelta(hours=12)
+SHOP_PING = "query TenurePing { shop { id } }"
+
+
+def paused_shops_due(*, now: datetime | None = None) -> list[int]:
+    """Installed, paused shops whose next probe is due (never probed: due now)."""
+    now = now or timezone.now()
+    # A shop un-paused some other way (reinstall) needs no probe state.
+    PauseProbe.objects.filter(shop__paused_reason="").delete()
+    return list(Shop.objects.installed().exclude(paused_reason="")
+                .exclude(pause_probe__next_at__gt=now).values_list("pk", flat=True))
+
+
+def shop_pause_probe(*, shop: Shop, client_factory: ClientFactory = default_client,
+                     now: datetime | None = None) -> bool | None:
+    """Ask Shopify about a paused shop: True when it answers again (the pause is lifted), False
+    when it does not (the next probe waits twice as long), None when no probe is due yet."""
+    now = now or timezone.now()
+    if not shop.paused_reason:
+        return True
+    probe, _ = PauseProbe.objects.get_or_create(shop=shop, defaults={"next_at": now})
+    if probe.next_at > now:
+        return None
+    try:
+        with client_factory(shop) as client:
+            client.graphql(SHOP_PING, expected_cost=1)
+    except ShopifyError as exc:
+        probe.attempts += 1
+        probe.next_at = now + min(PROBE_MAX_WAIT, PROBE_FIRST_WAIT * 2 ** (probe.attempts - 1))
+        probe.last_error = f"{exc.__class__.__name__}: {exc}"[:500]
+        probe.save(update_fields=["attempts", "next_at", "last_error"])
+        logger.info("shop still paused", extra={"shop": shop.domain, "attempts": probe.attempts})
+        return False
+    with transaction.atomic():
+        Shop.objects.filter(pk=shop.pk).update(paused_reason="", updated_at=now)
+        PauseProbe.objects.filter(shop=shop).delete()
+    shop.paused_reason = ""
+    logger.info("shop answers again: pause lifted", extra={"shop": shop.domain})
+    return True
+
+
+def backfill_needed(*, shop: Shop) -> bool:
+    """No backfill of the shop has succeeded (it failed while the shop was paused, say)."""
+    return not SyncRun.objects.filter(shop=shop, kind=SyncRun.Kind.BACKFILL, status=SyncRun.Status.SUCCEEDED).exists()
 
 
 def installed_shop_ids() -> list[int]:

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import base64
-import json
-
 import pytest
 
 from sync import services
 from sync.models import SyncRun
+from tests.sync.conftest import queued
 from tests.sync.exact import mismatches
 
 
 def _backfill(devshop):
     run = services.backfill_create(shop=devshop.shop)
     assert services.backfill_run(run_id=run.pk) == "succeeded", SyncRun.objects.get(pk=run.pk).error
-
-
-def _queued(redis_client, queue: str) -> list[tuple[str, list]]:
-    """(task name, args) of the messages waiting in a Celery queue on the Redis broker."""
-    out = []
-    for raw in redis_client.lrange(queue, 0, -1):
-        message = json.loads(raw)
-        args, _, _ = json.loads(base64.b64decode(message["body"]))
-        out.append((message["headers"]["task"], args))
-    return out
 
 
 @pytest.mark.parametrize(("switch_at", "mode"), [(10_000, "pages"), (5, "bulk")])
@@ -50,7 +38,7 @@ def test_a_successful_sync_queues_the_debounced_analytics_refresh(devshop, trans
     run = services.incremental_run(shop=devshop.shop)
     assert run is not None
     assert run.status == "succeeded", run.error
-    assert _queued(redis_client, "analytics") == [("analytics.tasks.refresh_shop_later", [devshop.shop.pk])]
+    assert queued(redis_client, "analytics") == [("analytics.tasks.refresh_shop_later", [devshop.shop.pk])]
 
 
 def test_a_failed_sync_queues_no_refresh(devshop, transactional_db, redis_client):
@@ -60,7 +48,7 @@ def test_a_failed_sync_queues_no_refresh(devshop, transactional_db, redis_client
     run = services.incremental_run(shop=devshop.shop)
     assert run is not None
     assert run.status == "failed"
-    assert _queued(redis_client, "analytics") == []
+    assert queued(redis_client, "analytics") == []
 
 
 def test_the_refresh_waits_for_the_commit(devshop, transactional_db, redis_client):
@@ -69,5 +57,5 @@ def test_the_refresh_waits_for_the_commit(devshop, transactional_db, redis_clien
     redis_client.flushdb()
     with transaction.atomic():
         services.analytics_refresh_later(shop_id=devshop.shop.pk)
-        assert _queued(redis_client, "analytics") == []
-    assert _queued(redis_client, "analytics") == [("analytics.tasks.refresh_shop_later", [devshop.shop.pk])]
+        assert queued(redis_client, "analytics") == []
+    assert queued(redis_client, "analytics") == [("analytics.tasks.refresh_shop_later", [devshop.shop.pk])]
