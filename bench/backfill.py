@@ -310,7 +310,7 @@ def incremental(*, ds: object, spec: object, shop: object, want: int) -> dict[st
             "incremental_changed_orders": run.state.get("changed_orders"), "incremental_live_orders": len(changed),
             "incremental_mode": run.state.get("mode"), "incremental_timings_s": run.state.get("timings_s"),
             "incremental_live_deleted": deleted,
-            "incremental_totals": run.state.get("totals"),
+            "incremental_totals": run.state.get("totals"), "incremental_client": run.state.get("client"),
             "incremental_reconciled": {kind: {k: len(v) if k == "days" else v for k, v in r.items()}
                                        for kind, r in (run.state.get("reconciled") or {}).items()}}
 

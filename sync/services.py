@@ -14,7 +14,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -147,6 +147,30 @@ def customer_delete(*, shop: Shop, shopify_id: int, at: datetime | None = None) 
                                           defaults={"deleted_at": at or timezone.now()})
         deleted, _ = Customer.objects.filter(shop=shop, shopify_id=shopify_id).delete()
     return deleted
+
+
+def rows_gone(*, shop: Shop, kind: str, ids: Iterable[int]) -> set[int]:
+    """Many orders (with their refunds) or customers removed for good at once, each with its
+    tombstone (what order_delete/customer_delete do for one); returns the orders' customers."""
+    ids = list(ids)
+    now = timezone.now()
+    with transaction.atomic():
+        if kind == "orders":
+            customers = dict(Order.objects.filter(shop=shop, shopify_id__in=ids)
+                             .values_list("shopify_id", "customer_shopify_id"))
+            tombstones = [Deletion(shop=shop, kind=Deletion.Kind.ORDER, shopify_id=i, deleted_at=now,
+                                   customer_shopify_id=customers.get(i)) for i in ids]
+            Deletion.objects.bulk_create(tombstones, update_conflicts=True,
+                                         unique_fields=["shop", "kind", "shopify_id"],
+                                         update_fields=["deleted_at", "customer_shopify_id"])
+            Refund.objects.filter(shop=shop, order_shopify_id__in=ids).delete()
+            Order.objects.filter(shop=shop, shopify_id__in=ids).delete()
+            return {c for c in customers.values() if c is not None}
+        Deletion.objects.bulk_create([Deletion(shop=shop, kind=Deletion.Kind.CUSTOMER, shopify_id=i, deleted_at=now)
+                                      for i in ids], update_conflicts=True,
+                                     unique_fields=["shop", "kind", "shopify_id"], update_fields=["deleted_at"])
+        Customer.objects.filter(shop=shop, shopify_id__in=ids).delete()
+    return set()
 
 
 def webhook_apply(*, shop: Shop, topic: str, payload: dict[str, Any]) -> None:
@@ -717,10 +741,10 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
         run.state["totals"] = {"orders": [ours_o, theirs_o], "customers": [ours_c, theirs_c]}
         # Orders placed since this sync started are the next one's: they cannot hide a deletion.
         until = run.started_at or timezone.now()
-        if ours_o != theirs_o:
-            touched.update(reconcile_orders(shop=shop, client=client, run=run, until=until))
-        if ours_c != theirs_c:
-            reconcile_kind(shop=shop, client=client, run=run, kind="customers", until=until)
+        differ = [kind for kind, ours, theirs in (("orders", ours_o, theirs_o), ("customers", ours_c, theirs_c))
+                  if ours != theirs]
+        if differ:
+            touched.update(reconcile_kinds(shop=shop, client=client, run=run, kinds=differ, until=until))
         lap("reconcile")
     # Orders deleted by webhook since the last sync: their customers' counts moved too.
     touched.update(i for i in Deletion.objects.filter(
@@ -731,20 +755,21 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
     if touched:
         run.state["customers_refreshed"] = customers_refresh(shop=shop, client=client, ids=touched)
     lap("customers_refresh")
+    run.state["client"] = {k: round(v, 3) for k, v in client.stats.items()}  # requests, retries, throttle waits
     _succeed(run, high_water_mark=hwm)
 
 
 # --- reconciliation ------------------------------------------------------------------------------
 # Rows deleted on Shopify whose webhook never came (and rows we lack) show as a difference between
 # our count and Shopify's over some creation-time range. Weeks are counted first, then differing
-# ranges are halved until they are small, one aliased request of counts per level, each split
-# asking only for its left half (the right one is the parent's count minus it); the small ranges
-# left are compared id by id. The cost follows the rows that differ (about a point per level per
-# differing row), not the days they fall on: a day of 900 orders with one deletion costs a dozen
-# points, not 900. A deletion and a row we lack in the same week cancel out (until either changes
-# again); Shopify's rows created during the check are left for the next one (`until`).
+# ranges are halved, one aliased request of counts per level, each split asking only for its left
+# half (the right one is the parent's count minus it), until Shopify has none of ours in a range
+# (they are gone: confirmed by id, then deleted) or we have none of its (listed and read). The
+# cost follows the rows that differ (about a point per level per differing row), not the days
+# they fall on: a day of 900 orders with one deletion costs a dozen points, not 900. A deletion
+# and a row we lack in the same week cancel out (until either changes again); Shopify's rows
+# created during the check are left for the next one (`until`).
 
-RECONCILE_LEAF = 8  # a range with at most this many rows on either side is compared id by id
 RECONCILE_BLOCK_DAYS = 7  # the first level: one count per week
 COUNTS_PER_REQUEST = 100
 DETAIL_ROWS = 100_000  # our (created_at, id) pairs of differing days held at once
@@ -826,19 +851,54 @@ class _Tally:
     read_points: int = 0
 
 
-def _counts_batched(client: ShopifyClient, kind: str, searches: list[str], tally: _Tally) -> list[int]:
-    """Many `ordersCount`/`customersCount` in one request (aliases): a point each, one round trip."""
-    field = "ordersCount" if kind == "orders" else "customersCount"
-    out: list[int] = []
-    for start in range(0, len(searches), COUNTS_PER_REQUEST):
-        part = searches[start:start + COUNTS_PER_REQUEST]
-        body = " ".join(f"c{i}: {field}(query: {orjson.dumps(q).decode()}, limit: null) {{ count }}"
-                        for i, q in enumerate(part))
+def _counts_batched(client: ShopifyClient, asks: dict[str, list[str]],
+                    tallies: dict[str, _Tally]) -> dict[str, list[int]]:
+    """Many `ordersCount`/`customersCount` (kind -> searches) in as few requests as can hold them
+    (aliases): a point each, one round trip for up to COUNTS_PER_REQUEST."""
+    field = {"orders": "ordersCount", "customers": "customersCount"}
+    flat = [(kind, q) for kind, searches in asks.items() for q in searches]
+    answers: list[int] = []
+    for start in range(0, len(flat), COUNTS_PER_REQUEST):
+        part = flat[start:start + COUNTS_PER_REQUEST]
+        body = " ".join(f"c{i}: {field[kind]}(query: {orjson.dumps(q).decode()}, limit: null) {{ count }}"
+                        for i, (kind, q) in enumerate(part))
         data = client.graphql(f"query TenureCounts {{ {body} }}", expected_cost=len(part)).data
-        tally.requests += 1
-        tally.points += len(part)
-        out.extend(int((data.get(f"c{i}") or {}).get("count") or 0) for i in range(len(part)))
+        for kind in {k for k, _ in part}:
+            tallies[kind].requests += 1
+        for kind, _ in part:
+            tallies[kind].points += 1
+        answers.extend(int((data.get(f"c{i}") or {}).get("count") or 0) for i in range(len(part)))
+    out: dict[str, list[int]] = {}
+    at = 0
+    for kind, searches in asks.items():
+        out[kind] = answers[at:at + len(searches)]
+        at += len(searches)
     return out
+
+
+# A reconciliation step: yields the count searches it needs next, receives their counts.
+CountSteps = Generator[list[str], list[int], Any]
+
+
+def _counts_together(client: ShopifyClient, steps: dict[str, CountSteps],
+                     tallies: dict[str, _Tally]) -> dict[str, Any]:
+    """Run each kind's steps, the counts of all kinds at the same level in one request."""
+    results: dict[str, Any] = {}
+    asks: dict[str, list[str]] = {}
+    for kind, gen in steps.items():
+        try:
+            asks[kind] = next(gen)
+        except StopIteration as done:
+            results[kind] = done.value
+    while asks:
+        answers = _counts_batched(client, asks, tallies)
+        for kind in list(asks):
+            try:
+                asks[kind] = steps[kind].send(answers[kind])
+            except StopIteration as done:
+                results[kind] = done.value
+                del asks[kind]
+    return results
 
 
 def _ids_batched(client: ShopifyClient, kind: str, ranges: list[tuple[str, int]], tally: _Tally) -> list[set[int]]:
@@ -878,8 +938,7 @@ def _ids_batched(client: ShopifyClient, kind: str, ranges: list[tuple[str, int]]
     return out
 
 
-def _differing_days(client: ShopifyClient, kind: str, bounds: list[int], ours: list[int],
-                    tally: _Tally) -> dict[int, int]:
+def _differing_days(bounds: list[int], ours: list[int]) -> Generator[list[str], list[int], dict[int, int]]:
     """Day index -> Shopify's count, for the days whose count differs from ours (`bounds`: the
     epoch second each day starts, then where the last one ends)."""
     prefix = [0]
@@ -891,7 +950,7 @@ def _differing_days(client: ShopifyClient, kind: str, bounds: list[int], ours: l
 
     out: dict[int, int] = {}
     blocks = [(i, min(i + RECONCILE_BLOCK_DAYS, len(ours))) for i in range(0, len(ours), RECONCILE_BLOCK_DAYS)]
-    counts = _counts_batched(client, kind, [search(i, j) for i, j in blocks], tally)
+    counts = (yield [search(i, j) for i, j in blocks]) if blocks else []
     level = [(i, j, n) for (i, j), n in zip(blocks, counts, strict=True)]
     while level:
         parents = []
@@ -903,18 +962,18 @@ def _differing_days(client: ShopifyClient, kind: str, bounds: list[int], ours: l
             else:
                 parents.append((i, j, theirs))
         lefts = [(i, (i + j) // 2) for i, j, _ in parents]
-        answers = _counts_batched(client, kind, [search(i, m) for i, m in lefts], tally)
+        answers = (yield [search(i, m) for i, m in lefts]) if lefts else []
         level = []
         for (i, j, theirs), (_, m), left in zip(parents, lefts, answers, strict=True):
             level += [(i, m, left), (m, j, theirs - left)]
     return out
 
 
-def _differing_ranges(client: ShopifyClient, kind: str, days: dict[date, tuple[int, int, int]],
-                      ours: dict[date, list[tuple[int, int]]], tally: _Tally) -> list[tuple[int, int, int]]:
-    """Within differing days (day -> its start, end and Shopify's count): (start, end, Shopify's
-    count) ranges of at most RECONCILE_LEAF rows either side (or one second), halved at the
-    median of our rows, level by level."""
+def _differing_ranges(days: dict[date, tuple[int, int, int]], ours: dict[date, list[tuple[int, int]]],
+                      ) -> Generator[list[str], list[int], list[tuple[int, int, int]]]:
+    """Within differing days (day -> its start, end and Shopify's count): the (start, end,
+    Shopify's count) ranges where Shopify has none of ours (ours there are gone), none of ours
+    but some of its own (we lack those), or one second left; halved at the median of our rows."""
 
     def bounds(day: date, a: int, b: int) -> tuple[int, int]:
         rows = ours[day]
@@ -928,30 +987,44 @@ def _differing_ranges(client: ShopifyClient, kind: str, days: dict[date, tuple[i
             lo, hi = bounds(day, a, b)
             if theirs == hi - lo:
                 continue
-            if max(theirs, hi - lo) <= RECONCILE_LEAF or b - a <= 1:
+            if theirs == 0 or hi == lo or b - a <= 1:
                 leaves.append((a, b, theirs))
                 continue
             mid = ours[day][(lo + hi) // 2][0] if hi - lo >= 2 else a
             if not a < mid < b:
                 mid = (a + b) // 2
             splits.append((day, a, mid, b, theirs))
-        answers = _counts_batched(client, kind, [_epoch_between(a, mid) for _, a, mid, _, _ in splits], tally)
+        asks = [_epoch_between(a, mid) for _, a, mid, _, _ in splits]
+        answers = (yield asks) if asks else []
         level = []
         for (day, a, mid, b, theirs), left in zip(splits, answers, strict=True):
             level += [(day, a, mid, left), (day, mid, b, theirs - left)]
     return leaves
 
 
-def reconcile_kind(*, shop: Shop, client: ShopifyClient, run: SyncRun, kind: str, days: int | None = None,
-                   until: datetime | None = None) -> set[int]:
+def reconcile_kinds(*, shop: Shop, client: ShopifyClient, run: SyncRun, kinds: Iterable[str],
+                    days: int | None = None, until: datetime | None = None) -> set[int]:
     """Compare our counts with Shopify's (`ordersCount`/`customersCount` by created_at, days in the
     shop's zone), find the rows that differ and fix them: ours that Shopify no longer has are
-    deleted (with a tombstone), Shopify's that we lack are read and written.
+    deleted (with a tombstone), Shopify's that we lack are read and written. The kinds go side by
+    side, their counts of a level in one request.
 
     With `days` only the most recent days are checked. Shopify's rows created from `until` on
     (default: now) are left for the next check, so orders placed meanwhile cannot hide a deletion;
     every row we hold is checked, whatever its time. Returns the customers whose orders changed.
     """
+    tallies = {kind: _Tally() for kind in kinds}
+    steps = {kind: _reconcile_steps(shop=shop, client=client, run=run, kind=kind, days=days, until=until,
+                                    tally=tallies[kind]) for kind in tallies}
+    touched: set[int] = set()
+    for found in _counts_together(client, steps, tallies).values():
+        touched |= found
+    return touched
+
+
+def _reconcile_steps(*, shop: Shop, client: ShopifyClient, run: SyncRun, kind: str, days: int | None,
+                     until: datetime | None, tally: _Tally) -> Generator[list[str], list[int], set[int]]:
+    """One kind's reconciliation (see reconcile_kinds); its counts go through the caller."""
     tz = ZoneInfo(shop.iana_timezone or "UTC")
     ours_by_day, newest = _our_counts_by_day(shop, tz, kind)
     until = until or timezone.now()
@@ -964,9 +1037,8 @@ def reconcile_kind(*, shop: Shop, client: ShopifyClient, run: SyncRun, kind: str
         first = max(first, last - timedelta(days=HISTORY_DAYS - 1))
     span = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     bounds = [int(_day_bounds(d, tz)[0].timestamp()) for d in span] + [int(until.timestamp())]
-    tally = _Tally()
-    differing = {span[i]: (bounds[i], bounds[i + 1], theirs) for i, theirs in
-                 _differing_days(client, kind, bounds, [ours_by_day.get(d, 0) for d in span], tally).items()}
+    by_index = yield from _differing_days(bounds, [ours_by_day.get(d, 0) for d in span])
+    differing = {span[i]: (bounds[i], bounds[i + 1], theirs) for i, theirs in by_index.items()}
     touched: set[int] = set()
     removed = added = 0
     pending = sorted(differing, reverse=True)
@@ -979,7 +1051,7 @@ def reconcile_kind(*, shop: Shop, client: ShopifyClient, run: SyncRun, kind: str
             batch[day] = differing[day]
             held += ours_by_day.get(day, 0)
         ours = _our_rows_on_days(shop, tz, kind, list(batch))
-        leaves = _differing_ranges(client, kind, batch, ours, tally)
+        leaves = yield from _differing_ranges(batch, ours)
         theirs_ids = _ids_batched(client, kind, [(_epoch_between(a, b), n) for a, b, n in leaves], tally)
         gone: set[int] = set()
         missing: set[int] = set()
@@ -988,6 +1060,7 @@ def reconcile_kind(*, shop: Shop, client: ShopifyClient, run: SyncRun, kind: str
             mine = {i for _, i in rows[bisect.bisect_left(rows, (a,)):bisect.bisect_left(rows, (b,))]}
             gone |= mine - their_ids
             missing |= their_ids - mine
+        gone -= _still_there(client, kind, gone, tally)
         removed += len(gone)
         added += len(missing)
         touched |= _reconcile_apply(shop=shop, client=client, kind=kind, gone=gone, missing=missing, tally=tally)
@@ -997,17 +1070,29 @@ def reconcile_kind(*, shop: Shop, client: ShopifyClient, run: SyncRun, kind: str
     return touched
 
 
+def _still_there(client: ShopifyClient, kind: str, ids: set[int], tally: _Tally) -> set[int]:
+    """Those of `ids` Shopify still finds by id: counts come from its search index, which may lag;
+    a deletion leaves a tombstone for good, so each one is confirmed first."""
+    found: set[int] = set()
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), IDS_PAGE_MAX):
+        gids = [f"gid://shopify/{'Order' if kind == 'orders' else 'Customer'}/{i}"
+                for i in ordered[start:start + IDS_PAGE_MAX]]
+        result = client.graphql("query TenureExist($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": gids},
+                                expected_cost=len(gids))
+        tally.requests += 1
+        tally.points += int(result.requested_cost or len(gids))
+        found |= {nz.gid_id(n["id"]) for n in result.data.get("nodes") or []  # type: ignore[misc]
+                  if isinstance(n, dict) and n.get("id")}
+    if found:
+        logger.warning("reconciliation: %d row(s) counted gone are still there", len(found))
+    return found
+
+
 def _reconcile_apply(*, shop: Shop, client: ShopifyClient, kind: str, gone: set[int], missing: set[int],
                      tally: _Tally) -> set[int]:
     """Delete ours that Shopify no longer has, read and write Shopify's that we lack."""
-    touched: set[int] = set()
-    for shopify_id in sorted(gone):
-        if kind == "orders":
-            customer_id, _ = order_delete(shop=shop, shopify_id=shopify_id)
-            if customer_id is not None:
-                touched.add(customer_id)
-        else:
-            customer_delete(shop=shop, shopify_id=shopify_id)
+    touched = rows_gone(shop=shop, kind=kind, ids=gone) if gone else set()
     ids = sorted(missing)
     size = 10 if kind == "orders" else 50
     for start in range(0, len(ids), size):
@@ -1029,11 +1114,6 @@ def _reconcile_apply(*, shop: Shop, client: ShopifyClient, kind: str, gone: set[
     return touched
 
 
-def reconcile_orders(*, shop: Shop, client: ShopifyClient, run: SyncRun, days: int | None = None,
-                     until: datetime | None = None) -> set[int]:
-    return reconcile_kind(shop=shop, client=client, run=run, kind="orders", days=days, until=until)
-
-
 def reconcile_run(*, shop: Shop, client_factory: ClientFactory = default_client,
                   days: int | None = 90) -> SyncRun | None:
     """The daily check: per-day counts against Shopify's, differing days re-synced."""
@@ -1045,8 +1125,8 @@ def reconcile_run(*, shop: Shop, client_factory: ClientFactory = default_client,
         try:
             client = client_factory(shop)
             try:
-                touched = reconcile_kind(shop=shop, client=client, run=run, kind="orders", days=days)
-                reconcile_kind(shop=shop, client=client, run=run, kind="customers", days=days)
+                touched = reconcile_kinds(shop=shop, client=client, run=run, kinds=("orders", "customers"),
+                                          days=days)
                 if touched:
                     customers_refresh(shop=shop, client=client, ids=touched)
             finally:
