@@ -12,13 +12,21 @@ sync asks for does not pollute the worker's memory figure) that runs the backfil
 Prints one JSON line:
 - orders_per_s: root orders / (result file ready -> last row committed) of the orders operation;
 - ingest_s (both operations), wall_s (install -> backfill succeeded), export_s (devstore's side);
-- parse_s / db_s: where the ingest time went (parsing in the worker, writing in PostgreSQL);
+- download_s / parse_s / db_s / wait_s: where the ingest time went (the worker waiting for bytes,
+  parsing, the writer's transactions, the reader blocked on a full queue); chunks and
+  direct_copies (chunk tables COPYed straight in rather than staged);
+- orders_ingest_cpu: CPU seconds of the worker, of devstore (serving the file) and of this
+  database's PostgreSQL backends during the orders ingest (sampled every 100 ms);
 - peak_worker_rss_mb: the worker process's peak resident memory (sampled every 100 ms);
 - naive_orders_per_s and naive_ratio: the same order lines written by a per-row ORM
   `update_or_create` loop on a sample (--naive-sample), ratio = orders_per_s / naive_orders_per_s;
 - incremental_1000_s: an incremental sync after live trading changed >= 1,000 orders (task
-  started -> finished), with incremental_changed_orders and incremental_mode;
+  started -> finished), with incremental_changed_orders, incremental_mode, the totals it compared,
+  what its reconciliation found (the bench delivers no webhook, so every order and customer that
+  live trading deleted is there to find: incremental_live_deleted) and at what cost in points;
 - load_avg_1m, cpus: the machine is shared, so read the rates with this in mind.
+
+--backfill-only skips the naive baseline and the incremental.
 """
 
 from __future__ import annotations
@@ -42,25 +50,80 @@ def _psql(sql: str) -> None:
     subprocess.run(["psql", f"{SERVER}/postgres", "-q", "-c", sql], check=True)  # noqa: S603, S607
 
 
-class RssSampler(threading.Thread):
-    def __init__(self, pid: int) -> None:
+class Sampler(threading.Thread):
+    """Every 100 ms: the worker's resident memory (peak kept), and the CPU seconds used so far by the
+    worker, by devstore (with its export children) and by this database's PostgreSQL backends
+    (exited backends keep their last reading), stamped with wall-clock time."""
+
+    def __init__(self, pid: int, *, devstore_pid: int | None, db: str) -> None:
         super().__init__(daemon=True)
         import psutil
 
         self.proc = psutil.Process(pid)
+        self.devstore = psutil.Process(devstore_pid) if devstore_pid else None
+        self.db = db
         self.peak = 0
+        self.samples: list[tuple[float, float, float, float]] = []  # (time, worker, devstore, postgres)
+        self.backends: dict[int, float] = {}
         self.stop = threading.Event()
+
+    @staticmethod
+    def _cpu(proc: object) -> float:
+        import psutil
+
+        total = 0.0
+        try:
+            for p in [proc, *proc.children(recursive=True)]:  # type: ignore[attr-defined]
+                t = p.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            pass
+        return total
+
+    def _postgres(self, conn: object, tick: int) -> float:
+        import psutil
+
+        if tick % 10 == 0:
+            rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [self.db]).fetchall()  # type: ignore[attr-defined]
+            for (pid,) in rows:
+                self.backends.setdefault(pid, 0.0)
+        for pid in list(self.backends):
+            try:
+                t = psutil.Process(pid).cpu_times()
+                self.backends[pid] = t.user + t.system
+            except psutil.Error:
+                continue
+        return sum(self.backends.values())
 
     def run(self) -> None:
         import psutil
+        import psycopg
 
+        conn = psycopg.connect(f"{SERVER}/{self.db}", autocommit=True)
+        mine = conn.info.backend_pid
+        tick = 0
         while not self.stop.is_set():
             try:
                 rss = self.proc.memory_info().rss + sum(c.memory_info().rss for c in self.proc.children(recursive=True))
             except psutil.Error:
                 return
             self.peak = max(self.peak, rss)
+            self.backends.pop(mine, None)
+            pg = self._postgres(conn, tick)
+            self.backends.pop(mine, None)
+            devstore = self._cpu(self.devstore) if self.devstore is not None else 0.0
+            self.samples.append((time.time(), self._cpu(self.proc), devstore, pg))
+            tick += 1
             time.sleep(0.1)
+
+    def cpu_between(self, start: float, end: float) -> dict[str, float]:
+        """CPU seconds each side used between two wall-clock times (nearest samples)."""
+        def at(t: float) -> tuple[float, float, float, float]:
+            return min(self.samples, key=lambda s: abs(s[0] - t))
+
+        a, b = at(start), at(end)
+        return {"worker_cpu_s": round(b[1] - a[1], 2), "devstore_cpu_s": round(b[2] - a[2], 2),
+                "postgres_cpu_s": round(b[3] - a[3], 2)}
 
 
 def main() -> None:  # noqa: PLR0915
@@ -72,6 +135,7 @@ def main() -> None:  # noqa: PLR0915
     parser.add_argument("--db", default="tenure_bench_backfill")
     parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/4"))
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--backfill-only", action="store_true", help="skip the naive baseline and the incremental")
     args = parser.parse_args()
 
     _psql(f'DROP DATABASE IF EXISTS "{args.db}"')
@@ -113,7 +177,7 @@ def main() -> None:  # noqa: PLR0915
             cwd=ROOT, env=wenv, stdout=open(ROOT / "var" / "bench-backfill-worker.log", "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
         )
-        sampler = RssSampler(worker.pid)
+        sampler = Sampler(worker.pid, devstore_pid=ds.process.pid if ds.process else None, db=args.db)
         sampler.start()
         time.sleep(3)
         started = time.monotonic()
@@ -146,13 +210,19 @@ def main() -> None:  # noqa: PLR0915
             "export_s": round(sum(p["ready_at"] - p["started_at"] for p in phases.values()), 2),
             "wall_s": round(wall_s, 2),
             "lines": sum(p["lines"] for p in phases.values()),
+            "download_s": round(sum(p.get("download_s", 0) for p in phases.values()), 2),
             "parse_s": round(sum(p.get("parse_s", 0) for p in phases.values()), 2),
             "db_s": round(sum(p.get("db_s", 0) for p in phases.values()), 2),
+            "wait_s": round(sum(p.get("wait_s", 0) for p in phases.values()), 2),
+            "chunks": sum(p.get("chunks", 0) for p in phases.values()),
+            "direct_copies": sum(p.get("direct", 0) for p in phases.values()),
+            "orders_ingest_cpu": sampler.cpu_between(orders_ph["ready_at"], orders_ph["ingested_at"]),
             "peak_worker_rss_mb": round(sampler.peak / 2**20, 1),
         })
-        out.update(naive_baseline(shop=shop, op_id=orders_ph["op"], sample=args.naive_sample))
-        out["naive_ratio"] = round(float(out["orders_per_s"]) / float(out["naive_orders_per_s"]), 1)  # type: ignore[arg-type]
-        out.update(incremental(ds=ds, spec=spec, shop=shop, want=args.incremental_orders))
+        if not args.backfill_only:
+            out.update(naive_baseline(shop=shop, op_id=orders_ph["op"], sample=args.naive_sample))
+            out["naive_ratio"] = round(float(out["orders_per_s"]) / float(out["naive_orders_per_s"]), 1)  # type: ignore[arg-type]
+            out.update(incremental(ds=ds, spec=spec, shop=shop, want=args.incremental_orders))
         out["peak_worker_rss_mb"] = round(sampler.peak / 2**20, 1)
     finally:
         if sampler is not None:
@@ -214,8 +284,11 @@ def incremental(*, ds: object, spec: object, shop: object, want: int) -> dict[st
     from sync.tasks import incremental_sync
 
     changed: set[int] = set()
+    deleted = {"orders": 0, "customers": 0}
     while len(changed) < want:
         for topic, payload in ds.live_step(spec.domain, events=200):  # type: ignore[attr-defined]
+            if topic in ("orders/delete", "customers/delete"):
+                deleted[topic.split("/")[0]] += 1
             if topic.startswith("orders/"):
                 changed.add(int(payload["id"]))
             elif topic == "refunds/create":
@@ -236,7 +309,10 @@ def incremental(*, ds: object, spec: object, shop: object, want: int) -> dict[st
     return {"incremental_1000_s": round(task_s, 2), "incremental_enqueue_to_done_s": round(enqueue_to_done, 2),
             "incremental_changed_orders": run.state.get("changed_orders"), "incremental_live_orders": len(changed),
             "incremental_mode": run.state.get("mode"), "incremental_timings_s": run.state.get("timings_s"),
-            "incremental_reconciled": run.state.get("reconciled")}
+            "incremental_live_deleted": deleted,
+            "incremental_totals": run.state.get("totals"), "incremental_client": run.state.get("client"),
+            "incremental_reconciled": {kind: {k: len(v) if k == "days" else v for k, v in r.items()}
+                                       for kind, r in (run.state.get("reconciled") or {}).items()}}
 
 
 if __name__ == "__main__":

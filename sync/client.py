@@ -15,11 +15,13 @@ else in the code differs between the two.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -36,6 +38,9 @@ READ_TIMEOUT = 30.0
 # Shopify refuses any single query requesting more than this many points.
 MAX_QUERY_COST = 1000
 MAX_PAGE_SIZE = 250
+# A longer Retry-After than this is waited only this long: a worker does not sleep for an hour,
+# and the retry that follows is paced again by what Shopify answers then.
+RETRY_AFTER_MAX = 60.0
 
 
 class BaseUrlTransport(httpx.BaseTransport):
@@ -118,6 +123,38 @@ class _Bucket:
 
     def now_available(self, now: float) -> float:
         return min(self.maximum, self.available + (now - self.seen_at) * self.restore_rate)
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    """A `Retry-After` header (seconds, or an HTTP date) as seconds to wait, at most
+    RETRY_AFTER_MAX; None when absent or unreadable (then the usual backoff applies)."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # an HTTP date is GMT; a lenient parse may leave it naive
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
+
+
+def _lines_dropped(data: bytes, n: int) -> tuple[bytes, int]:
+    """`data` without its first `n` lines (a line ends at its newline), and how many are left to drop."""
+    count = data.count(b"\n")
+    if count < n:
+        return b"", n - count
+    pos = -1
+    for _ in range(n):
+        pos = data.index(b"\n", pos + 1)
+    return data[pos + 1:], 0
 
 
 def _error_codes(errors: Any) -> set[str]:
@@ -215,7 +252,7 @@ class ShopifyClient:
 
     def _backoff(self, attempt: int, *, retry_after: float | None = None) -> None:
         if retry_after is not None:
-            delay = retry_after
+            delay = retry_after  # what the server asked for (429 or 503), capped
         else:
             # Full jitter: spreads the retries of many workers over the window.
             delay = self._rng.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** attempt))
@@ -299,11 +336,8 @@ class ShopifyClient:
                 if attempt >= self.max_attempts:
                     raise ShopifyTransientError(f"HTTP {status} after {attempt} attempts")
                 retry_after = None
-                if status == 429:
-                    try:
-                        retry_after = float(response.headers.get("Retry-After", ""))
-                    except ValueError:
-                        retry_after = None
+                if status in (429, 503):
+                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 self._backoff(attempt, retry_after=retry_after)
                 continue
             return response
@@ -468,6 +502,50 @@ mutation TenureBulkRun($query: String!) {
                 raise ShopifyTransientError(f"bulk operation {op_id} still {op.get('status')} after {timeout} s")
             self._sleep(delay)
             delay = min(max_poll, delay * 1.5)
+
+    def bulk_chunks(self, url: str, *, skip: int = 0, chunk_bytes: int = 8 << 20) -> Iterator[tuple[bytes, int]]:
+        """The result file in pieces of whole lines (about `chunk_bytes` each) with their line counts,
+        streamed (never held whole); the first `skip` lines dropped.
+
+        Lines are only counted here (in C), never split one by one: the caller decodes a piece in
+        one call. A dropped download restarts past the lines already handed out.
+        """
+        attempt = 0
+        block = max(1 << 12, min(chunk_bytes, 1 << 20))
+        while True:
+            try:
+                with self._http.stream("GET", url) as response:
+                    if response.status_code >= 500 or response.status_code == 429:
+                        raise httpx.HTTPStatusError("retry", request=response.request, response=response)
+                    if response.status_code != 200:
+                        raise ShopifyQueryError(f"bulk result download answered {response.status_code}")
+                    to_skip = skip
+                    buf = bytearray()
+                    for data in response.iter_bytes(block):
+                        if to_skip:
+                            data, to_skip = _lines_dropped(data, to_skip)
+                            if not data:
+                                continue
+                        buf += data
+                        if len(buf) >= chunk_bytes:
+                            cut = buf.rfind(b"\n") + 1
+                            if cut:
+                                piece = bytes(buf[:cut])
+                                del buf[:cut]
+                                n = piece.count(b"\n")
+                                skip += n
+                                yield piece, n
+                    if buf.strip():
+                        piece = bytes(buf) if buf.endswith(b"\n") else bytes(buf) + b"\n"
+                        n = piece.count(b"\n")
+                        skip += n
+                        yield piece, n
+                    return
+            except (httpx.TimeoutException, httpx.TransportError, httpx.HTTPStatusError) as exc:
+                attempt += 1
+                if attempt >= self.max_attempts:
+                    raise ShopifyTransientError(f"bulk result download failed: {exc.__class__.__name__}") from exc
+                self._backoff(attempt)
 
     def bulk_lines(self, url: str, *, skip: int = 0) -> Iterator[bytes]:
         """The result file, line by line, streamed (never held whole); the first `skip` lines dropped.

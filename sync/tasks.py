@@ -97,3 +97,30 @@ def reconcile_all() -> int:
         reconcile_shop.apply_async((shop_id,), expires=12 * 3600)
     return len(ids)
 
+
+
+@shared_task(name="sync.tasks.paused_shops_probe", ignore_result=True, expires=290)
+def paused_shops_probe() -> int:
+    """Beat: one small task per paused shop whose next probe is due."""
+    ids = services.paused_shops_due()
+    for shop_id in ids:
+        shop_probe.apply_async((shop_id,), expires=290)
+    return len(ids)
+
+
+@shared_task(name="sync.tasks.shop_probe", ignore_result=True)
+def shop_probe(shop_id: int) -> str:
+    """Ask Shopify about one paused shop; once it answers, its syncs resume at once."""
+    shop = Shop.objects.filter(pk=shop_id).first()
+    if shop is None or shop.state != Shop.State.INSTALLED:
+        return "skipped"
+    outcome = services.shop_pause_probe(shop=shop)
+    if outcome is None:
+        return "not due"
+    if not outcome:
+        return "still paused"
+    if services.backfill_needed(shop=shop):
+        backfill_start.delay(shop_id)
+    else:
+        incremental_sync.delay(shop_id)
+    return "resumed"

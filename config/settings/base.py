@@ -161,6 +161,15 @@ CELERY_BEAT_SCHEDULE["sync-reconcile"] = {
     "schedule": 24 * 3600.0,
     "options": {"queue": "sync", "expires": 3600},
 }
+# An incremental sync with more changed orders or customers than this reads them with a bulk
+# operation instead of pages.
+SYNC_BULK_SWITCH_AT = int(env("SYNC_BULK_SWITCH_AT", "100") or 100)
+# Shops paused by Shopify (402 frozen, 423 locked) are probed with backoff until it answers again.
+CELERY_BEAT_SCHEDULE["sync-paused-probe"] = {
+    "task": "sync.tasks.paused_shops_probe",
+    "schedule": 300.0,
+    "options": {"queue": "sync", "expires": 290},
+}
 # Nightly analytics snapshots (today's as-of date in each shop's zone); syncs also refresh, debounced.
 CELERY_BEAT_SCHEDULE["analytics-nightly"] = {
     "task": "analytics.tasks.refresh_all",

@@ -124,3 +124,16 @@ def sync_worker(transactional_db: None, redis_client: Any) -> Iterator[Any]:
             except Exception:  # noqa: BLE001
                 proc.kill()
                 proc.wait()
+
+
+def queued(redis_client: Any, queue: str) -> list[tuple[str, list[Any]]]:
+    """(task name, args) of the messages waiting in a Celery queue on the Redis broker."""
+    import base64
+    import json
+
+    out = []
+    for raw in redis_client.lrange(queue, 0, -1):
+        message = json.loads(raw)
+        args, _, _ = json.loads(base64.b64decode(message["body"]))
+        out.append((message["headers"]["task"], args))
+    return out

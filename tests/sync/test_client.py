@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -10,11 +11,13 @@ from shops.models import Shop, ShopCredential
 from sync import services
 from sync.client import (
     MAX_QUERY_COST,
+    RETRY_AFTER_MAX,
     ShopifyAuthError,
     ShopifyClient,
     ShopifyQueryError,
     ShopifyShopPausedError,
     ShopifyTransientError,
+    retry_after_seconds,
 )
 
 pytestmark = pytest.mark.django_db
@@ -74,6 +77,27 @@ def test_429_honours_retry_after_absent_and_retries(devshop):
     with fast(devshop.shop) as client:
         client.graphql(ORDERS_QUERY)
         assert client.stats["retries"] == 2
+
+
+def test_503_waits_what_retry_after_says(devshop):
+    # devstore answers 503 with `Retry-After: 1`, as Shopify does when it sheds load.
+    devshop.faults(error_next=2, error_status=503)
+    waited: list[float] = []
+    with fast(devshop.shop, sleep=waited.append) as client:
+        client.graphql(ORDERS_QUERY)
+    assert waited == [1.0, 1.0]
+
+
+def test_retry_after_as_seconds_or_http_date_and_capped():
+    now = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+    assert retry_after_seconds("2") == 2.0
+    assert retry_after_seconds(" 2.5 ") == 2.5
+    assert retry_after_seconds("Tue, 01 Dec 2026 12:00:30 GMT", now=now) == 30.0
+    assert retry_after_seconds("Tue, 01 Dec 2026 11:59:00 GMT", now=now) == 0.0  # already past
+    assert retry_after_seconds("3600") == RETRY_AFTER_MAX
+    assert retry_after_seconds("Wed, 02 Dec 2026 12:00:00 GMT", now=now) == RETRY_AFTER_MAX
+    for unreadable in (None, "", "soon", "nan", "Tue, 41 Foo 2026"):
+        assert retry_after_seconds(unreadable) is None
 
 
 def test_persistent_5xx_raises_transient(devshop):

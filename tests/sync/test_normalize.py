@@ -1,5 +1,7 @@
 """The bulk fast path writes exactly what the general normalisers write."""
 
+import orjson
+
 from sync import normalize as nz
 
 ORDER = {
@@ -20,15 +22,58 @@ CUSTOMER = {"id": "gid://shopify/Customer/7200000000009", "createdAt": "2024-01-
             "statistics": {"rfmGroup": "CHAMPIONS"}}
 
 
-def test_order_fast_line_equals_general_path():
-    for node in (ORDER, GUEST):
-        assert nz.order_copy_line(node) == nz.copy_line(nz.order_from_graphql(node))
+REFUND = {"id": "gid://shopify/Refund/930000000015", "createdAt": "2025-01-05T12:31:01Z",
+          "updatedAt": "2025-01-06T12:31:01Z", "totalRefundedSet": {"shopMoney": {"amount": "78.73"}}}
+ESCAPES = {**ORDER, "name": "tab\there", "tags": ["new\nline", 'q"uote', "{brace}", "a,b"]}
 
 
-def test_customer_fast_line_equals_general_path():
-    assert nz.customer_copy_line(CUSTOMER) == nz.copy_line(nz.customer_from_graphql(CUSTOMER))
-    bare = {**CUSTOMER, "statistics": {"rfmGroup": None}, "tags": []}
-    assert nz.customer_copy_line(bare) == nz.copy_line(nz.customer_from_graphql(bare))
+def _general(shop_id, node):
+    return f"{shop_id}\t" + nz.copy_line(nz.order_from_graphql(node))
+
+
+def _jsonl(*objs):
+    return b"".join(orjson.dumps(o) + b"\n" for o in objs)
+
+
+def test_bulk_order_lines_equal_the_general_path():
+    refund_line_item = {"subtotalSet": {"shopMoney": {"amount": "12.50"}}, "__parentId": REFUND["id"]}
+    order_with_refund = {**GUEST, "id": "gid://shopify/Order/5100000000124", "refunds": [REFUND]}
+    # Without a backslash in the chunk (the plain formatter) and with one (the escaping formatter).
+    for nodes in ([ORDER, GUEST], [ORDER, ESCAPES]):
+        chunk = nz.bulk_orders_parse(_jsonl(*nodes, order_with_refund, refund_line_item), shop_id=7, run_id=9)
+        assert chunk.orders == [_general(7, n) for n in (*nodes, order_with_refund)]
+        assert chunk.order_ids == [nz.gid_id(n["id"]) for n in (*nodes, order_with_refund)]
+        assert (chunk.refund_ids, chunk.refund_order_ids) == ([930000000015], [5100000000124])
+        refund = nz.refund_from_graphql(REFUND, 5100000000124)
+        assert chunk.refunds == ["7\t" + nz.copy_line(refund[:5] + refund[6:])]
+        assert chunk.refund_lines == ["9\t930000000015\t12.50\n"]
+        assert chunk.customers == []  # the order's customer came as an id only
+
+
+def test_escaped_values_survive_copy_into_postgresql(db):
+    from django.db import connection
+
+    line = nz.bulk_orders_parse(_jsonl(ESCAPES), shop_id=1, run_id=1).orders[0]
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE t (shop bigint, id bigint, name text, rest text, tags text[])")
+        with cursor.cursor.copy("COPY t (shop, id, name, rest, tags) FROM STDIN") as copy:
+            fields = line.split("\t")
+            copy.write("\t".join([*fields[:3], "-", fields[-1]]))
+        cursor.execute("SELECT name, tags FROM t")
+        assert cursor.fetchone() == ("tab\there", ["new\nline", 'q"uote', "{brace}", "a,b"])
+
+
+def test_bulk_customer_lines_equal_the_general_path():
+    bare = {**CUSTOMER, "id": "gid://shopify/Customer/7200000000010", "statistics": {"rfmGroup": None}, "tags": [],
+            "amountSpent": None, "numberOfOrders": 0}
+    chunk = nz.bulk_customers_parse(_jsonl(CUSTOMER, bare), shop_id=3)
+    assert chunk.customers == ["3\t" + nz.copy_line(nz.customer_from_graphql(c)) for c in (CUSTOMER, bare)]
+    assert chunk.customer_ids == [7200000000009, 7200000000010]
+    # Customers read whole with their orders (incremental bulk syncs) come out as customer rows too.
+    order = {**ORDER, "customer": CUSTOMER}
+    chunk = nz.bulk_orders_parse(_jsonl(order), shop_id=3, run_id=1)
+    assert chunk.customers == ["3\t" + nz.copy_line(nz.customer_from_graphql(CUSTOMER))]
+    assert chunk.orders == [_general(3, order)]
 
 
 def test_gid_and_numeric_id_are_one_id():

@@ -48,7 +48,7 @@ def test_killed_worker_mid_backfill_resumes_without_duplicates_or_gaps(devstore_
     ds = devstore_one
     redis_client.flushdb()
     # Small chunks so the kill lands between two committed chunks of the orders file.
-    env = {"TENURE_SYNC_CHUNK_LINES": "150"}
+    env = {"TENURE_SYNC_CHUNK_BYTES": "32768"}
     first = worker_start("resume-a", env)
     second = None
     try:

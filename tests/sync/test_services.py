@@ -81,8 +81,11 @@ def test_reconciliation_finds_deletions_whose_webhooks_were_lost(devshop, transa
     assert run.state["reconciled"]["customers"]["removed"] >= 1
     assert not Customer.objects.filter(shopify_id=1).exists()
     truth = devshop.truth()
-    assert Order.objects.filter(shop=devshop.shop).count() == len(truth["orders"])
-    assert Customer.objects.filter(shop=devshop.shop).count() == len(truth["customers"])
+    # Every deletion found; what live trading created in the last minutes is the incremental's.
+    for model, kind in ((Order, "orders"), (Customer, "customers")):
+        ours = set(model.objects.filter(shop=devshop.shop).values_list("shopify_id", flat=True))
+        assert ours <= {row["shopify_id"] for row in truth[kind]}
+    assert run.state["reconciled"]["orders"]["removed"] >= 1
 
 
 def test_two_syncs_of_one_shop_never_overlap(devshop, transactional_db):
