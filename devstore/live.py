@@ -6,8 +6,7 @@ https://shopify.dev/docs/api/webhooks?reference=toml): snake_case keys, numeric 
 ``refund_line_items[].subtotal`` number is a number, as in the docs' example), times in the
 shop's zone with its offset. Only the fields Tenure reads plus their obvious neighbours are
 present, under Shopify's names and types: every key is one the reference's sample payload has
-(pinned by tests/devstore/test_doc_examples.py), with one known exception, ``tags`` on customer
-payloads (see ``customer_payload``).
+(pinned by tests/devstore/test_doc_examples.py).
 """
 
 from __future__ import annotations
@@ -118,9 +117,8 @@ def customer_payload(store: ShopStore, c: dict[str, Any]) -> dict[str, Any]:
             "default": True,
         }
     # Since API 2025-01 customer webhooks carry no `tags` and no marketing consent (the
-    # customer.tags_added/_removed and *_marketing_consent topics do). devstore still sends `tags`:
-    # the app's customer upsert writes the payload's tags, so dropping them here needs the app to
-    # keep stored tags when a payload has none (sync/store.py), which this change does not make.
+    # customer.tags_added/_removed and *_marketing_consent topics do); the app keeps the tags it
+    # holds when a payload has none.
     return {
         "id": c["id"],
         "created_at": iso_local(c["created_at"], tz),
@@ -139,7 +137,6 @@ def customer_payload(store: ShopStore, c: dict[str, Any]) -> dict[str, Any]:
         "tax_exemptions": [],
         "admin_graphql_api_id": customer_gid(c["id"]),
         "default_address": address,
-        "tags": c["tags"] or "",
     }
 
 

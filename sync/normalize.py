@@ -239,7 +239,8 @@ def order_from_rest(payload: Mapping[str, Any]) -> Row:
 
 
 def customer_from_rest(payload: Mapping[str, Any]) -> Row:
-    # REST customer payloads carry no order count, amount spent or RFM group: None keeps ours.
+    # REST customer payloads carry no order count, amount spent or RFM group, and since API
+    # 2025-01 no tags: None keeps ours.
     return (
         gid_id(payload["id"]),
         payload.get("created_at"),
@@ -248,7 +249,7 @@ def customer_from_rest(payload: Mapping[str, Any]) -> Row:
         None,
         None,
         None,
-        _tags(payload.get("tags")),
+        _tags(payload["tags"]) if "tags" in payload else None,
     )
 
 

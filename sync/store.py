@@ -85,36 +85,39 @@ WHERE r.updated_at IS NULL OR excluded.updated_at IS NULL OR excluded.updated_at
 _UPSERT_REFUNDS_UNKNOWN = _UPSERT_REFUNDS.format(known="", subtotal="")
 _UPSERT_REFUNDS_KNOWN = _UPSERT_REFUNDS.format(known="NOT", subtotal="subtotal_amount = excluded.subtotal_amount,")
 
-# REST customer payloads carry no stats (order count, amount spent, RFM group): rows with stats
-# are written first, then the rows without, which only move dates and tags.
+# REST customer payloads carry no stats (order count, amount spent, RFM group), and since API
+# 2025-01 no tags either: rows with stats are written first, then the rows without, which only
+# move dates (and tags when they came).
 _UPSERT_CUSTOMERS = """
 INSERT INTO sync_customer AS c (shop_id, shopify_id, created_at, updated_at, rfm_group, number_of_orders,
                                 amount_spent, amount_spent_currency, tags)
 SELECT DISTINCT ON (s.shopify_id) %(shop)s, s.shopify_id, s.created_at, s.updated_at, coalesce(s.rfm_group, ''),
        coalesce(s.number_of_orders, 0), coalesce(s.amount_spent, 0),
-       coalesce(s.amount_spent_currency, %(currency)s), s.tags
+       coalesce(s.amount_spent_currency, %(currency)s), coalesce(s.tags, '{{}}')
 FROM tenure_stage_customer s
-WHERE s.number_of_orders IS {known} NULL
+WHERE s.number_of_orders IS {known} NULL AND {tagged}
   AND NOT EXISTS (SELECT 1 FROM sync_deletion d
                   WHERE d.shop_id = %(shop)s AND d.kind = 'customer' AND d.shopify_id = s.shopify_id)
 ORDER BY s.shopify_id, s.updated_at DESC
 ON CONFLICT (shop_id, shopify_id) DO UPDATE SET {stats}
-  created_at = excluded.created_at, updated_at = excluded.updated_at, tags = excluded.tags
+  created_at = excluded.created_at, updated_at = excluded.updated_at{tags}
 WHERE excluded.updated_at >= c.updated_at
 """
 _UPSERT_CUSTOMERS_STATS = _UPSERT_CUSTOMERS.format(
-    known="NOT",
+    known="NOT", tagged="true", tags=", tags = excluded.tags",
     stats="rfm_group = excluded.rfm_group, number_of_orders = excluded.number_of_orders, "
           "amount_spent = excluded.amount_spent, amount_spent_currency = excluded.amount_spent_currency,",
 )
-_UPSERT_CUSTOMERS_BARE = _UPSERT_CUSTOMERS.format(known="", stats="")
+_UPSERT_CUSTOMERS_BARE = _UPSERT_CUSTOMERS.format(known="", stats="", tagged="s.tags IS NOT NULL",
+                                                  tags=", tags = excluded.tags")
+_UPSERT_CUSTOMERS_UNTAGGED = _UPSERT_CUSTOMERS.format(known="", stats="", tagged="s.tags IS NULL", tags="")
 
 # kind -> (table, tombstone kind, columns of its bulk COPY lines, the staged upserts)
 _TABLES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
     "order": ("sync_order", "order", ("shop_id", *ORDER_COLUMNS), (_UPSERT_ORDERS,)),
     "refund": ("sync_refund", "order", ("shop_id", *BULK_REFUND_COLUMNS), (_UPSERT_REFUNDS_UNKNOWN,)),
     "customer": ("sync_customer", "customer", ("shop_id", *CUSTOMER_COLUMNS),
-                 (_UPSERT_CUSTOMERS_STATS, _UPSERT_CUSTOMERS_BARE)),
+                 (_UPSERT_CUSTOMERS_STATS, _UPSERT_CUSTOMERS_BARE, _UPSERT_CUSTOMERS_UNTAGGED)),
 }
 # Neither a row of ours nor a tombstone among these ids: first by range (one probe, enough for a
 # file in id order), then id by id.

@@ -174,8 +174,6 @@ CUSTOMER_SAMPLE = {
     },
 }
 CUSTOMER_NULLABLE = ORDER_NULLABLE | {"note"}
-# The one known deviation (see devstore.live.customer_payload): devstore still sends `tags`.
-CUSTOMER_DEVIATIONS = {"$.tags"}
 
 # https://shopify.dev/docs/api/webhooks/2026-10?reference=toml#list-of-topics-customers/delete
 CUSTOMER_DELETE_SAMPLE = {"id": 706405506930370084, "tax_exemptions": [],
@@ -358,10 +356,10 @@ def test_refunds_create_has_the_sample_refunds_shape(sink: Receiver) -> None:
     assert any(r["refund_line_items"] for r in refunds)
 
 
-def test_customer_webhooks_have_the_sample_customers_shape_but_tags(sink: Receiver) -> None:
+def test_customer_webhooks_have_the_sample_customers_shape(sink: Receiver) -> None:
     customers = payloads(sink, "customers/create") + payloads(sink, "customers/update")
     for customer in customers:
-        assert shape_diff(CUSTOMER_SAMPLE, customer, nullable=CUSTOMER_NULLABLE, extra=CUSTOMER_DEVIATIONS,
+        assert shape_diff(CUSTOMER_SAMPLE, customer, nullable=CUSTOMER_NULLABLE,
                           templates={"$.addresses[]": CUSTOMER_SAMPLE["default_address"]}) == []
     assert any(c["addresses"] for c in customers)
 

@@ -101,3 +101,34 @@ def test_rest_order_and_graphql_order_normalise_alike():
     assert row[16] == ["gift", "vip"]
     refund = nz.refund_from_rest(rest["refunds"][0], "NZD")
     assert refund[4:6] == ("5.00", "5.00")
+
+
+def test_a_customer_webhook_without_tags_keeps_the_tags_we_hold(db) -> None:
+    """Since API 2025-01 customers/update carries no tags: the row keeps its own."""
+    from django.db import transaction
+
+    from shops.models import Shop
+    from sync.models import Customer
+    from sync.services import rows_write
+
+    shop = Shop.objects.create(domain="tags.myshopify.com", currency="USD")
+    graphql = {"id": "gid://shopify/Customer/77", "createdAt": "2026-01-01T00:00:00Z",
+               "updatedAt": "2026-01-02T00:00:00Z", "tags": ["vip", "b2b"], "numberOfOrders": "2",
+               "amountSpent": {"amount": "10.00", "currencyCode": "USD"}, "statistics": {"rfmGroup": "LOYAL"}}
+    with transaction.atomic():
+        rows_write(shop_id=shop.pk, currency="USD", customers=[nz.customer_from_graphql(graphql)])
+    rest = {"id": 77, "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-03T00:00:00Z"}
+    with transaction.atomic():
+        rows_write(shop_id=shop.pk, currency="USD", customers=[nz.customer_from_rest(rest)])
+    row = Customer.objects.get(shop=shop, shopify_id=77)
+    assert row.tags == ["vip", "b2b"]
+    assert row.updated_at.isoformat().startswith("2026-01-03")
+    assert (row.number_of_orders, row.rfm_group) == (2, "LOYAL")
+    with transaction.atomic():
+        rows_write(shop_id=shop.pk, currency="USD",
+                   customers=[nz.customer_from_rest({**rest, "updated_at": "2026-01-04T00:00:00Z", "tags": "x"})])
+    assert Customer.objects.get(shop=shop, shopify_id=77).tags == ["x"]
+    with transaction.atomic():
+        rows_write(shop_id=shop.pk, currency="USD", customers=[nz.customer_from_rest({"id": 78, **{
+            k: v for k, v in rest.items() if k != "id"}})])
+    assert Customer.objects.get(shop=shop, shopify_id=78).tags == []
