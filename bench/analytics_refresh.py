@@ -6,8 +6,8 @@ Creates (and drops, unless --keep) a scratch database on the system PostgreSQL, 
 the shop straight into it with generate_series, then measures:
 - refresh_s: snapshot_refresh (every figure, customer rows written; predictive block off),
   best of --runs, after one warm-up when --runs > 1; refresh_cpu_s is the CPU the database
-  backends (every shard's connection and their parallel workers) and this process spent on
-  that run (the machine is shared: wall time moves with the load, reported as load_avg_1m);
+  backends (every shard's connection and their parallel workers, sampled every 50 ms) and
+  this process spent on that run (the machine is shared: wall time moves with the load, reported as load_avg_1m);
 - pandas_s / pandas_ratio: tests/analytics/reference_pandas.py loading the same tables and
   computing the same figures, in this process;
 - report_ms: `manage.py report` answered from the stored snapshot (call_command in process,
@@ -50,30 +50,41 @@ def process_cpu_s(pid: int) -> float:
 
 class BackendCpu(threading.Thread):
     """CPU of every PostgreSQL process serving `db` (the refresh's shard connections come and go,
-    so their /proc entries are sampled every 20 ms; a backend's last < 20 ms can be missed)."""
+    so their /proc entries are sampled every 50 ms; a backend's last < 50 ms can be missed). Each
+    new pid's command line is read once, so sampling costs little of the machine it measures."""
 
     def __init__(self, db: str) -> None:
         super().__init__(daemon=True)
         self.db = db
         self.seen: dict[int, float] = {}
+        self.known: dict[int, bool] = {}
         self.stop = threading.Event()
 
+    def _ours(self, pid: int) -> bool:
+        if pid not in self.known:
+            try:
+                line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode() + " "
+            except OSError:
+                return False
+            self.known[pid] = (f" {self.db} " in line
+                               or any(f"parallel worker for PID {p} " in line for p in self.seen))
+        return self.known[pid]
+
     def sample(self) -> None:
-        for entry in Path("/proc").iterdir():
+        for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
                 continue
-            try:
-                line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode() + " "
-                ours = f" {self.db} " in line or any(f"parallel worker for PID {pid} " in line for pid in self.seen)
-                if ours:
-                    self.seen[int(entry.name)] = process_cpu_s(int(entry.name))
-            except OSError:
-                continue
+            pid = int(entry.name)
+            if self._ours(pid):
+                try:
+                    self.seen[pid] = process_cpu_s(pid)
+                except OSError:
+                    continue
 
     def run(self) -> None:
         while not self.stop.is_set():
             self.sample()
-            time.sleep(0.02)
+            time.sleep(0.05)
 
     def total(self) -> float:
         self.sample()
