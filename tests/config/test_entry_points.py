@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -93,21 +98,53 @@ def test_gunicorn_without_its_config_file_stops_instead_of_respawning(tmp_path: 
     assert "ALLOWED_HOSTS" in errors[0]
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _healthz(port: int) -> int | None:
+    """/healthz's status as a proxy would ask it (the production host, HTTPS forwarded), None if nobody answers."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/healthz",  # noqa: S310 - loopback only
+                                     headers={"Host": "tenure.example.com", "X-Forwarded-Proto": "https"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
 def test_gunicorn_serves_when_everything_is_there(tmp_path: Path) -> None:
-    """The checks pass on a good configuration: the master gets as far as booting a worker."""
-    argv = entry_points(tmp_path)["gunicorn"]
+    """The checks pass on a good configuration: a worker boots and /healthz answers 200 through it."""
+    port = _free_port()
+    argv = [f"127.0.0.1:{port}" if arg == "127.0.0.1:0" else arg for arg in entry_points(tmp_path)["gunicorn"]]
+    argv += ["--graceful-timeout", "10"]
     env = {k: v for k, v in os.environ.items() if k not in FULL}
     env.update(reachable())
     env["DJANGO_SETTINGS_MODULE"] = "config.settings.production"
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)  # noqa: S603
+    lines: list[str] = []
+    # Drain stderr on a thread: a full pipe would block gunicorn's logging (and its shutdown).
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr or []), daemon=True)
+    reader.start()
     try:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            assert "tenure: error" not in line, line
-            assert "Traceback" not in line, line
-            if "Booting worker" in line:
-                break
+        status = None
+        deadline = time.monotonic() + 60
+        while status is None and proc.poll() is None and time.monotonic() < deadline:
+            status = _healthz(port)
+            if status is None:
+                time.sleep(0.2)
+        assert status == 200, "".join(lines)
         assert proc.poll() is None
     finally:
+        # Terminated only once a worker serves: a SIGTERM that reaches a worker before it has set
+        # its own handlers is lost, and the master then waits the whole graceful timeout for it.
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.wait(timeout=60)
+        reader.join(timeout=5)
+    output = "".join(lines)
+    assert "tenure: error" not in output, output
+    assert "Traceback" not in output, output
