@@ -142,10 +142,13 @@ def _change(kind: str, current: Any, previous: Any, *, higher_is_better: bool) -
 # (``saved=1``) reads afresh, so the other worker never shows a merchant their old values.
 MEMO_SECONDS = 3.0
 STATUS_SECONDS = 1.0
+SNAPSHOT_SECONDS = 1.0
 _MEMO: dict[tuple[Any, ...], tuple[float, Any]] = {}
 
 
-def memo(request: HttpRequest, key: tuple[Any, ...], load: Callable[[], Any], seconds: float = MEMO_SECONDS) -> Any:
+def memo(request: HttpRequest, key: tuple[Any, ...], load: Callable[[], Any], seconds: float | None = None) -> Any:
+    """``load()``, reused for ``seconds`` (default ``MEMO_SECONDS``) per process on plain GETs."""
+    seconds = MEMO_SECONDS if seconds is None else seconds
     now = time.monotonic()
     if request.method == "GET" and request.GET.get("saved") != "1":
         with _DOCS_LOCK:
@@ -254,8 +257,13 @@ def report_document_cached(*, shop: Shop, as_of: date | None, period_days: int, 
     params = (report_params(settings_row, shop=shop, as_of=as_of, period_days=period_days) if settings_row
               else selectors.report_params_for(shop=shop, as_of=as_of, period_days=period_days))
     settings_hash = params.settings_hash()
-    row = (AnalyticsSnapshot.objects.filter(shop=shop, as_of=params.as_of, settings_hash=settings_hash)
-           .values_list("pk", "computed_at", "rows_id").first())
+    def identity() -> tuple[Any, ...] | None:
+        return (AnalyticsSnapshot.objects.filter(shop=shop, as_of=params.as_of, settings_hash=settings_hash)
+                .values_list("pk", "computed_at", "rows_id").first())
+
+    # Read at most once a second per process: a refresh shows up within that second.
+    row = identity() if request is None else memo(request, ("snapshot", shop.pk, params.as_of, settings_hash),
+                                                   identity, seconds=SNAPSHOT_SECONDS)
     key = (row[0], row[1].timestamp()) if row else None
     base = None
     if key is not None:
@@ -416,7 +424,7 @@ def _previous(request: HttpRequest, doc: dict[str, Any]) -> dict[str, Any] | Non
     shop = _shop(request)
     return report_document_cached(shop=shop, as_of=date.fromisoformat(doc["period"]["start"]),
                                   period_days=int(doc["period"]["days"]), with_marketing=False,
-                                  settings_row=shop_settings(request, shop))
+                                  settings_row=shop_settings(request, shop), request=request)
 
 
 # --- pages ------------------------------------------------------------------------------------------------------

@@ -135,14 +135,15 @@ def client_main(args: argparse.Namespace) -> None:
     for t in warmers:
         t.join()
 
-    started = time.perf_counter()
+    started, cpu0 = time.perf_counter(), time.process_time()
     threads = [threading.Thread(target=worker) for _ in range(args.clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
-    print(json.dumps({"results": results, "errors": errors, "wall_s": wall, "warmup_ms": warmup_ms}))
+    print(json.dumps({"results": results, "errors": errors, "wall_s": wall, "warmup_ms": warmup_ms,
+                      "client_cpu_s": time.process_time() - cpu0}))
 
 
 def pct(values: list[float], q: float) -> float:
@@ -178,6 +179,36 @@ def setup_shop(*, orders: int, customers: int, as_of: date) -> dict[str, float]:
     # As analytics.tasks.refresh_shop stores the previous period's snapshot (a block of its own).
     snapshot_refresh(shop=shop, as_of=as_of - timedelta(days=365), predictive_reuse_within=PREVIOUS_PREDICTIVE_REUSE)
     return {"generate_s": round(generate_s, 1), "refresh_with_predictive_s": round(refresh_s, 1)}
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (gunicorn's master and workers)."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def _db_cpu_s(db: str) -> float:
+    """CPU seconds of the PostgreSQL backends now connected to `db` (the server keeps its connections)."""
+    import psutil
+
+    total = 0.0
+    for proc in psutil.process_iter(["cmdline"]):
+        if f" {db} " in " ".join(proc.info["cmdline"] or []) + " ":
+            try:
+                t = proc.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                continue
+    return total
 
 
 def main() -> None:
@@ -231,11 +262,17 @@ def main() -> None:
             except OSError:
                 time.sleep(0.3)
         load_before = os.getloadavg()[0]
+        server_cpu0, db_cpu0 = _tree_cpu_s(server.pid), _db_cpu_s(args.db)
         out = subprocess.run([sys.executable, __file__, "--client", "--port", str(port), "--as-of", args.as_of,
                               "--clients", str(args.clients), "--requests", str(args.requests)],
                              cwd=ROOT, env=env, check=True, capture_output=True, text=True)
         data = json.loads(out.stdout.strip().splitlines()[-1])
         load_after = os.getloadavg()[0]
+        # CPU per request in the measured phase (the warm-up included): where the 2 cores went.
+        n_all = sum(len(v) for v in data["results"].values()) + 4 * len(PAGES)
+        cpu_ms = {"server": round((_tree_cpu_s(server.pid) - server_cpu0) * 1000 / n_all, 2),
+                  "postgres": round((_db_cpu_s(args.db) - db_cpu0) * 1000 / n_all, 2),
+                  "client": round(data["client_cpu_s"] * 1000 / n_all, 2)}
         per_page = {}
         for name, values in data["results"].items():
             row = {"page": name, "n": len(values), "errors": data["errors"].get(name, 0),
@@ -253,7 +290,7 @@ def main() -> None:
             "pages_p95_ms": {k: v["p95_ms"] for k, v in per_page.items()},
             "throughput_rps": round(total / data["wall_s"], 1), "load_avg_1m": [round(load_before, 2),
                                                                                 round(load_after, 2)],
-            "cpus": os.cpu_count(), **setup,
+            "cpu_ms_per_request": cpu_ms, "cpus": os.cpu_count(), **setup,
         }))
     finally:
         if server is not None:

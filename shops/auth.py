@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from shopify_app import IdTokenDetails
 
@@ -113,10 +114,38 @@ def session_failure_response(request: HttpRequest, check: SessionCheck) -> HttpR
     return unauthorized_response(check)
 
 
+_SHOP_COLUMNS = [f.column for f in Shop._meta.concrete_fields]
+# Column names come from the model and the domain is bound: nothing spliced in is input.
+_SHOP_WITH_TOKEN = (
+    "SELECT " + ", ".join(f's."{c}"' for c in _SHOP_COLUMNS)  # noqa: S608
+    + ", EXISTS (SELECT 1 FROM shops_shopcredential k WHERE k.shop_id = s.id AND k.access_token_encrypted <> '')"
+    + " FROM shops_shop s WHERE s.domain = %s"
+)
+
+
+def shop_with_token_flag(domain: str | None) -> Shop | None:
+    """The shop, read with whether it holds an access token: every embedded load runs this, so it is
+    one plain statement (building the same query through the ORM costs several times its run)."""
+    if not domain:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(_SHOP_WITH_TOKEN, [domain])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    shop = Shop.from_db(connection.alias, [f.attname for f in Shop._meta.concrete_fields], row[:-1])
+    shop.has_token = bool(row[-1])  # type: ignore[attr-defined]
+    return shop
+
+
 def shop_ready(shop: Shop | None) -> bool:
     """Installed, with a token and nothing asking the merchant to re-open the app."""
-    return (shop is not None and shop.state == Shop.State.INSTALLED and not shop.needs_reauth_reason
-            and ShopCredential.objects.filter(shop=shop).exclude(access_token_encrypted="").exists())
+    if shop is None or shop.state != Shop.State.INSTALLED or shop.needs_reauth_reason:
+        return False
+    has_token = getattr(shop, "has_token", None)
+    if has_token is None:
+        has_token = ShopCredential.objects.filter(shop=shop).exclude(access_token_encrypted="").exists()
+    return bool(has_token)
 
 
 def embedded_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -133,7 +162,7 @@ def embedded_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
         check = session_token_check(request)
         if not check.ok:
             return session_failure_response(request, check)
-        shop = Shop.objects.filter(domain=check.shop_domain).first()
+        shop = shop_with_token_flag(check.shop_domain)
         if not shop_ready(shop):
             if check.is_fetch:
                 return unauthorized_response(check, retry=False)

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.test import Client
 
-from analytics import services
+from analytics import services, views
 from analytics.models import AnalyticsSettings, MarketingInput
 from shops.models import Shop
 from tests.pages.conftest import AS_OF, DOMAIN, Pages, doc_value, figures_mismatched, session_token, shop_install
@@ -19,9 +19,11 @@ from tests.pages.conftest import AS_OF, DOMAIN, Pages, doc_value, figures_mismat
 PAGES = ["overview", "rfm", "clv", "retention", "lifecycle", "marketing", "data", "settings"]
 BUDGET_COLD = {"overview": 15, "rfm": 11, "clv": 10, "retention": 16, "lifecycle": 10, "marketing": 10, "data": 15,
                "settings": 3}
-# Warm: session check (shop, credential), settings, snapshot identity, marketing inputs (exact, overlapping).
-BUDGET_WARM = {"overview": 7, "rfm": 7, "clv": 6, "retention": 8, "lifecycle": 6, "marketing": 6, "data": 11,
-               "settings": 3}
+# Warm: the session check (the shop with its token flag, one query); the settings, the snapshots'
+# identities, the marketing inputs and the sync status are reused for one to three seconds per
+# process (the test widens those windows so that a slow machine measures the same thing).
+BUDGET_WARM = {"overview": 3, "rfm": 2, "clv": 2, "retention": 2, "lifecycle": 2, "marketing": 2, "data": 3,
+               "settings": 2}
 
 
 def figures(html: str) -> dict[str, str]:
@@ -29,7 +31,12 @@ def figures(html: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("name", PAGES)
-def test_every_page_stays_within_its_query_budget(pages: Pages, name: str, django_assert_max_num_queries) -> None:
+def test_every_page_stays_within_its_query_budget(pages: Pages, name: str, django_assert_max_num_queries,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Warm means inside the reuse windows: a cold request slower than a second must not turn the
+    # second request cold again.
+    for window in ("MEMO_SECONDS", "STATUS_SECONDS", "SNAPSHOT_SECONDS"):
+        monkeypatch.setattr(views, window, 600.0)
     # Warm the stored snapshots (this period and the previous one), as the nightly refresh does.
     services.report_document(shop=pages.shop, as_of=AS_OF, period_days=365)
     services.report_document(shop=pages.shop, as_of=date(2025, 11, 1), period_days=365)
