@@ -578,13 +578,25 @@ class _Shard(threading.Thread):
         return value
 
 
-def _in_transaction(step: Callable[[CursorWrapper], Any], *, snapshot: str | None = None) -> Any:
-    with transaction.atomic(), connection.cursor() as cursor:
-        if snapshot is not None:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            cursor.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
-        _session_settings(cursor)
-        return step(cursor)
+def _in_transaction(step: Callable[[CursorWrapper], Any], *, snapshot: str | None = None,
+                    imported: threading.Event | None = None) -> Any:
+    """`step(cursor)` in a transaction of its own; with `snapshot`, one that sees what the exporter saw.
+
+    `imported` is set once the snapshot is taken (or this failed before): the exporting transaction
+    must stay open until then, since a snapshot cannot be imported after its exporter has ended.
+    """
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            if snapshot is not None:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cursor.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
+            if imported is not None:
+                imported.set()
+            _session_settings(cursor)
+            return step(cursor)
+    finally:
+        if imported is not None:
+            imported.set()
 
 
 def _drop_stale_schemas(cursor: CursorWrapper) -> None:
@@ -636,10 +648,15 @@ def metrics_collect(*, shop_id: int, params: ReportParams, bounds: Bounds, rows_
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cursor.execute("SELECT pg_export_snapshot()")
             snap = cursor.fetchone()[0]
-            for i, w in enumerate(workers, start=1):
-                w.submit(partial(_in_transaction, partial(_phase_orders, plan=plan, k=i), snapshot=snap))
+            imported = [threading.Event() for _ in workers]
+            for i, (w, done) in enumerate(zip(workers, imported, strict=True), start=1):
+                w.submit(partial(_in_transaction, partial(_phase_orders, plan=plan, k=i), snapshot=snap,
+                                 imported=done))
             _session_settings(cursor)
             parts = [_phase_orders(cursor, plan=plan, k=0)]
+            # On a small shop this shard can finish before a busy worker has even started.
+            for done in imported:
+                done.wait()
         parts += [w.result() for w in workers]
         with connection.cursor() as cursor:
             scores = _scores(cursor, plan, parts)

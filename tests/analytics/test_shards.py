@@ -105,3 +105,28 @@ def test_rows_of_a_replaced_refresh_are_gone() -> None:
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'an_refresh_%%'")
         assert cur.fetchone()[0] == 0
+
+
+def test_a_shard_slow_to_start_still_imports_the_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exporting transaction waits for every shard to import its snapshot before it ends:
+    here shard 0 finishes long before shard 1 begins (as on a small shop on a busy machine)."""
+    import time
+
+    from analytics.metrics import engine
+
+    shop = _shop()
+    one, one_rows = _report(shop, 1)
+    original = engine._in_transaction
+
+    def late(*args: Any, **kw: Any) -> Any:
+        if kw.get("snapshot") is not None:
+            time.sleep(1.0)
+        return original(*args, **kw)
+
+    monkeypatch.setattr(engine, "_in_transaction", late)
+    two, two_rows = _report(shop, 2)
+    for doc in (one, two):
+        doc["predictive"]["diagnostics"].pop("fit_seconds")
+        doc["predictive"].pop("computed_at")
+    assert one == two
+    assert one_rows == two_rows
