@@ -60,8 +60,10 @@ def ensure_port_free(port: int, *, what: str) -> None:
 
 
 def web_argv(port: int) -> list[str]:
+    workers = os.environ.get("TENURE_WEB_WORKERS") or "2"
+    threads = os.environ.get("TENURE_WEB_THREADS") or "8"
     argv = [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
-            "--workers", "2", "--threads", "8", "--worker-class", "gthread",
+            "--workers", workers, "--threads", threads, "--worker-class", "gthread",
             "--graceful-timeout", "5", "--timeout", "60"]
     # The access log costs ~0.25 ms of CPU per request (a quarter of a webhook's budget); opt in.
     if os.environ.get("TENURE_ACCESS_LOG") == "1":
