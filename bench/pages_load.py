@@ -7,7 +7,7 @@ Creates (and drops, unless --keep) a scratch database on the system PostgreSQL, 
 shop straight into it with bench/analytics_refresh.py's generator, installs it (a credential,
 all scopes), computes the stored snapshots the nightly refresh would (the as-of date's, with the
 predictive block, and the previous period's), then starts gunicorn with config.stack.web_argv
-(2 workers x 8 threads) against it. A second process (this script with --client) runs N client
+(2 workers x 4 threads by default) against it. A second process (this script with --client) runs N client
 threads over loopback with keep-alive connections; each request carries a fresh session token
 (id_token), as the admin frame's loads do. Every page is requested --requests times after a
 warm-up round over 4 connections (both workers warm); latency is the full response read.

@@ -6,7 +6,7 @@
 What it does:
   1. creates a scratch database (tenure_bench_webhooks) on the PostgreSQL at
      BENCH_DATABASE_URL (default: the system server on 127.0.0.1:5432) and migrates it;
-  2. starts the app as `make demo` does (config.stack.web_argv: gunicorn, 2 workers x 8
+  2. starts the app as `make demo` does (config.stack.web_argv: gunicorn, 2 workers x 4
      threads) on a free port, with the broker on BENCH_REDIS_URL (default Redis DB 3);
   3. from this process (asyncio, raw HTTP/1.1 keep-alive sockets on loopback) sends signed
      orders/create deliveries, each with its own webhook id, at each concurrency level in
@@ -234,9 +234,10 @@ def main() -> int:
     log_path.parent.mkdir(exist_ok=True)
     log = open(log_path, "wb")  # noqa: SIM115 - the child's for its life
     argv = web_argv(port)
-    if args.no_access_log:
+    if args.no_access_log and "--access-logfile" in argv:
         i = argv.index("--access-logfile")
         del argv[i:i + 2]
+    access_log = "--access-logfile" in argv
     web = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                            start_new_session=True)
     results = []
@@ -323,7 +324,7 @@ def main() -> int:
     at_200 = next((r for r in results if r["concurrency"] >= 200), results[-1])
     summary = {
         "bench": "webhooks_load", "summary": True, "cpus": os.cpu_count(),
-        "access_log": not args.no_access_log, "broker_down": args.broker_down, "deliveries_sent": sent_total,
+        "access_log": access_log, "broker_down": args.broker_down, "deliveries_sent": sent_total,
         "accepted": len(accepted_all), "recorded": len(recorded), "lost": lost, "duplicates": duplicates,
         "pii_rows": payload_pii[0] if payload_pii else None,
         "accepted_per_s": at_200["accepted_per_s"], "p50_ms": at_200["p50_ms"], "p99_ms": at_200["p99_ms"],

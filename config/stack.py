@@ -61,7 +61,7 @@ def ensure_port_free(port: int, *, what: str) -> None:
 
 def web_argv(port: int) -> list[str]:
     workers = os.environ.get("TENURE_WEB_WORKERS") or "2"
-    threads = os.environ.get("TENURE_WEB_THREADS") or "8"
+    threads = os.environ.get("TENURE_WEB_THREADS") or "4"
     argv = [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
             "--workers", workers, "--threads", threads, "--worker-class", "gthread",
             "--graceful-timeout", "5", "--timeout", "60"]
