@@ -69,6 +69,7 @@ CUSTOMER_SORTS = {
 }
 GROUPS = ("top", "middle", "bottom")
 GROUP_LABELS = {"top": "Top", "middle": "Middle", "bottom": "Bottom"}
+PRED_NOT_IN_RFM = "not_in_rfm"  # analytics.predictive.service.NOT_IN_RFM: customers without an order in the period
 STAGE_LABELS = {"purchase": "Purchase (first-time)", "retention": "Retention (repeat)",
                 "advocacy": "Advocacy (loyal)", "at_risk": "At risk", "lapsed": "Lapsed"}
 OVERVIEW_CARDS = (
@@ -637,8 +638,27 @@ def _clv(request: HttpRequest, form: PeriodForm, doc: dict[str, Any]) -> HttpRes
             labels=[w["week_end"] for w in weekly], label_name="Week ending",
             series=[charts.Series("Actual", [w["actual_cumulative"] for w in weekly]),
                     charts.Series("Predicted", [w["predicted_cumulative"] for w in weekly])]))
+    pred_groups: list[dict[str, Any]] = []
+    buckets: list[dict[str, Any]] = []
+    bucket_chart = None
+    if predictive and predictive.get("available"):
+        groups = predictive.get("groups") or {}
+        pred_groups = [{"name": g, "label": label, "totals": groups[g]}
+                       for g, label in [*((g, f"RFM {GROUP_LABELS[g].lower()} group") for g in GROUPS),
+                                        (PRED_NOT_IN_RFM, "No order in the period (not scored)")]
+                       if g in groups]
+        backtest = predictive.get("backtest") or {}
+        if backtest.get("available"):
+            buckets = backtest.get("by_frequency") or []
+            bucket_chart = chart_cached(doc, "backtest_buckets", lambda: charts.line_chart(
+                title="Backtest: repeat purchases per customer in the holdout, by purchases in calibration",
+                labels=[b["frequency"] for b in buckets], label_name="Repeat purchases in calibration",
+                series=[charts.Series("Actual", [b["actual_mean"] for b in buckets]),
+                        charts.Series("Predicted", [b["predicted_mean"] for b in buckets])],
+                fmt=lambda v: "–" if v is None else f"{float(v):.2f}"))
     ctx = _context(request, "clv", doc, form, chain_rows=chain_rows, cohorts=cohorts, cohort_chart=cohort_chart,
-                   predictive=predictive, backtest_chart=backtest_chart, explain_clv=_explain(doc, "clv.clv"),
+                   predictive=predictive, backtest_chart=backtest_chart, pred_groups=pred_groups,
+                   buckets=buckets, bucket_chart=bucket_chart, explain_clv=_explain(doc, "clv.clv"),
                    explain_lifespan=_explain(doc, "clv.lifespan_years"), empty=_empty_state(doc, shop))
     return render(request, "analytics/clv.html", ctx)
 

@@ -54,6 +54,13 @@ def fmt_pct(value: Any) -> str:
     return MISSING if d is None else f"{d:.1f}%"
 
 
+@register.filter(name="rate_pct")
+def fmt_rate_pct(value: Any) -> str:
+    """A rate given as a fraction (0.085) as a percentage (8.5%)."""
+    d = _decimal(value)
+    return MISSING if d is None else f"{(d * 100).normalize():f}%"
+
+
 @register.filter(name="number")
 def fmt_number(value: Any, places: int = 2) -> str:
     d = _decimal(value)

@@ -438,19 +438,34 @@ def test_clv_page_shows_the_predictive_figures_when_the_models_fit(predictive_pa
     assert predictive["available"], predictive
     section = html.split('data-testid="predictive"')[1].split("</section>")[0]
     shown = figures(section)
-    assert set(shown) == {"predictive.totals.predicted_clv_per_customer", "predictive.totals.predicted_clv",
-                          "predictive.totals.expected_purchases", "predictive.totals.expected_alive"}
+    totals = {"predictive.totals.predicted_clv_per_customer", "predictive.totals.predicted_clv",
+              "predictive.totals.expected_purchases", "predictive.totals.expected_alive"}
+    columns = ("customers", "expected_alive", "expected_purchases", "predicted_clv", "predicted_clv_per_customer")
+    groups = {f"predictive.groups.{g}.{c}" for g in predictive["groups"] for c in columns}
+    buckets = {f"predictive.backtest.by_frequency.frequency={b['frequency']}.{c}"
+               for b in predictive["backtest"]["by_frequency"] for c in ("customers", "actual_mean", "predicted_mean")}
+    assert {"top", "middle", "bottom"} <= set(predictive["groups"])
+    assert len(buckets) == 8 * 3
+    assert set(shown) == totals | groups | buckets
     assert figures_mismatched(shown, doc) == {}
+    # The groups' customers add up to the shop's.
+    assert sum(int(shown[f"predictive.groups.{g}.customers"]) for g in predictive["groups"]) == \
+        predictive["totals"]["customers"]
     per_customer = Decimal(predictive["totals"]["predicted_clv_per_customer"])
     assert f"NZD {per_customer:,.2f}" in section
-    assert f"over the next {predictive['parameters']['horizon_days']} days" in section
+    assert f"over the next {predictive['parameters']['horizon_days']} days, discounted at 10% a year" in section
     for name, value in predictive["bgnbd"].items():
         assert f"<dt>BG/NBD {name}</dt><dd>{Decimal(str(value)):,.4f}</dd>" in section
     backtest = predictive["backtest"]
-    if backtest and backtest.get("available"):
-        actual = backtest["holdout_repeat_purchases"]["actual"]
-        assert f"{actual:,} repeat purchases happened" in section
-        assert "Backtest: cumulative repeat purchases" in section
+    assert backtest["available"], backtest
+    actual = backtest["holdout_repeat_purchases"]["actual"]
+    assert f"{actual:,} repeat purchases happened" in section
+    assert "Backtest: cumulative repeat purchases" in section
+    assert "Backtest: repeat purchases per customer in the holdout, by purchases in calibration" in section
+    diagnostics = predictive["diagnostics"]["bgnbd"]
+    assert (f"{diagnostics['customers']:,} customers ({diagnostics['repeat_customers']:,} with repeat purchases"
+            in section)
+    assert f"log-likelihood {Decimal(str(diagnostics['log_likelihood'])):,.2f}" in section
 
 
 def test_rfm_list_shows_each_customers_predicted_clv(predictive_pages: Pages) -> None:

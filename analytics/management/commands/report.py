@@ -21,7 +21,8 @@ class Command(BaseCommand):
         parser.add_argument("--period-days", dest="period_days", type=int)
         parser.add_argument("--rfm-scale", dest="rfm_scale", type=int, choices=[3, 5])
         parser.add_argument("--rfm-method", dest="rfm_method", choices=["quantile", "range"])
-        parser.add_argument("--customers", action="store_true", help="include the per-customer RFM table")
+        parser.add_argument("--customers", action="store_true",
+                            help="include the per-customer rows: RFM scores and, under predictive, predictions")
         parser.add_argument("--indent", type=int, default=None)
 
     def handle(self, *args: Any, **options: Any) -> None:
