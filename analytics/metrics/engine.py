@@ -398,7 +398,16 @@ class _Scores:
     f_sql: str
     m_sql: str
     args: dict[str, Any]
-    joins: str = ""
+    quantile: bool = False
+
+    def joins(self, *, scored_only: bool) -> str:
+        """The score lookups (quantile method) over ``cu``: inner joins over the scored customers
+        only, or left joins that leave the unscored customers' scores NULL."""
+        if not self.quantile:
+            return ""
+        kind, cond = ("JOIN", "") if scored_only else ("LEFT JOIN", " AND cu.freq > 0")
+        return (f"{kind} unnest(%(r_v)s::int[], %(r_s)s::int[]) AS rm(value, score) ON rm.value = cu.recency{cond} "
+                f"{kind} unnest(%(f_v)s::int[], %(f_s)s::int[]) AS fm(value, score) ON fm.value = cu.freq{cond}")
 
 
 def _worse_map(hist: dict[int, int], *, larger_is_worse: bool) -> dict[int, int]:
@@ -458,8 +467,7 @@ def _scores(cursor: CursorWrapper, plan: _Plan, parts: list[_Part]) -> _Scores:
         r_sql="rm.score", f_sql="fm.score", m_sql=" + ".join(m_terms),
         args={"r_v": r_keys, "r_s": [1 + (k * r_worse[v]) // n for v in r_keys],
               "f_v": f_keys, "f_s": [1 + (k * f_worse[v]) // n for v in f_keys]},
-        joins=("JOIN unnest(%(r_v)s::int[], %(r_s)s::int[]) AS rm(value, score) ON rm.value = cu.recency "
-               "JOIN unnest(%(f_v)s::int[], %(f_s)s::int[]) AS fm(value, score) ON fm.value = cu.freq"),
+        quantile=True,
     )
 
 
@@ -469,7 +477,7 @@ def _scored_sql(plan: _Plan, scores: _Scores, k: int) -> str:
             SELECT cu.c, cu.recency, ({scores.r_sql})::int AS r, ({scores.f_sql})::int AS f,
                    ({scores.m_sql})::int AS m
             FROM (SELECT *, %(end_date)s - last_d AS recency FROM {plan.t('cu', k)} WHERE freq > 0) cu
-            {scores.joins}) s"""
+            {scores.joins(scored_only=True)}) s"""
 
 
 def _phase_totals(cursor: CursorWrapper, *, plan: _Plan, scores: _Scores, k: int) -> dict[int, int]:
@@ -496,17 +504,27 @@ def _phase_customers(cursor: CursorWrapper, *, plan: _Plan, scores: _Scores, grp
     cu, cs, rec, ev = plan.t("cu", k), plan.t("cs", k), plan.t("rec", k), plan.t("ev", k)
     cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
     segment = segment_case_sql("sc.r", "sc.f") if int(plan.params.rfm_scale) == 5 else "NULL"
+    # Scored in the same pass over cu as _scored_sql scores (customers without an order in the
+    # period keep NULL scores), rather than joining cu to its own scored rows.
     cursor.execute(f"""
         CREATE UNLOGGED TABLE {cs} AS
-        SELECT cu.c, cu.freq, cu.monetary, cu.orders_life, cu.spend_life, g.grp, sc.recency, sc.r, sc.f, sc.m,
+        SELECT sc.c, sc.freq, sc.monetary, sc.orders_life, sc.spend_life, g.grp, sc.recency, sc.r, sc.f, sc.m,
                sc.total, {segment} AS segment, rec.rfm_group AS shopify_group, rec.s_orders, rec.s_spend, rec.cause,
-               CASE WHEN cu.last_d < %(a_end_date)s THEN 'lapsed'
-                    WHEN cu.last_d < %(half_date)s THEN 'at_risk'
+               CASE WHEN sc.last_d < %(a_end_date)s THEN 'lapsed'
+                    WHEN sc.last_d < %(half_date)s THEN 'at_risk'
                     WHEN g.grp = 3 THEN 'advocacy'
-                    WHEN cu.orders_life >= 2 THEN 'retention'
+                    WHEN sc.orders_life >= 2 THEN 'retention'
                     ELSE 'purchase' END AS stage
-        FROM {cu} cu
-        LEFT JOIN ({_scored_sql(plan, scores, k)}) sc USING (c)
+        FROM (
+            SELECT x.*, x.r + x.f + x.m AS total FROM (
+                SELECT cu.c, cu.freq, cu.monetary, cu.orders_life, cu.spend_life, cu.last_d,
+                       CASE WHEN cu.freq > 0 THEN cu.recency END AS recency,
+                       CASE WHEN cu.freq > 0 THEN ({scores.r_sql})::int END AS r,
+                       CASE WHEN cu.freq > 0 THEN ({scores.f_sql})::int END AS f,
+                       CASE WHEN cu.freq > 0 THEN ({scores.m_sql})::int END AS m
+                FROM (SELECT *, %(end_date)s - last_d AS recency FROM {cu}) cu
+                {scores.joins(scored_only=False)}) x
+        ) sc
         LEFT JOIN unnest(%(grp_t)s::int[], %(grp_g)s::int[]) AS g(total, grp) ON g.total = sc.total
         LEFT JOIN {rec} rec USING (c)""", args)
     out = _Part2()
