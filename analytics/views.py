@@ -800,7 +800,8 @@ def _marketing(request: HttpRequest, form: PeriodForm, doc: dict[str, Any],
     figures = {key.split(".")[1]: {"key": key, "value": _get(doc, key), "explain": _explain(doc, key)}
                for key in keys}
     ctx = _context(request, "marketing", doc, form, mform=mform, figures=figures, mk=doc["marketing"],
-                   saved=request.GET.get("saved") == "1", form_action=page_url(request, "analytics:marketing"))
+                   saved=request.GET.get("saved") == "1", form_action=page_url(request, "analytics:marketing"),
+                   empty=_empty_state(doc, _shop(request)))
     # Invalid input is re-rendered with field errors as a 200: a 4xx would log the URL, session token included.
     return render(request, "analytics/marketing.html", ctx)
 

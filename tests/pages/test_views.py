@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from decimal import Decimal
+from html import unescape
 from urllib.parse import parse_qs, urlparse
 from zoneinfo import ZoneInfo
 
@@ -264,6 +265,18 @@ def test_empty_shop_says_what_to_do(db: None, client: Client) -> None:
     assert "first import" in html
 
 
+@pytest.mark.parametrize("name", ["overview", "rfm", "clv", "retention", "lifecycle", "marketing"])
+def test_every_report_page_shows_the_empty_state_for_a_shop_without_orders(db: None, client: Client,
+                                                                          name: str) -> None:
+    shop = shop_install("empty.myshopify.com")
+    html = Pages(client, shop).get(f"/app/{name}").content.decode()
+    assert 'data-testid="empty-state"' in html, name
+    empty = html.split('data-testid="empty-state"')[1].split("</section>")[0]
+    # No sync has run: the title says so, the body says where to look.
+    assert '<h2 id="empty-title">Waiting for the first import</h2>' in empty, name
+    assert "Open the Data page to see its state." in empty, name
+
+
 def test_page_params_match_the_analytics_selector(shop: Shop) -> None:
     from analytics import selectors
     from analytics.views import report_params
@@ -513,3 +526,91 @@ def test_csv_and_status_endpoints_stay_within_their_query_budgets(pages: Pages, 
     with django_assert_max_num_queries(7):
         response = client.get(f"/app/data/status.json?shop={DOMAIN}", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 200
+
+
+def chart_table(html: str, caption: str) -> tuple[list[str], list[list[str]]]:
+    """A chart's table fallback by its caption: the header's texts and each body row's texts."""
+    tables = {unescape(c): body for c, body in re.findall(
+        r'<table class="data-table"><caption>(.*?)</caption>(.*?)</table>', html, re.S)}
+    assert caption in tables, sorted(tables)
+    body = tables[caption]
+
+    def cells(row: str) -> list[str]:
+        return [unescape(c) for c in re.findall(r"<t[hd](?: [^>]*)?>(.*?)</t[hd]>", row, re.S)]
+
+    head = body.split("</thead>")[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", body.split("<tbody>")[1], re.S)
+    return cells(head), [cells(row) for row in rows]
+
+
+def test_chart_tables_hold_the_documents_values(pages: Pages) -> None:
+    from analytics.charts import plain
+    from analytics.templatetags.report import money_compact
+    from tests.analytics.factories import orders_add
+
+    # Customer 5000 orders monthly on the 1st; a second order in May 2026 makes that month's orders
+    # differ from its customers, so the two series cannot stand in for each other.
+    orders_add(pages.shop, [{"customer": 5000, "at": "2026-05-20 12:00", "value": 10}])
+    doc = services.report_document(shop=pages.shop, as_of=AS_OF, period_days=365)
+    one_place = lambda v: "–" if v is None else f"{float(v):.1f}"  # noqa: E731 - as the Retention view formats
+    # Overview, monthly trend: doc["trend"], one row per month (a partial month marked *).
+    overview = pages.get("/app/overview", as_of=AS_OF.isoformat()).content.decode()
+    trend = doc["trend"]
+    assert len(trend) == 24
+    assert any(row["orders"] != row["customers"] for row in trend)
+    months = [row["month"] + ("*" if row["partial"] else "") for row in trend]
+    head, rows = chart_table(overview, "Revenue by month")
+    assert head == ["Month", "Revenue (NZD)"]
+    assert rows == [[m, money_compact(float(row["revenue"]), "")] for m, row in zip(months, trend, strict=True)]
+    head, rows = chart_table(overview, "Orders and customers by month")
+    assert head == ["Month", "Orders", "Customers"]
+    assert rows == [[m, plain(row["orders"]), plain(row["customers"])] for m, row in zip(months, trend, strict=True)]
+
+    retention = pages.get("/app/retention", as_of=AS_OF.isoformat()).content.decode()
+    # CRR and churn over time: doc["retention"]["series"], one row per period end.
+    series = doc["retention"]["series"]
+    assert len(series) == 24
+    assert len({p["crr"] for p in series}) > 1  # the fixture's customers all stay: churn is 0 throughout
+    head, rows = chart_table(retention, "Customer retention rate and churn rate of the period ending each month")
+    assert head == ["Period ending", "CRR %", "Churn %"]
+    assert rows == [[p["end"], one_place(p["crr"]), one_place(p["churn_rate"])] for p in series]
+    # Time between orders: doc["retention"]["gap_histogram"], one row per bin.
+    hist = doc["retention"]["gap_histogram"]
+    assert sum(b["gaps"] for b in hist) > 0
+    head, rows = chart_table(retention, "Time between orders")
+    assert head == ["Days apart", "Gaps between consecutive orders"]
+    assert rows == [[f"{b['min_days']}+ days" if b["max_days"] is None else f"{b['min_days']}–{b['max_days']} days",
+                     plain(b["gaps"])] for b in hist]
+    # Cohort retention: doc["cohorts"][i]["retention"], a row per cohort, a column per month since it.
+    cohorts = doc["cohorts"]
+    width = max(len(c["retention"]) for c in cohorts)
+    assert any(v for c in cohorts for v in c["retention"][1:])
+    head, rows = chart_table(
+        retention, "Cohort retention: share of each first-order month's customers ordering in month M (%)")
+    assert head == ["Cohort \\ Month", *[f"M{m}" for m in range(width)]]
+    assert len(rows) == len(cohorts)
+    for row, c in zip(rows, cohorts, strict=True):
+        assert row[0] == f"{c['cohort']} (n={c['customers']}{', small' if c['small_sample'] else ''})"
+        expected = ["" if v is None else f"{v:.0f}" for v in c["retention"]]
+        assert row[1:] == expected + [""] * (width - len(expected)), c["cohort"]
+    # Cumulative revenue per cohort customer, the same way.
+    head, rows = chart_table(retention, "Cumulative revenue per cohort customer (NZD)")
+    for row, c in zip(rows, cohorts, strict=True):
+        expected = ["" if v is None else money_compact(v, "") for v in c["revenue_per_customer"]]
+        assert row[1:] == expected + [""] * (width - len(expected)), c["cohort"]
+
+
+def test_retention_over_time_says_what_its_points_are(pages: Pages) -> None:
+    # The chart plots doc["retention"]["series"]: periods of the report's length ending at the last
+    # 24 month starts, computed from the order history (not one point per stored snapshot).
+    doc = services.report_document(shop=pages.shop, as_of=AS_OF, period_days=90)
+    html = pages.get("/app/retention", as_of=AS_OF.isoformat(), period="90").content.decode()
+    section = html.split('id="time-title"')[1].split("</section>")[0]
+    assert "snapshot" not in section
+    assert "nightly" not in section
+    note = section.split('data-testid="series-note">')[1].split("</p>")[0]
+    assert len(doc["retention"]["series"]) == 24
+    assert "the CRR and churn of the 90 days (the report's length) before a month start" in note
+    assert "one for each of the last 24 month starts up to the as-of date" in note
+    assert "computed from your order history" in note
+    assert doc["retention"]["series"][-1]["end"] == AS_OF.isoformat()  # so the last point is this period
