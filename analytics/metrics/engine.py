@@ -49,6 +49,8 @@ STAGES = ("purchase", "retention", "advocacy", "at_risk", "lapsed")
 CAUSES = ("outside_window", "test_orders", "cancellations", "excluded_tags", "refund_basis", "unexplained")
 SERIES_MONTHS = 24
 SCHEMA_PREFIX = "an_refresh_"
+# Earliest order year the lifecycle-by-year figures place (older orders would fall in bucket 0).
+FIRST_YEAR = 1900
 # A work schema older than this is a crashed refresh's leftover.
 STALE_SCHEMA_S = 3600
 
@@ -191,7 +193,9 @@ def _plan(*, shop_id: int, params: ReportParams, bounds: Bounds, schema: str, sh
     ends = [month_add(last, i - SERIES_MONTHS + 1) for i in range(SERIES_MONTHS)]
     series = [(t - timedelta(days=params.period_days), t) for t in ends]
     points = sorted({d for pair in series for d in pair})
-    args.update({"points": points, "window": params.activity_window_days})
+    # January firsts from long before any order to after the as-of date: bucket b is year FIRST_YEAR + b - 1.
+    years = [date(y, 1, 1) for y in range(FIRST_YEAR, bounds.end_date.year + 2)]
+    args.update({"points": points, "window": params.activity_window_days, "years": years})
     return _Plan(params=params, bounds=bounds, schema=schema, shards=shards, args=args, counted=counted,
                  value_col=value_col, refund_col=refund_col, excluded=excluded, series=series, points=points)
 
@@ -539,13 +543,19 @@ def _phase_customers(cursor: CursorWrapper, *, plan: _Plan, scores: _Scores, grp
         SELECT stage, count(*), count(*) FILTER (WHERE freq > 0), sum(freq), sum(monetary) FROM {cs} GROUP BY 1""")
     out.stages = {s: (int(m), int(c), int(o), _units(v)) for s, m, c, o, v in cursor.fetchall()}
     # A row opens its year for the customer when the customer's previous order was before it.
+    # Years as buckets of a sorted array of January firsts (a few comparisons a row, no date
+    # arithmetic); the small customer table is hashed rather than both sides sorted.
+    cursor.execute("SET LOCAL enable_mergejoin = off")
     cursor.execute(f"""
-        SELECT cs.stage, y, count(*) FILTER (WHERE e.n = 1 AND (e.gap IS NULL OR e.d - e.gap < ys)),
+        SELECT cs.stage, e.yb,
+               count(*) FILTER (WHERE e.n = 1 AND (e.gap IS NULL
+                                                   OR width_bucket(e.d - e.gap, %(years)s::date[]) < e.yb)),
                count(*) FILTER (WHERE e.n = 1), sum(e.v)
-        FROM (SELECT c, d, gap, n, v, date_part('year', d)::int AS y,
-                     d - (date_part('doy', d)::int - 1) AS ys FROM {ev}) e
-        JOIN {cs} cs USING (c) GROUP BY 1, 2""")
-    out.stage_years = {(s, int(y)): (int(n), int(o), _units(v)) for s, y, n, o, v in cursor.fetchall()}
+        FROM (SELECT c, d, gap, n, v, width_bucket(d, %(years)s::date[]) AS yb FROM {ev}) e
+        JOIN {cs} cs USING (c) GROUP BY 1, 2""", args)
+    first_year = plan.args["years"][0].year
+    out.stage_years = {(s, first_year + int(b) - 1): (int(n), int(o), _units(v))
+                       for s, b, n, o, v in cursor.fetchall()}
     cursor.execute(f"""
         SELECT grp, coalesce(nullif(shopify_group, ''), 'NONE'), count(*) FROM {cs}
         WHERE grp IS NOT NULL GROUP BY 1, 2""")
