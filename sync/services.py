@@ -277,48 +277,114 @@ def _run_save(run: SyncRun, *fields: str) -> None:
     run.save(update_fields=list(fields))
 
 
+def _prefetched(items: Iterator[tuple[bytes, int]], depth: int = 1) -> Iterator[tuple[bytes, int]]:
+    """`items`, read ahead on a thread of its own: the next chunk downloads while this one parses."""
+    ahead: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(entry: tuple[bool, Any]) -> bool:
+        """Queue an entry unless the consumer has gone; False once it has."""
+        while not stop.is_set():
+            try:
+                ahead.put(entry, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fill() -> None:
+        try:
+            for item in items:
+                if not offer((True, item)):
+                    return
+            offer((True, None))
+        except BaseException as exc:  # noqa: BLE001 - raised in the consuming thread
+            offer((False, exc))
+
+    thread = threading.Thread(target=fill, name="bulk-download", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, value = ahead.get()
+            if not ok:
+                raise value
+            if value is None:
+                return
+            yield value
+    finally:
+        stop.set()
+        close = getattr(items, "close", None)
+        thread.join(timeout=5)
+        if close is not None and not thread.is_alive():
+            close()
+
+
+class _Aborted(Exception):
+    """Another writer failed: this one rolls back its chunk instead of committing past the gap."""
+
+
 def bulk_ingest(*, run: SyncRun, client: ShopifyClient, phase: str, url: str | None,
-                on_chunk: Callable[[SyncRun], None] | None = None) -> Written:
+                on_chunk: Callable[[SyncRun], None] | None = None, writers: int | None = None) -> Written:
     """Stream one result file into the database, committing a chunk (and the resume point) at a time.
 
-    Two stages overlap: this thread downloads and parses chunk n+1 (a few MB of whole lines,
-    decoded in one call) while a writer thread (its own connection) COPYs chunk n, so Python and
-    PostgreSQL use both cores. The queue holds at most two parsed chunks: memory stays flat
-    whatever the file's size. Where the time went is kept on the phase (the bench reports it):
-    download (waiting for bytes), parse, db (the writer's transactions) and wait (the reader
-    blocked on a full queue: the database is the slower stage).
+    The stages overlap: this thread downloads and parses chunk n+1 (a few MB of whole lines,
+    decoded in one call) while writer threads (each on its own connection) COPY the chunks
+    before it. With two writers, two chunks are written at once, but each commits only after the
+    chunk before it has: the resume point (lines committed) and the chunk's staged refund lines
+    commit with its rows, in file order, so a killed worker resumes exactly after the last
+    committed chunk. A download thread reads the next chunk's bytes meanwhile. At most one raw
+    chunk waits, one is parsed, one parsed chunk waits and one is written per writer: memory
+    stays flat whatever the file's size. Where the time went is kept on the phase (the bench
+    reports it): download (waiting for bytes), parse, db (the writers' transactions, summed) and
+    wait (the reader blocked on a full queue: the database is the slower stage).
+
+    `writers` defaults to the SYNC_BULK_WRITERS setting; pass 1 where two chunks may hold the same
+    row (an incremental orders file carries each order's customer): two transactions inserting
+    one key would each wait on the other.
     """
     ph = run.state.setdefault("phases", {}).setdefault(phase, {})
     kind = ph.get("kind", phase)
     total = Written()
+    n_writers = max(1, int(writers if writers is not None else settings.SYNC_BULK_WRITERS))
     if url:
         skip = int(ph.get("lines", 0))
-        pending: queue.Queue[tuple[nz.BulkChunk, int, float] | None] = queue.Queue(maxsize=2)
+        pending: queue.Queue[tuple[int, nz.BulkChunk, int, float] | None] = queue.Queue(maxsize=1)
         failure: list[Exception] = []
         clock = {"download_s": 0.0, "parse_s": 0.0, "wait_s": 0.0}
+        turn = threading.Condition()
+        committed = [0]  # the number of chunks committed: chunk i commits when this equals i
 
-        def write(parsed: nz.BulkChunk, n_lines: int, parse_s: float) -> None:
+        def write(i: int, parsed: nz.BulkChunk, n_lines: int, parse_s: float) -> None:
             started = time.perf_counter()
             with transaction.atomic():
                 written = bulk_write(shop_id=run.shop_id, currency=run.shop.currency, chunk=parsed)
                 _refund_lines_stage(parsed.refund_lines)
-                ph["lines"] = int(ph.get("lines", 0)) + n_lines
-                for name in ("download_s", "wait_s"):
-                    ph[name] = round(float(ph.get(name, 0)) + clock[name], 3)
-                    clock[name] = 0.0
-                ph["parse_s"] = round(float(ph.get("parse_s", 0)) + parse_s, 3)
-                ph["db_s"] = round(float(ph.get("db_s", 0)) + time.perf_counter() - started, 3)
-                ph["chunks"] = int(ph.get("chunks", 0)) + 1
-                ph["direct"] = int(ph.get("direct", 0)) + written.direct
-                run.objects_seen += n_lines
-                run.objects_written += written.total
-                run.state["updated_at"] = time.time()
-                _run_save(run, "objects_seen", "objects_written", "state")
-            total.orders += written.orders
-            total.refunds += written.refunds
-            total.customers += written.customers
-            if on_chunk is not None:
-                on_chunk(run)
+                with turn:
+                    while committed[0] != i and not failure:
+                        turn.wait()
+                    if failure:
+                        raise _Aborted
+                    ph["lines"] = int(ph.get("lines", 0)) + n_lines
+                    for name in ("download_s", "wait_s"):
+                        ph[name] = round(float(ph.get(name, 0)) + clock[name], 3)
+                        clock[name] = 0.0
+                    ph["parse_s"] = round(float(ph.get("parse_s", 0)) + parse_s, 3)
+                    ph["db_s"] = round(float(ph.get("db_s", 0)) + time.perf_counter() - started, 3)
+                    ph["chunks"] = int(ph.get("chunks", 0)) + 1
+                    ph["direct"] = int(ph.get("direct", 0)) + written.direct
+                    run.objects_seen += n_lines
+                    run.objects_written += written.total
+                    run.state["updated_at"] = time.time()
+                    _run_save(run, "objects_seen", "objects_written", "state")
+            # Committed: the next chunk may commit now.
+            with turn:
+                committed[0] = i + 1
+                total.orders += written.orders
+                total.refunds += written.refunds
+                total.customers += written.customers
+                turn.notify_all()
+                if on_chunk is not None:
+                    on_chunk(run)
 
         def writer() -> None:
             try:
@@ -326,16 +392,21 @@ def bulk_ingest(*, run: SyncRun, client: ShopifyClient, phase: str, url: str | N
                     if not failure:
                         write(*item)
             except Exception as exc:  # noqa: BLE001 - handed to the reading thread, which re-raises it
-                failure.append(exc)
+                with turn:
+                    failure.append(exc)
+                    turn.notify_all()
                 while pending.get() is not None:
                     pass
             finally:
                 connection.close()
 
-        thread = threading.Thread(target=writer, name=f"bulk-writer-{run.pk}", daemon=True)
-        thread.start()
+        threads = [threading.Thread(target=writer, name=f"bulk-writer-{run.pk}-{w}", daemon=True)
+                   for w in range(n_writers)]
+        for thread in threads:
+            thread.start()
         try:
-            chunks = client.bulk_chunks(url, skip=skip, chunk_bytes=CHUNK_BYTES)
+            chunks = _prefetched(client.bulk_chunks(url, skip=skip, chunk_bytes=CHUNK_BYTES))
+            i = 0
             while not failure:
                 started = time.perf_counter()
                 item = next(chunks, None)
@@ -347,13 +418,17 @@ def bulk_ingest(*, run: SyncRun, client: ShopifyClient, phase: str, url: str | N
                 parsed = _chunk_parse(kind, data, run)
                 del data
                 queued = time.perf_counter()
-                pending.put((parsed, n_lines, queued - parsing))
+                pending.put((i, parsed, n_lines, queued - parsing))
                 clock["wait_s"] += time.perf_counter() - queued
+                i += 1
         finally:
-            pending.put(None)
-            thread.join()
+            for _ in threads:
+                pending.put(None)
+            for thread in threads:
+                thread.join()
+        real = [exc for exc in failure if not isinstance(exc, _Aborted)]
         if failure:
-            raise failure[0]
+            raise (real or failure)[0]
     with transaction.atomic():
         if kind == "orders":
             _refund_lines_apply(run=run)
@@ -405,7 +480,7 @@ def bulk_phase_run(*, run: SyncRun, client: ShopifyClient, phase: str, kind: str
             if "ready_at" not in ph:
                 ph["ready_at"] = time.time()
             return bulk_ingest(run=run, client=client, phase=phase, url=op.get("url"),
-                               on_chunk=on_progress)
+                               on_chunk=on_progress, writers=None if search is None else 1)
         # FAILED, EXPIRED or CANCELED: what was written stays (guarded upserts); start a fresh operation.
         logger.warning("bulk operation %s ended %s (%s); starting a new one", ph["op"], status, op.get("errorCode"))
         ph["op"] = None

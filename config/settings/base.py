@@ -164,6 +164,8 @@ CELERY_BEAT_SCHEDULE["sync-reconcile"] = {
 # An incremental sync with more changed orders or customers than this reads them with a bulk
 # operation instead of pages.
 SYNC_BULK_SWITCH_AT = int(env("SYNC_BULK_SWITCH_AT", "100") or 100)
+# Connections that write one bulk result file's chunks at once (they commit in file order).
+SYNC_BULK_WRITERS = int(env("SYNC_BULK_WRITERS", "2") or 2)
 # Shops paused by Shopify (402 frozen, 423 locked) are probed with backoff until it answers again.
 CELERY_BEAT_SCHEDULE["sync-paused-probe"] = {
     "task": "sync.tasks.paused_shops_probe",
