@@ -7,7 +7,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from analytics.metrics.engine import GAP_BINS, GROUP_NAMES, STAGES, Aggregate, Raw
+from analytics.metrics.engine import CAUSES, GAP_BINS, GROUP_NAMES, STAGES, Aggregate, Raw
 from analytics.metrics.numbers import RATIO_PLACES, YEARS_PLACES, frac, money, num, pct, ratio
 from analytics.metrics.params import COHORT_MONTHS, Bounds, ReportParams, month_add
 from analytics.metrics.segments import SEGMENT_RULES
@@ -59,6 +59,11 @@ FORMULAS = {
                  "first matching rule wins",
     "cohorts": "customers by month of first counted order; retention[m] = share with a counted order in month "
                "cohort + m; revenue_per_customer[m] = cohort revenue through month cohort + m / cohort size",
+    "shopify.rfm_crosstab": "customers per (our RFM group, Shopify's rfmGroup as last synced; NONE when Shopify "
+                            "gives none), over the customers we score",
+    "shopify.reconciliation": "per customer: our lifetime counted-basis orders and spend (every synced order, "
+                              "valued as Shopify does: current total) against Shopify's numberOfOrders and "
+                              "amountSpent; a difference gets the first cause that explains it",
     "marketing.cac": "acquisition_spend / new_customers",
     "marketing.ltv_to_cac": "clv / cac (3 or more is healthy)",
     "marketing.return_per_customer": "clv - cac",
@@ -190,6 +195,11 @@ def warnings_for(raw: Raw, params: ReportParams, bounds: Bounds, source: str,
     for name, agg in raw.groups.items():
         if 0 < agg.customers < SMALL_SAMPLE:
             w.append(f"RFM group {name} has {agg.customers} customers (fewer than {SMALL_SAMPLE}).")
+    if int(params.rfm_scale) == 5:
+        few = [f"{rule.name} ({raw.segments[rule.name]})" for rule in SEGMENT_RULES
+               if 0 < raw.segments.get(rule.name, 0) < SMALL_SAMPLE]
+        if few:
+            w.append(f"RFM segments with fewer than {SMALL_SAMPLE} customers: {', '.join(few)}.")
     for stage in STAGES:
         n = raw.stage_members[stage]
         buyers = raw.stages[stage].customers
@@ -198,6 +208,15 @@ def warnings_for(raw: Raw, params: ReportParams, bounds: Bounds, source: str,
         elif 0 < buyers < SMALL_SAMPLE:
             w.append(f"The CLV of lifecycle stage {stage} rests on the {buyers} of its customers who ordered in "
                      f"the period (fewer than {SMALL_SAMPLE}).")
+    years = [f"{stage} {year} ({n})" for (stage, year), (n, _, _) in sorted(raw.stage_years.items(),
+                                                                          key=lambda kv: (kv[0][1], kv[0][0]))
+             if stage in STAGES and 0 < n < SMALL_SAMPLE]
+    if years:
+        w.append(f"Lifecycle by-year figures resting on fewer than {SMALL_SAMPLE} ordering customers: "
+                 f"{', '.join(years)}.")
+    if 0 < raw.repeat_ever < SMALL_SAMPLE:
+        w.append(f"The median time between orders rests on {raw.repeat_ever} customers with two or more orders "
+                 f"(fewer than {SMALL_SAMPLE}).")
     small = [row["cohort"] for row in cohorts if 0 < row["customers"] < SMALL_COHORT]
     if small:
         w.append(f"Cohorts with fewer than {SMALL_COHORT} customers: {', '.join(small)}.")
@@ -350,6 +369,9 @@ def explain_build(doc: dict[str, Any], raw: Raw) -> dict[str, dict[str, Any]]:
         "lifecycle.by_year": {"years": sorted({y["year"] for st in doc["lifecycle"].values() for y in st["by_year"]})},
         "lifecycle": {"activity_window_days": doc["settings"]["activity_window_days"]},
         "cohorts": {"cohorts": COHORT_MONTHS},
+        "shopify.rfm_crosstab": {"customers": sum(sum(row.values()) for row in raw.crosstab.values())},
+        "shopify.reconciliation": {"customers_compared": raw.reconciliation.get("customers_compared"),
+                                   "causes_in_order": list(CAUSES)},
         "marketing.cac": {"acquisition_spend": mk["acquisition_spend"], "new_customers": ret["new_customers"]},
         "marketing.ltv_to_cac": {"clv": clv["clv"], "cac": mk["cac"]},
         "marketing.return_per_customer": {"clv": clv["clv"], "cac": mk["cac"]},

@@ -10,7 +10,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 # Bump when a formula changes, so stored snapshots computed the old way are not reused.
-FORMULA_VERSION = 3
+FORMULA_VERSION = 4
 COHORT_MONTHS = 24
 
 

@@ -229,6 +229,33 @@ def test_warnings_and_explain(basic_shop):
             assert f"{section}.{key}" in doc["explain"]
 
 
+def test_every_small_figure_is_flagged(basic_shop):
+    """By year (stages at 2026-01-01, A = 365): C2 and C4 ordered in 2024 (at_risk, lapsed); C1, C2
+    and C3 in 2025 (advocacy, at_risk, purchase). Two customers ever ordered twice or more (C1, C2)."""
+    doc = report_document(shop=basic_shop, as_of=AS_OF)
+    assert ("Lifecycle by-year figures resting on fewer than 30 ordering customers: at_risk 2024 (1), "
+            "lapsed 2024 (1), advocacy 2025 (1), at_risk 2025 (1), purchase 2025 (1).") in doc["warnings"]
+    assert ("The median time between orders rests on 2 customers with two or more orders (fewer than 30)."
+            in doc["warnings"])
+    assert "RFM group top has 1 customers (fewer than 30)." in doc["warnings"]
+    assert "Retention and churn rest on 2 customers at the period's start (fewer than 30)." in doc["warnings"]
+    five = report_document(shop=basic_shop, as_of=AS_OF, rfm_scale=5)
+    named = {name: n for name, n in five["rfm"]["segments"].items() if n}
+    assert sum(named.values()) == 3
+    listed = ", ".join(f"{name} ({n})" for name, n in named.items())
+    assert f"RFM segments with fewer than 30 customers: {listed}." in five["warnings"]
+    assert not any("segments" in w for w in doc["warnings"])  # k = 3 has no named segments
+
+
+def test_shopify_comparisons_have_their_formula_and_inputs(basic_shop):
+    doc = report_document(shop=basic_shop, as_of=AS_OF)
+    assert doc["explain"]["shopify.rfm_crosstab"]["inputs"] == {"customers": 3}  # C1, C2, C3 are scored
+    assert doc["explain"]["shopify.reconciliation"]["inputs"] == {
+        "customers_compared": 4,
+        "causes_in_order": ["outside_window", "test_orders", "cancellations", "excluded_tags", "refund_basis",
+                            "unexplained"]}
+
+
 def test_lifespan_from_churn_with_two_periods_of_history():
     """P = 90 days: end - 2P = 2025-08-04. S = {A, B} (orders in [2024-10-03, 2025-10-03)), B lost."""
     shop = shop_make()
