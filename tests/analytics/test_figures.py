@@ -172,6 +172,28 @@ def test_reconciliation_causes(basic_shop):
     }
 
 
+def test_reconciliation_refund_basis_and_unexplained():
+    """C1: 100, 30 refunded: we hold 70 (current total), Shopify says 100 -> refund_basis.
+    C2: 50 with Shopify saying 55, nothing to explain it -> unexplained. C3 agrees."""
+    shop = shop_make()
+    orders_add(shop, [
+        {"customer": 1, "at": "2025-05-01", "value": "100", "current": "70"},
+        {"customer": 2, "at": "2025-05-01", "value": "50"},
+        {"customer": 3, "at": "2025-05-01", "value": "20"},
+    ])
+    customers_add(shop, [
+        {"id": 1, "rfm_group": "", "number_of_orders": 1, "amount_spent": "100"},
+        {"id": 2, "rfm_group": "", "number_of_orders": 1, "amount_spent": "55"},
+        {"id": 3, "rfm_group": "", "number_of_orders": 1, "amount_spent": "20"},
+    ])
+    rec = report_document(shop=shop, as_of=AS_OF)["shopify"]["reconciliation"]
+    assert rec == {
+        "customers_compared": 3, "orders_differ": 0, "spend_differ": 2, "customers_differing": 2,
+        "causes": {"outside_window": 0, "test_orders": 0, "cancellations": 0, "excluded_tags": 0,
+                   "refund_basis": 1, "unexplained": 1},
+    }
+
+
 def test_marketing_figures(basic_shop):
     empty = report_document(shop=basic_shop, as_of=AS_OF)["marketing"]
     assert empty["cac"] is None
