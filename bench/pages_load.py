@@ -30,6 +30,7 @@ import time
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,13 +182,12 @@ def setup_shop(*, orders: int, customers: int, as_of: date) -> dict[str, float]:
     return {"generate_s": round(generate_s, 1), "refresh_with_predictive_s": round(refresh_s, 1)}
 
 
-def _tree_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its children (gunicorn's master and workers)."""
+def _cpu_s(procs: Any) -> float:
+    """User + system CPU seconds of these processes (ones that exited meanwhile count nothing)."""
     import psutil
 
     total = 0.0
-    root = psutil.Process(pid)
-    for proc in [root, *root.children(recursive=True)]:
+    for proc in procs:
         try:
             t = proc.cpu_times()
             total += t.user + t.system
@@ -196,19 +196,20 @@ def _tree_cpu_s(pid: int) -> float:
     return total
 
 
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its children (gunicorn's master and workers)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    return _cpu_s([root, *root.children(recursive=True)])
+
+
 def _db_cpu_s(db: str) -> float:
     """CPU seconds of the PostgreSQL backends now connected to `db` (the server keeps its connections)."""
     import psutil
 
-    total = 0.0
-    for proc in psutil.process_iter(["cmdline"]):
-        if f" {db} " in " ".join(proc.info["cmdline"] or []) + " ":
-            try:
-                t = proc.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                continue
-    return total
+    return _cpu_s(p for p in psutil.process_iter(["cmdline"])
+                  if f" {db} " in " ".join(p.info["cmdline"] or []) + " ")
 
 
 def main() -> None:
