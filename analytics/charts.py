@@ -192,6 +192,42 @@ def line_chart(*, title: str, labels: Sequence[str], series: Sequence[Series], f
                    WIDTH, HEIGHT + 16 * legend_rows, table)
 
 
+SPARK_W, SPARK_H = 200, 40
+
+
+def sparkline(*, title: str, labels: Sequence[str], values: Sequence[Number], fmt: Formatter = plain,
+              label_name: str = "Month", value_name: str = "Value") -> SafeString:
+    """A figure card's trend: one small line scaled to its own range, no axes; the description says
+    where it starts and ends and its range, and the values are in the table behind it."""
+    cid = _chart_id("spark")
+    points = [(i, float(v)) for i, v in enumerate(values) if v is not None]
+    lo = min((v for _, v in points), default=0.0)
+    hi = max((v for _, v in points), default=0.0)
+    span = hi - lo or 1.0
+    n = max(1, len(values) - 1)
+
+    def xy(i: int, v: float) -> tuple[float, float]:
+        return 4 + (SPARK_W - 8) * i / n, 4 + (SPARK_H - 8) * (1 - (v - lo) / span)
+
+    segments: list[list[str]] = [[]]
+    for i, v in enumerate(values):
+        if v is None:
+            segments.append([])
+            continue
+        x, y = xy(i, float(v))
+        segments[-1].append(f"{x:.1f},{y:.1f}")
+    parts = [f'<polyline class="line s1" fill="none" points="{" ".join(seg)}"/>' for seg in segments if len(seg) > 1]
+    if points:
+        (i0, v0), (i1, v1) = points[0], points[-1]
+        parts.append(_marker("circle", *xy(i1, v1), "s1", f"{labels[i1]}: {fmt(v1)}"))
+        desc = (f"From {fmt(v0)} in {labels[i0]} to {fmt(v1)} in {labels[i1]}; "
+                f"lowest {fmt(lo)}, highest {fmt(hi)}.")
+    else:
+        desc = "No values yet."
+    table = _table(title, [label_name, value_name], [[lbl, fmt(v)] for lbl, v in zip(labels, values, strict=True)])
+    return _figure(cid, title, desc, "".join(parts), SPARK_W, SPARK_H, table, extra_class="sparkline")
+
+
 def _marker(shape: str, x: float, y: float, cls: str, label: str) -> str:
     tip = f"<title>{escape(label)}</title>"
     if shape == "square":

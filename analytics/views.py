@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -452,6 +453,11 @@ def _overview(request: HttpRequest, form: PeriodForm, doc: dict[str, Any],
                       "explain": _explain(doc, key)})
     trend = doc.get("trend") or []
     labels = [row["month"] + ("*" if row.get("partial") else "") for row in trend]
+    for card in cards:
+        found = card_trend_values(doc, card["key"])
+        if found is not None:
+            card["trend"] = chart_cached(doc, f"spark:{card['key']}",
+                                         partial(_card_trend, doc, card["key"], card["label"], found))
     revenue_chart = chart_cached(doc, "revenue_chart", lambda: charts.bar_chart(
         title="Revenue by month", labels=labels, label_name="Month", value_name=f"Revenue ({currency})",
         values=[float(row["revenue"]) if row["revenue"] is not None else None for row in trend],
@@ -465,6 +471,55 @@ def _overview(request: HttpRequest, form: PeriodForm, doc: dict[str, Any],
                    orders_chart=orders_chart, empty=_empty_state(doc, shop),
                    partial_month=any(row.get("partial") for row in trend))
     return render(request, "analytics/overview.html", ctx)
+
+
+def card_trend_values(doc: dict[str, Any], key: str) -> tuple[str, list[Any], list[Any]] | None:
+    """A card's monthly series from the document: (what its points are, labels, values), or None for
+    figures that only exist per period (CLV, the repeat purchase rate)."""
+    # Whole months only: a month cut at the as-of date would show as a fall in every sum.
+    trend = [row for row in doc.get("trend") or [] if not row.get("partial")]
+    months = [row["month"] for row in trend]
+
+    def per_customer(row: dict[str, Any], top: Any) -> float | None:
+        return float(top) / row["customers"] if row["customers"] and top is not None else None
+
+    monthly = {
+        "clv.revenue": lambda r: float(r["revenue"]) if r["revenue"] is not None else None,
+        "clv.orders": lambda r: r["orders"],
+        "clv.customers": lambda r: r["customers"],
+        "clv.aov": lambda r: float(r["aov"]) if r["aov"] is not None else None,
+        "clv.purchase_frequency": lambda r: per_customer(r, r["orders"]),
+        "clv.customer_value": lambda r: per_customer(r, r["revenue"]),
+    }
+    if key in monthly:
+        return "by whole calendar month", months, [monthly[key](row) for row in trend]
+    series = doc["retention"].get("series") or []
+    if key in ("retention.crr", "retention.churn_rate"):
+        field = "crr" if key == "retention.crr" else "churn_rate"
+        return (f"of the {doc['period']['days']} days before each month start",
+                [p["end"] for p in series], [p[field] for p in series])
+    return None
+
+
+def _card_trend(doc: dict[str, Any], key: str, label: str, found: tuple[str, list[Any], list[Any]]) -> SafeString:
+    what, points, values = found
+    kind = next(k for card_key, _, k, _ in OVERVIEW_CARDS if card_key == key)
+    currency = doc["currency"]
+
+    def fmt(v: Any) -> str:
+        if v is None:
+            return "–"
+        if kind == "money":
+            return money_compact(v, "")
+        if kind == "pct":
+            return f"{float(v):.1f}%"
+        if kind == "int":
+            return f"{int(v):,}"
+        return f"{float(v):.2f}"
+
+    name = f"{label} ({currency})" if kind == "money" else label
+    return charts.sparkline(title=f"{label}, {what}", labels=points, values=values, fmt=fmt,
+                            label_name="Month" if what.startswith("by") else "Period ending", value_name=name)
 
 
 def _snapshot_for(shop: Shop, doc: dict[str, Any]) -> AnalyticsSnapshot | None:

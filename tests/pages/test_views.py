@@ -614,3 +614,58 @@ def test_retention_over_time_says_what_its_points_are(pages: Pages) -> None:
     assert "one for each of the last 24 month starts up to the as-of date" in note
     assert "computed from your order history" in note
     assert doc["retention"]["series"][-1]["end"] == AS_OF.isoformat()  # so the last point is this period
+
+
+def test_overview_cards_carry_their_monthly_trend(pages: Pages) -> None:
+    """Each card's trend holds the document's monthly figures (per whole calendar month from `trend`,
+    CRR and churn per period from `retention.series`); CLV and the repeat purchase rate exist only
+    per period and have none."""
+    from analytics.templatetags.report import money_compact
+
+    html = pages.get("/app/overview", as_of=AS_OF.isoformat()).content.decode()
+    doc = services.report_document(shop=pages.shop, as_of=AS_OF, period_days=365)
+    trend, series = [r for r in doc["trend"] if not r.get("partial")], doc["retention"]["series"]
+    months = [r["month"] for r in trend]
+
+    def ratio(a: object, b: int) -> str:
+        return "–" if not b else f"{float(str(a)) / b:.2f}"
+
+    expected = {
+        "clv.revenue": (months, [money_compact(r["revenue"], "") for r in trend]),
+        "clv.orders": (months, [f"{r['orders']:,}" for r in trend]),
+        "clv.customers": (months, [f"{r['customers']:,}" for r in trend]),
+        "clv.aov": (months, [money_compact(r["aov"], "") if r["aov"] is not None else "–" for r in trend]),
+        "clv.purchase_frequency": (months, [ratio(r["orders"], r["customers"]) for r in trend]),
+        "clv.customer_value": (months, [money_compact(float(r["revenue"]) / r["customers"], "") if r["customers"]
+                                        else "–" for r in trend]),
+        "retention.crr": ([p["end"] for p in series], ["–" if p["crr"] is None else f"{p['crr']:.1f}%"
+                                                       for p in series]),
+        "retention.churn_rate": ([p["end"] for p in series], ["–" if p["churn_rate"] is None
+                                                              else f"{p['churn_rate']:.1f}%" for p in series]),
+    }
+    assert len(months) == 24  # AS_OF is a month start: no month is cut short
+    assert len(series) == 24
+    for key, _, _, _ in views.OVERVIEW_CARDS:
+        article = html.split(f'data-key="{key}"')[1].split("</article>")[0]
+        if key not in expected:
+            assert "data-trend" not in article, key
+            continue
+        assert f'data-trend="{key}"' in article
+        _, rows = chart_table(article, next(c for c in re.findall(r"<caption>(.*?)</caption>", article)))
+        labels, values = expected[key]
+        assert [r[0] for r in rows] == labels, key
+        assert [r[1] for r in rows] == values, key
+    # The sparkline says in words where it starts and ends.
+    revenue = html.split('data-trend="clv.revenue"')[1]
+    last = next(i for i in range(len(trend) - 1, -1, -1) if trend[i]["revenue"] is not None)
+    assert f"to {money_compact(trend[last]['revenue'], '')} in {months[last]}" in revenue
+
+
+def test_card_trends_leave_out_a_month_the_as_of_date_cuts_short(pages: Pages) -> None:
+    html = pages.get("/app/overview", as_of="2026-10-15").content.decode()
+    doc = services.report_document(shop=pages.shop, as_of=date(2026, 10, 15), period_days=365)
+    assert doc["trend"][-1] == {**doc["trend"][-1], "month": "2026-10", "partial": True}
+    article = html.split('data-key="clv.orders"')[1].split("</article>")[0]
+    _, rows = chart_table(article, "Orders, by whole calendar month")
+    assert [r[0] for r in rows] == [r["month"] for r in doc["trend"][:-1]]
+    assert rows[-1] == ["2026-09", f"{doc['trend'][-2]['orders']:,}"]
