@@ -475,13 +475,20 @@ def _scores(cursor: CursorWrapper, plan: _Plan, parts: list[_Part]) -> _Scores:
     )
 
 
-def _scored_sql(plan: _Plan, scores: _Scores, k: int) -> str:
+def _scored_sql(plan: _Plan, scores: _Scores, k: int, *, everyone: bool = False) -> str:
+    """The shard's customers with their recency and scores r, f, m and total: only the scored ones
+    (an order in the period), or `everyone`, the others with NULL recency and scores."""
+    def score(sql: str) -> str:
+        return f"CASE WHEN cu.freq > 0 THEN ({sql})::int END"
+
     return f"""
-        SELECT c, recency, r, f, m, r + f + m AS total FROM (
-            SELECT cu.c, cu.recency, ({scores.r_sql})::int AS r, ({scores.f_sql})::int AS f,
-                   ({scores.m_sql})::int AS m
-            FROM (SELECT *, %(end_date)s - last_d AS recency FROM {plan.t('cu', k)} WHERE freq > 0) cu
-            {scores.joins(scored_only=True)}) s"""
+        SELECT x.*, x.r + x.f + x.m AS total FROM (
+            SELECT cu.c, cu.freq, cu.monetary, cu.orders_life, cu.spend_life, cu.last_d,
+                   CASE WHEN cu.freq > 0 THEN cu.recency END AS recency, {score(scores.r_sql)} AS r,
+                   {score(scores.f_sql)} AS f, {score(scores.m_sql)} AS m
+            FROM (SELECT *, %(end_date)s - last_d AS recency FROM {plan.t('cu', k)}
+                  {"" if everyone else "WHERE freq > 0"}) cu
+            {scores.joins(scored_only=not everyone)}) x"""
 
 
 def _phase_totals(cursor: CursorWrapper, *, plan: _Plan, scores: _Scores, k: int) -> dict[int, int]:
@@ -505,11 +512,11 @@ def _phase_customers(cursor: CursorWrapper, *, plan: _Plan, scores: _Scores, grp
     """Score, group and stage the shard's customers; the customer-level aggregates; the score rows."""
     args = {**plan.shard_args(k), **scores.args, "grp_t": sorted(grp), "grp_g": [grp[t] for t in sorted(grp)],
             "rows": rows_id}
-    cu, cs, rec, ev = plan.t("cu", k), plan.t("cs", k), plan.t("rec", k), plan.t("ev", k)
+    cs, rec, ev = plan.t("cs", k), plan.t("rec", k), plan.t("ev", k)
     cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
     segment = segment_case_sql("sc.r", "sc.f") if int(plan.params.rfm_scale) == 5 else "NULL"
-    # Scored in the same pass over cu as _scored_sql scores (customers without an order in the
-    # period keep NULL scores), rather than joining cu to its own scored rows.
+    # Scored in the pass over cu itself (customers without an order in the period keep NULL
+    # scores), rather than joining cu to its own scored rows.
     cursor.execute(f"""
         CREATE UNLOGGED TABLE {cs} AS
         SELECT sc.c, sc.freq, sc.monetary, sc.orders_life, sc.spend_life, g.grp, sc.recency, sc.r, sc.f, sc.m,
@@ -519,16 +526,7 @@ def _phase_customers(cursor: CursorWrapper, *, plan: _Plan, scores: _Scores, grp
                     WHEN g.grp = 3 THEN 'advocacy'
                     WHEN sc.orders_life >= 2 THEN 'retention'
                     ELSE 'purchase' END AS stage
-        FROM (
-            SELECT x.*, x.r + x.f + x.m AS total FROM (
-                SELECT cu.c, cu.freq, cu.monetary, cu.orders_life, cu.spend_life, cu.last_d,
-                       CASE WHEN cu.freq > 0 THEN cu.recency END AS recency,
-                       CASE WHEN cu.freq > 0 THEN ({scores.r_sql})::int END AS r,
-                       CASE WHEN cu.freq > 0 THEN ({scores.f_sql})::int END AS f,
-                       CASE WHEN cu.freq > 0 THEN ({scores.m_sql})::int END AS m
-                FROM (SELECT *, %(end_date)s - last_d AS recency FROM {cu}) cu
-                {scores.joins(scored_only=False)}) x
-        ) sc
+        FROM ({_scored_sql(plan, scores, k, everyone=True)}) sc
         LEFT JOIN unnest(%(grp_t)s::int[], %(grp_g)s::int[]) AS g(total, grp) ON g.total = sc.total
         LEFT JOIN {rec} rec USING (c)""", args)
     out = _Part2()
