@@ -48,6 +48,7 @@ from analytics.forms import (
 from analytics.metrics.document import marketing_apply
 from analytics.metrics.params import ReportParams
 from analytics.models import PERIOD_PRESETS, AnalyticsSettings, AnalyticsSnapshot
+from analytics.predictive.service import NOT_IN_RFM
 from analytics.templatetags.report import fmt_money, fmt_number, fmt_pct, money_compact
 from shops.auth import embedded_view
 from shops.models import Shop
@@ -70,7 +71,6 @@ CUSTOMER_SORTS = {
 }
 GROUPS = ("top", "middle", "bottom")
 GROUP_LABELS = {"top": "Top", "middle": "Middle", "bottom": "Bottom"}
-PRED_NOT_IN_RFM = "not_in_rfm"  # analytics.predictive.service.NOT_IN_RFM: customers without an order in the period
 STAGE_LABELS = {"purchase": "Purchase (first-time)", "retention": "Retention (repeat)",
                 "advocacy": "Advocacy (loyal)", "at_risk": "At risk", "lapsed": "Lapsed"}
 OVERVIEW_CARDS = (
@@ -453,11 +453,10 @@ def _overview(request: HttpRequest, form: PeriodForm, doc: dict[str, Any],
                       "explain": _explain(doc, key)})
     trend = doc.get("trend") or []
     labels = [row["month"] + ("*" if row.get("partial") else "") for row in trend]
-    for card in cards:
-        found = card_trend_values(doc, card["key"])
+    for card, (key, label, kind, _) in zip(cards, OVERVIEW_CARDS, strict=True):
+        found = _card_trend_values(doc, key)
         if found is not None:
-            card["trend"] = chart_cached(doc, f"spark:{card['key']}",
-                                         partial(_card_trend, doc, card["key"], card["label"], found))
+            card["trend"] = chart_cached(doc, f"spark:{key}", partial(_card_trend, doc, label, kind, found))
     revenue_chart = chart_cached(doc, "revenue_chart", lambda: charts.bar_chart(
         title="Revenue by month", labels=labels, label_name="Month", value_name=f"Revenue ({currency})",
         values=[float(row["revenue"]) if row["revenue"] is not None else None for row in trend],
@@ -473,7 +472,7 @@ def _overview(request: HttpRequest, form: PeriodForm, doc: dict[str, Any],
     return render(request, "analytics/overview.html", ctx)
 
 
-def card_trend_values(doc: dict[str, Any], key: str) -> tuple[str, list[Any], list[Any]] | None:
+def _card_trend_values(doc: dict[str, Any], key: str) -> tuple[str, list[Any], list[Any]] | None:
     """A card's monthly series from the document: (what its points are, labels, values), or None for
     figures that only exist per period (CLV, the repeat purchase rate)."""
     # Whole months only: a month cut at the as-of date would show as a fall in every sum.
@@ -501,9 +500,8 @@ def card_trend_values(doc: dict[str, Any], key: str) -> tuple[str, list[Any], li
     return None
 
 
-def _card_trend(doc: dict[str, Any], key: str, label: str, found: tuple[str, list[Any], list[Any]]) -> SafeString:
+def _card_trend(doc: dict[str, Any], label: str, kind: str, found: tuple[str, list[Any], list[Any]]) -> SafeString:
     what, points, values = found
-    kind = next(k for card_key, _, k, _ in OVERVIEW_CARDS if card_key == key)
     currency = doc["currency"]
 
     def fmt(v: Any) -> str:
@@ -700,7 +698,7 @@ def _clv(request: HttpRequest, form: PeriodForm, doc: dict[str, Any]) -> HttpRes
         groups = predictive.get("groups") or {}
         pred_groups = [{"name": g, "label": label, "totals": groups[g]}
                        for g, label in [*((g, f"RFM {GROUP_LABELS[g].lower()} group") for g in GROUPS),
-                                        (PRED_NOT_IN_RFM, "No order in the period (not scored)")]
+                                        (NOT_IN_RFM, "No order in the period (not scored)")]
                        if g in groups]
         backtest = predictive.get("backtest") or {}
         if backtest.get("available"):
