@@ -1,7 +1,7 @@
 """Load test of POST /webhooks: gunicorn + real PostgreSQL/Redis, driven from this process.
 
     .venv/bin/python bench/webhooks_load.py [--per-level 3000] [--levels 25,50,100,200,300]
-                                            [--max-seconds 40]
+                                            [--max-seconds 40] [--rates 500,1000,1500]
 
 What it does:
   1. creates a scratch database (tenure_bench_webhooks) on the PostgreSQL at
@@ -11,10 +11,13 @@ What it does:
   3. from this process (asyncio, raw HTTP/1.1 keep-alive sockets on loopback) sends signed
      orders/create deliveries, each with its own webhook id, at each concurrency level in
      turn (that many requests in flight), bounded by --per-level and --max-seconds;
-  4. checks in the database that every delivery answered 200 was recorded exactly once;
-  5. prints one JSON line per level and a final summary line, then stops gunicorn, drops
-     the scratch database and flushes the bench Redis DB (the queued tasks are not run:
-     this measures the endpoint, not the handlers).
+  4. then, open loop, deliveries arriving at each --rates rate whatever the server does,
+     latency counted from each one's scheduled arrival;
+  5. checks in the database that every delivery answered 200 was recorded exactly once;
+  6. prints one JSON line per level and per rate and a final summary line whose
+     accepted_per_s / p50_ms / p99_ms are the --goal-rate run's (closed_loop: at 200 in
+     flight), then stops gunicorn, drops the scratch database and flushes the bench Redis
+     DB (the queued tasks are not run: this measures the endpoint, not the handlers).
 """
 
 from __future__ import annotations
@@ -199,7 +202,11 @@ def main() -> int:
     parser.add_argument("--levels", default="25,50,100,200,300", help="requests in flight, in turn")
     parser.add_argument("--max-seconds", type=float, default=40.0, help="time bound per level")
     parser.add_argument("--warmup", type=int, default=300)
-    parser.add_argument("--rates", default="500,1000", help="open-loop arrival rates (deliveries/s), in turn")
+    parser.add_argument("--rates", default="500,1000,1500", help="open-loop arrival rates (deliveries/s), in turn")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the baseline: the same load through Django's full request path")
+    parser.add_argument("--goal-rate", type=float, default=1000.0,
+                        help="the open-loop rate whose figures head the summary (the issue's goal)")
     parser.add_argument("--no-access-log", action="store_true",
                         help="drop gunicorn's per-request access log from web_argv (measures its cost)")
     parser.add_argument("--broker-down", action="store_true",
@@ -229,89 +236,112 @@ def main() -> int:
 
     from config.stack import web_argv
 
-    port = free_port()
-    log_path = ROOT / "var" / "bench-webhooks-web.log"
-    log_path.parent.mkdir(exist_ok=True)
-    log = open(log_path, "wb")  # noqa: SIM115 - the child's for its life
-    argv = web_argv(port)
-    if args.no_access_log and "--access-logfile" in argv:
-        i = argv.index("--access-logfile")
-        del argv[i:i + 2]
-    access_log = "--access-logfile" in argv
-    web = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                           start_new_session=True)
-    results = []
-    rate_results: list[dict[str, object]] = []
     sent_total = 0
-    accepted_all: list[str] = []
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or web.poll() is not None:
-                    raise SystemExit(f"gunicorn did not start; see {log_path}") from None
-                time.sleep(0.2)
-        n = 0
-        # Warm-up: imports, connections and the first queries, not measured (but checked below).
-        _, _, _, ids = asyncio.run(run_level(port, concurrency=10, count=args.warmup, max_seconds=30, start_n=n))
-        accepted_all += ids
-        n += args.warmup
-        sent_total += args.warmup
-        import psutil
 
-        def cpu_seconds() -> tuple[float, float]:
-            procs = [psutil.Process(web.pid), *psutil.Process(web.pid).children(recursive=True)]
-            server = sum(p.cpu_times().user + p.cpu_times().system for p in procs)
-            me = psutil.Process().cpu_times()
-            return server, me.user + me.system
+    def serve(app: str, *, levels: list[int], rates: list[float], start_n: int,
+              tag: dict[str, object]) -> tuple[list[dict[str, object]], list[dict[str, object]], int, list[str], bool]:
+        """Start gunicorn on `app` as `make demo` does, warm it up, run the levels then the rates, stop it."""
+        port = free_port()
+        log_path = ROOT / "var" / "bench-webhooks-web.log"
+        log_path.parent.mkdir(exist_ok=True)
+        log = open(log_path, "wb")  # noqa: SIM115 - the child's for its life
+        argv = [app if a == "config.wsgi:application" else a for a in web_argv(port)]
+        if args.no_access_log and "--access-logfile" in argv:
+            i = argv.index("--access-logfile")
+            del argv[i:i + 2]
+        access_log = "--access-logfile" in argv
+        web = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+        results: list[dict[str, object]] = []
+        rate_results: list[dict[str, object]] = []
+        accepted: list[str] = []
+        n = start_n
+        nonlocal sent_total
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or web.poll() is not None:
+                        raise SystemExit(f"gunicorn did not start; see {log_path}") from None
+                    time.sleep(0.2)
+            # Warm-up: imports, connections and the first queries, not measured (but checked below).
+            _, _, _, ids = asyncio.run(run_level(port, concurrency=10, count=args.warmup, max_seconds=30, start_n=n))
+            accepted += ids
+            n += args.warmup
+            sent_total += args.warmup
+            import psutil
 
-        for concurrency in levels:
-            server_before, me_before = cpu_seconds()
-            lat, statuses, elapsed, ids = asyncio.run(run_level(
-                port, concurrency=concurrency, count=args.per_level, max_seconds=args.max_seconds, start_n=n))
-            server_after, me_after = cpu_seconds()
-            sent = sum(statuses.values())
-            n += args.per_level
-            sent_total += sent
-            accepted_all += ids
-            line = {
-                "bench": "webhooks_load", "concurrency": concurrency, "sent": sent, "statuses": statuses,
-                "accepted_per_s": round(len(ids) / elapsed, 1), "p50_ms": round(percentile(lat, 0.50), 1),
-                "p99_ms": round(percentile(lat, 0.99), 1), "max_ms": round(max(lat or [0.0]), 1),
-                "mean_ms": round(statistics.fmean(lat), 1) if lat else 0.0, "seconds": round(elapsed, 2),
-                # CPU the app server (gunicorn, all workers) and this load generator spent per delivery.
-                "app_cpu_ms_per_delivery": round((server_after - server_before) * 1000 / max(sent, 1), 3),
-                "loadgen_cpu_ms_per_delivery": round((me_after - me_before) * 1000 / max(sent, 1), 3),
-                "loadavg_1m": round(os.getloadavg()[0], 2),
-            }
-            results.append(line)
-            print(json.dumps(line), flush=True)
-        for rate in [float(x) for x in args.rates.split(",") if x]:
-            count = int(rate * args.rate_seconds)
-            server_before, me_before = cpu_seconds()
-            lat, statuses, elapsed, ids = asyncio.run(run_rate(port, rate=rate, count=count, max_inflight=max(levels),
-                                                               start_n=n))
-            server_after, me_after = cpu_seconds()
-            n += count
-            sent_total += sum(statuses.values())
-            accepted_all += ids
-            line = {
-                "bench": "webhooks_load", "mode": "open_loop", "rate": rate, "sent": sum(statuses.values()),
-                "statuses": statuses, "accepted_per_s": round(len(ids) / elapsed, 1),
-                "p50_ms": round(percentile(lat, 0.50), 1), "p99_ms": round(percentile(lat, 0.99), 1),
-                "max_ms": round(max(lat or [0.0]), 1), "seconds": round(elapsed, 2),
-                "app_cpu_ms_per_delivery": round((server_after - server_before) * 1000 / max(count, 1), 3),
-                "loadavg_1m": round(os.getloadavg()[0], 2),
-            }
-            rate_results.append(line)
-            print(json.dumps(line), flush=True)
-    finally:
-        os.killpg(web.pid, signal.SIGTERM)
-        web.wait(timeout=20)
-        log.close()
+            def cpu_seconds() -> tuple[float, float]:
+                procs = [psutil.Process(web.pid), *psutil.Process(web.pid).children(recursive=True)]
+                server = sum(p.cpu_times().user + p.cpu_times().system for p in procs)
+                me = psutil.Process().cpu_times()
+                return server, me.user + me.system
+
+            for concurrency in levels:
+                server_before, me_before = cpu_seconds()
+                lat, statuses, elapsed, ids = asyncio.run(run_level(
+                    port, concurrency=concurrency, count=args.per_level, max_seconds=args.max_seconds, start_n=n))
+                server_after, me_after = cpu_seconds()
+                sent = sum(statuses.values())
+                n += args.per_level
+                sent_total += sent
+                accepted += ids
+                line = {
+                    "bench": "webhooks_load", **tag, "concurrency": concurrency, "sent": sent, "statuses": statuses,
+                    "accepted_per_s": round(len(ids) / elapsed, 1), "p50_ms": round(percentile(lat, 0.50), 1),
+                    "p99_ms": round(percentile(lat, 0.99), 1), "max_ms": round(max(lat or [0.0]), 1),
+                    "mean_ms": round(statistics.fmean(lat), 1) if lat else 0.0, "seconds": round(elapsed, 2),
+                    # CPU the app server (gunicorn, all workers) and this load generator spent per delivery.
+                    "app_cpu_ms_per_delivery": round((server_after - server_before) * 1000 / max(sent, 1), 3),
+                    "loadgen_cpu_ms_per_delivery": round((me_after - me_before) * 1000 / max(sent, 1), 3),
+                    "loadavg_1m": round(os.getloadavg()[0], 2),
+                }
+                results.append(line)
+                print(json.dumps(line), flush=True)
+            for rate in rates:
+                count = int(rate * args.rate_seconds)
+                server_before, me_before = cpu_seconds()
+                lat, statuses, elapsed, ids = asyncio.run(run_rate(port, rate=rate, count=count,
+                                                                   max_inflight=max(levels), start_n=n))
+                server_after, me_after = cpu_seconds()
+                n += count
+                sent_total += sum(statuses.values())
+                accepted += ids
+                line = {
+                    "bench": "webhooks_load", **tag, "mode": "open_loop", "rate": rate,
+                    "sent": sum(statuses.values()), "statuses": statuses,
+                    "accepted_per_s": round(len(ids) / elapsed, 1),
+                    "p50_ms": round(percentile(lat, 0.50), 1), "p99_ms": round(percentile(lat, 0.99), 1),
+                    "max_ms": round(max(lat or [0.0]), 1), "seconds": round(elapsed, 2),
+                    "app_cpu_ms_per_delivery": round((server_after - server_before) * 1000 / max(count, 1), 3),
+                    "loadavg_1m": round(os.getloadavg()[0], 2),
+                }
+                rate_results.append(line)
+                print(json.dumps(line), flush=True)
+        finally:
+            os.killpg(web.pid, signal.SIGTERM)
+            web.wait(timeout=20)
+            log.close()
+        return results, rate_results, n, accepted, access_log
+
+    rates = [float(x) for x in args.rates.split(",") if x]
+    results, rate_results, n, accepted_all, access_log = serve(
+        "config.wsgi:application", levels=levels, rates=rates, start_n=0, tag={})
+    baseline: dict[str, object] | None = None
+    if not args.no_baseline:
+        # The same deliveries through Django's full request path (middleware, URL resolver, the
+        # view), which is what gunicorn served before config.wsgi's fast path.
+        b_results, b_rates, n, b_accepted, _ = serve(
+            "config.wsgi:django_application", levels=[max(levels)] if max(levels) < 200 else [200],
+            rates=[args.goal_rate], start_n=n, tag={"baseline": "django_view"})
+        accepted_all += b_accepted
+        baseline = {"closed_loop": {k: b_results[0][k] for k in ("concurrency", "accepted_per_s", "p50_ms", "p99_ms",
+                                                                  "app_cpu_ms_per_delivery")},
+                    "open_loop": {k: b_rates[0][k] for k in ("rate", "accepted_per_s", "p50_ms", "p99_ms",
+                                                              "app_cpu_ms_per_delivery")}}
 
     with psycopg.connect(db_url) as conn:
         rows = conn.execute("SELECT webhook_id, count(*) FROM shops_webhookevent GROUP BY webhook_id").fetchall()
@@ -322,16 +352,28 @@ def main() -> int:
     duplicates = sum(1 for c in recorded.values() if c != 1)
     top = max(results, key=lambda r: r["accepted_per_s"])
     at_200 = next((r for r in results if r["concurrency"] >= 200), results[-1])
+    # The goal is a rate with a latency bound: deliveries arriving at --goal-rate whatever the
+    # server does (open loop), latency from each one's scheduled arrival. A closed loop with 200
+    # in flight cannot show it: by Little's law its mean latency is 200 / throughput.
+    goal = next((r for r in rate_results if r["rate"] == args.goal_rate), None)
     summary = {
         "bench": "webhooks_load", "summary": True, "cpus": os.cpu_count(),
         "access_log": access_log, "broker_down": args.broker_down, "deliveries_sent": sent_total,
         "accepted": len(accepted_all), "recorded": len(recorded), "lost": lost, "duplicates": duplicates,
         "pii_rows": payload_pii[0] if payload_pii else None,
-        "accepted_per_s": at_200["accepted_per_s"], "p50_ms": at_200["p50_ms"], "p99_ms": at_200["p99_ms"],
-        "at_concurrency": at_200["concurrency"], "best_accepted_per_s": top["accepted_per_s"],
-        "best_at_concurrency": top["concurrency"],
+        "goal_rate": args.goal_rate if goal else None,
+        "accepted_per_s": (goal or at_200)["accepted_per_s"], "p50_ms": (goal or at_200)["p50_ms"],
+        "p99_ms": (goal or at_200)["p99_ms"],
+        "closed_loop": {"concurrency": at_200["concurrency"], "accepted_per_s": at_200["accepted_per_s"],
+                        "p50_ms": at_200["p50_ms"], "p99_ms": at_200["p99_ms"]},
+        "best_accepted_per_s": top["accepted_per_s"], "best_at_concurrency": top["concurrency"],
         "open_loop": [{k: r[k] for k in ("rate", "accepted_per_s", "p50_ms", "p99_ms")} for r in rate_results],
+        "baseline_django_view": baseline,
     }
+    if baseline is not None:
+        ours, theirs = results, baseline["closed_loop"]
+        at = next(r for r in ours if r["concurrency"] == theirs["concurrency"])  # type: ignore[index]
+        summary["speedup_closed_loop"] = round(at["accepted_per_s"] / theirs["accepted_per_s"], 2)  # type: ignore[index,operator]
     print(json.dumps(summary), flush=True)
 
     with psycopg.connect(admin_url, autocommit=True) as conn:

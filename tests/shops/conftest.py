@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -73,3 +75,49 @@ def shop_a(db: None) -> Shop:
 @pytest.fixture
 def shop_b(db: None) -> Shop:
     return shop_create("bravo.myshopify.com")
+
+
+@dataclass
+class WsgiResponse:
+    status_code: int
+    headers: dict[str, str]
+    content: bytes
+
+
+class WsgiClient:
+    """Sends requests through config.wsgi.application, the callable gunicorn serves, so POST
+    /webhooks takes its lean path; the same calls as Django's test client where tests use them."""
+
+    def generic(self, method: str, path: str, data: bytes = b"", content_type: str = "application/octet-stream",
+                **extra: str) -> WsgiResponse:
+        from django.core.signals import request_finished, request_started
+        from django.db import close_old_connections
+
+        from config.wsgi import application
+
+        environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
+                   "SERVER_NAME": "testserver", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+                   "HTTP_HOST": "testserver", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(data),
+                   "wsgi.errors": io.StringIO(), "wsgi.version": (1, 0), "wsgi.multithread": True,
+                   "wsgi.multiprocess": True, "wsgi.run_once": False, "CONTENT_TYPE": content_type,
+                   "CONTENT_LENGTH": str(len(data)), **extra}
+        started: list[Any] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            started.append((status, headers))
+
+        # As Django's test client does: a test's connection must not be closed between requests.
+        request_started.disconnect(close_old_connections)
+        request_finished.disconnect(close_old_connections)
+        try:
+            result = application(environ, start_response)
+            content = b"".join(result)
+            getattr(result, "close", lambda: None)()
+        finally:
+            request_started.connect(close_old_connections)
+            request_finished.connect(close_old_connections)
+        status, headers = started[0]
+        return WsgiResponse(int(status.split()[0]), dict(headers), content)
+
+    def get(self, path: str) -> WsgiResponse:
+        return self.generic("GET", path)

@@ -11,9 +11,16 @@ from django.utils import timezone
 from shops import webhooks
 from shops.models import Shop, WebhookEvent
 from shops.services import webhook_event_process, webhook_events_sweep
-from tests.shops.conftest import post_webhook, shop_create, webhook_headers
+from tests.shops.conftest import WsgiClient, post_webhook, shop_create, webhook_headers
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(params=["django", "wsgi"])
+def client(request: pytest.FixtureRequest, client):
+    """Every case twice: through Django's view (test client) and through the lean WSGI path
+    that config.wsgi gives gunicorn for POST /webhooks."""
+    return client if request.param == "django" else WsgiClient()
 
 ORDER = {"id": 1001, "name": "#1001", "email": "ann@example.com", "customer": {"id": 7, "first_name": "Ann"},
          "total_price": "12.50", "updated_at": "2026-11-22T08:00:00Z"}
@@ -167,3 +174,38 @@ def test_sweep_drains_a_backlog_and_spaces_retries(client, shop_a) -> None:
     assert webhook_events_sweep() == 1
     failed.refresh_from_db()
     assert failed.attempts == 2
+
+
+def test_lean_path_recovers_from_a_dropped_database_connection(shop_a, caplog, monkeypatch) -> None:
+    """With Django's request signals connected and persistent connections, as under gunicorn: a
+    connection PostgreSQL dropped costs one 500 (Shopify retries it), is replaced, and the retry
+    is recorded."""
+    import io
+
+    import psycopg
+    from django.db import connection
+
+    from config.wsgi import application
+
+    def deliver(webhook_id: str) -> str:
+        body = json.dumps(ORDER).encode()
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/webhooks", "SCRIPT_NAME": "", "QUERY_STRING": "",
+                   "SERVER_NAME": "testserver", "SERVER_PORT": "80", "wsgi.input": io.BytesIO(body),
+                   "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/json",
+                   **webhook_headers(body, topic="orders/create", shop=shop_a.domain, webhook_id=webhook_id)}
+        answered: list[str] = []
+        assert b"".join(application(environ, lambda status, headers: answered.append(status)))
+        return answered[0]
+
+    caplog.set_level("ERROR", logger="shops.webhooks")
+    connection.close()
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)
+    assert deliver("w-before") == "200 OK"
+    assert connection.connection is not None  # kept for the next request
+    pid = connection.connection.info.backend_pid
+    with psycopg.connect(connection.connection.info.dsn, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    assert deliver("w-retry") == "500 Internal Server Error"
+    assert any(r.getMessage() == "webhook endpoint failed" for r in caplog.records)
+    assert deliver("w-retry") == "200 OK"
+    assert set(WebhookEvent.objects.values_list("webhook_id", flat=True)) == {"w-before", "w-retry"}
