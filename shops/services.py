@@ -24,7 +24,7 @@ from shopify_app import ShopifyApp, TokenExchangeAccessToken
 from config.logging import log_context
 from shops.models import CustomerDataReport, Shop, ShopCredential, WebhookEvent
 from shops.security import scopes_cover
-from sync.client import shopify_http_client
+from sync.client import ShopifyAuthError, ShopifyClient, ShopifyError, shopify_http_client
 from sync.models import SyncRun
 from sync.services import backfill_create
 
@@ -135,25 +135,23 @@ def admin_graphql(*, shop_domain: str, access_token: str, query: str,
                   variables: dict[str, Any] | None = None) -> dict[str, Any]:
     """One Admin GraphQL call for install-time work (shop details, webhook subscriptions).
 
-    TODO(sync): use sync.client's ShopifyClient once it lands; it owns throttling and
-    retries for the bulk pull. These two calls are single and cheap, so a plain POST
-    through the shared HTTP door is enough here.
+    Through sync.client's ShopifyClient like every Admin API call (pacing, THROTTLED, 429/5xx
+    retries), with a short retry budget: the merchant is waiting on the page for this.
     """
-    url = f"https://{shop_domain}/admin/api/{settings.SHOPIFY_API_VERSION}/graphql.json"
-    with shopify_http_client() as client:
-        try:
-            response = client.post(url, json={"query": query, "variables": variables or {}},
-                                   headers={"X-Shopify-Access-Token": access_token})
-        except Exception as exc:  # httpx errors; sync.client is the only module importing httpx
-            raise InstallError(f"Shopify could not be reached ({exc.__class__.__name__})") from exc
-    if response.status_code in (401, 403):
-        raise ShopAuthError(f"Shopify refused the token ({response.status_code})")
-    if response.status_code != 200:
-        raise InstallError(f"Shopify answered {response.status_code} to a GraphQL call")
-    body = response.json()
-    if body.get("errors"):
-        raise InstallError(f"GraphQL errors: {[e.get('message') for e in body['errors']]}")
-    return dict(body.get("data") or {})
+    client = ShopifyClient(shop_domain=shop_domain, access_token=access_token, max_attempts=2,
+                           max_throttle_waits=3, backoff_cap=2.0)
+    try:
+        result = client.graphql(query, variables, expected_cost=10)
+    except ShopifyAuthError as exc:
+        raise ShopAuthError(f"Shopify refused the token ({exc})") from exc
+    except ShopifyError as exc:
+        raise InstallError(f"Shopify GraphQL call failed: {exc}") from exc
+    finally:
+        client.close()
+    if result.errors:
+        # Install-time queries ask for nothing protected: any error means the answer is incomplete.
+        raise InstallError(f"GraphQL errors: {[e.get('message') for e in result.errors if isinstance(e, dict)]}")
+    return dict(result.data)
 
 
 def shop_details_fetch(*, shop_domain: str, access_token: str) -> dict[str, str]:

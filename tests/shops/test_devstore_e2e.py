@@ -157,6 +157,20 @@ def test_first_backfill_survives_a_broker_outage_at_install(devstore: DevStore, 
     assert Customer.objects.filter(shop=shop).count() == len(truth.customers)
 
 
+def test_install_graphql_goes_through_the_client_and_rides_out_a_5xx(devstore: DevStore) -> None:
+    """The install's Admin API calls (shop details, subscriptions) use ShopifyClient: a 503 on the
+    first one is retried, not turned into a failed install."""
+    devstore.install("acme")
+    devstore.set_faults("acme", error_next=1, error_status=503)
+    assert embedded_load(devstore, "acme").status_code == 302
+    shop = Shop.objects.get(domain=ACME)
+    assert (shop.state, shop.name) == ("installed", devstore.ground_truth("acme").shop["name"])
+    assert devstore.set_faults("acme").get("error_next") == 0  # the fault was spent on the install
+    # A token Shopify refuses is an auth error, not a crash.
+    with pytest.raises(services.ShopAuthError):
+        services.admin_graphql(shop_domain=ACME, access_token="shpat_not-a-token", query="{ shop { name } }")
+
+
 def test_embedded_load_before_install_is_refused(devstore: DevStore) -> None:
     # devstore mints a token, but the app is not installed there: the exchange is refused, no shop stored.
     response = embedded_load(devstore, "bravo")
