@@ -203,7 +203,9 @@ class ShopifyClient:
         self._bucket = _Bucket()
         self._rng = random.Random()  # noqa: S311 - jitter, not security
         # Counters a caller (or a test) can read: how hard did we have to try.
-        self.stats = {"requests": 0, "retries": 0, "throttled": 0, "throttle_wait_s": 0.0, "refreshes": 0}
+        # request_s: time spent waiting on Shopify's answers (the rest of a sync's time is ours).
+        self.stats = {"requests": 0, "retries": 0, "throttled": 0, "throttle_wait_s": 0.0, "refreshes": 0,
+                      "request_s": 0.0}
 
     @classmethod
     def for_shop(cls, shop: Shop, **kwargs: Any) -> ShopifyClient:
@@ -293,15 +295,18 @@ class ShopifyClient:
         while True:
             headers = {**kwargs.pop("headers", {}), "X-Shopify-Access-Token": self._token}
             self.stats["requests"] += 1
+            sent = time.perf_counter()
             try:
                 response = self._http.request(method, url, headers=headers, **kwargs)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
+                self.stats["request_s"] += time.perf_counter() - sent
                 attempt += 1
                 if attempt >= self.max_attempts:
                     raise ShopifyTransientError(f"{exc.__class__.__name__} after {attempt} attempts") from exc
                 kwargs["headers"] = {k: v for k, v in headers.items() if k != "X-Shopify-Access-Token"}
                 self._backoff(attempt)
                 continue
+            self.stats["request_s"] += time.perf_counter() - sent
             kwargs["headers"] = {k: v for k, v in headers.items() if k != "X-Shopify-Access-Token"}
             status = response.status_code
             if status == 401 or (status == 403 and not refreshed and self._token_refresh is not None
