@@ -12,8 +12,9 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
@@ -28,7 +29,7 @@ from devstore.oauth import query_signed
 from devstore.testing import DevStore, ShopSpec
 from shops import services, webhooks
 from shops.models import CustomerDataReport, Shop, ShopCredential, WebhookEvent
-from sync.models import Customer, Order, SyncRun
+from sync.models import Customer, Deletion, Order, Refund, SyncRun
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True),
@@ -242,6 +243,42 @@ def test_code_grant_bad_inputs_request_no_token(devstore: DevStore, live_server)
     assert not ShopCredential.objects.exists()
 
 
+def _code_grant_callback(devstore: DevStore, live_server, scopes: set[str]) -> tuple[str, httpx.Response]:
+    """Consent that granted `scopes`: a code for them, a real state, the signed callback as Shopify sends it."""
+    code = devstore.platform.registry.code_issue(BRAVO, frozenset(scopes), f"{live_server.url}/auth/callback")
+    state = services.oauth_state_create(shop_domain=BRAVO)
+    params = {"code": code, "host": "x", "shop": BRAVO, "state": state, "timestamp": str(int(time.time()))}
+    return code, httpx.get(_signed_callback(devstore, live_server, **params), timeout=30)
+
+
+@pytest.mark.parametrize("granted", [{"read_orders"}, {"read_customers", "read_all_orders"}, set()],
+                         ids=["read_orders-only", "no-read_orders", "nothing"])
+def test_code_grant_with_too_few_scopes_stores_no_token(devstore: DevStore, live_server, granted: set[str]) -> None:
+    assert not set(django_settings.SHOPIFY_SCOPES_REQUIRED) <= granted
+    registry = devstore.platform.registry
+    tokens_before = len(registry.access_tokens)
+    code, response = _code_grant_callback(devstore, live_server, granted)
+    # The exchange happened (the code is spent, Shopify issued a token) and only then was the grant refused.
+    assert registry.codes[code].used is True
+    assert len(registry.access_tokens) == tokens_before + 1
+    assert response.status_code == 502
+    assert "could not finish installing" in response.text
+    assert "location" not in response.headers
+    assert not ShopCredential.objects.exists()
+    assert not Shop.objects.filter(domain=BRAVO, state=Shop.State.INSTALLED).exists()
+    assert not SyncRun.objects.exists()
+    assert queued_task_args("backfill") == []
+
+
+def test_code_grant_with_the_required_scopes_installs(devstore: DevStore, live_server) -> None:
+    """The control for the test above: the same callback with the required scopes (no read_all_orders) installs."""
+    _, response = _code_grant_callback(devstore, live_server, set(django_settings.SHOPIFY_SCOPES_REQUIRED))
+    assert response.status_code == 302
+    shop = Shop.objects.get(domain=BRAVO, state=Shop.State.INSTALLED)
+    assert shop.scopes == "read_customers,read_orders"
+    assert ShopCredential.objects.get(shop=shop).scopes == shop.scopes
+
+
 @pytest.mark.parametrize("shop", [
     "evil.com", "bravo.myshopify.com.evil.com", "bravo.myshopify.com:443", "https://bravo.myshopify.com",
     "bravo.myshopify.com/admin", "evil.com/bravo.myshopify.com", "bravo.myshopify.com@evil.com",
@@ -310,26 +347,151 @@ def test_failed_refresh_marks_shop_and_reopening_repairs(devstore: DevStore) -> 
                                   query="{ shop { name } }")
 
 
+def _when(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _shop_money(money_set: dict[str, Any]) -> Decimal:
+    return Decimal(money_set["shop_money"]["amount"])
+
+
+def _refund_shop_amounts(refund: dict[str, Any]) -> tuple[Decimal, Decimal]:
+    """(total, line-item subtotal) of a REST refund in shop money, added up from its parts."""
+    lines = refund["refund_line_items"]
+    subtotal = sum((_shop_money(line["subtotal_set"]) for line in lines), Decimal(0))
+    total = (subtotal + sum((_shop_money(line["total_tax_set"]) for line in lines), Decimal(0))
+             + sum((_shop_money(s["subtotal_amount_set"]) for s in refund["refund_shipping_lines"]), Decimal(0))
+             + _shop_money(refund["total_duties_set"]))
+    return total, subtotal
+
+
+# Every topic live trading can produce (devstore/live.py), and the ones each run must have.
+LIVE_TOPICS = frozenset({"orders/create", "orders/updated", "orders/cancelled", "orders/delete", "refunds/create",
+                         "customers/create", "customers/update", "customers/delete"})
+CUSTOMER_LIVE_TOPICS = frozenset({"customers/create", "customers/update", "customers/delete"})
+
+
+def live_trade(ds: DevStore, shop: str, *, steps: int = 8, events: int = 25) -> list[tuple[str, dict[str, Any]]]:
+    """Live trading until every topic it can produce has occurred (at most `steps` steps)."""
+    produced: list[tuple[str, dict[str, Any]]] = []
+    for _ in range(steps):
+        produced += ds.live_step(shop, events=events)
+        if {topic for topic, _ in produced} >= LIVE_TOPICS:
+            break
+    return produced
+
+
+def live_expected(produced: list[tuple[str, dict[str, Any]]]) -> tuple[
+        dict[int, dict[str, Any] | None], dict[int, dict[str, Any]], dict[int, dict[str, Any] | None]]:
+    """What trading left behind, from its events in order: each order's and customer's last payload
+    (None once deleted), and every refund created."""
+    orders: dict[int, dict[str, Any] | None] = {}
+    refunds: dict[int, dict[str, Any]] = {}
+    customers: dict[int, dict[str, Any] | None] = {}
+    for topic, payload in produced:
+        if topic in ("orders/create", "orders/updated", "orders/cancelled"):
+            orders[payload["id"]] = payload
+        elif topic == "orders/delete":
+            orders[payload["id"]] = None
+        elif topic == "refunds/create":
+            refunds[payload["id"]] = payload
+        elif topic in ("customers/create", "customers/update"):
+            customers[payload["id"]] = payload
+        elif topic == "customers/delete":
+            customers[payload["id"]] = None
+        else:
+            raise AssertionError(f"live trading produced a topic this test does not know: {topic}")
+    return orders, refunds, customers
+
+
+def assert_live_trading_applied(shop: Shop, produced: list[tuple[str, dict[str, Any]]]) -> None:
+    """The database holds what the events say, column by column where the app stores it."""
+    orders, refunds, customers = live_expected(produced)
+    deleted_orders = {oid for oid, payload in orders.items() if payload is None}
+    for oid, payload in orders.items():
+        row = Order.objects.filter(shop=shop, shopify_id=oid).first()
+        if payload is None:
+            assert row is None, f"order {oid} was deleted"
+            assert not Refund.objects.filter(shop=shop, order_shopify_id=oid).exists()
+            assert Deletion.objects.filter(shop=shop, kind=Deletion.Kind.ORDER, shopify_id=oid).exists()
+            continue
+        assert row is not None, f"order {oid} missing"
+        customer = payload["customer"]
+        expected = {
+            "updated_at": _when(payload["updated_at"]), "cancelled_at": _when(payload["cancelled_at"]),
+            "financial_status": payload["financial_status"].upper(), "test": payload["test"],
+            "customer_shopify_id": customer["id"] if customer else None,
+            "subtotal": _shop_money(payload["subtotal_price_set"]),
+            "current_subtotal": _shop_money(payload["current_subtotal_price_set"]),
+            "total": Decimal(payload["total_price"]), "current_total": Decimal(payload["current_total_price"]),
+            "total_refunded": sum((_refund_shop_amounts(r)[0] for r in payload["refunds"]), Decimal(0)),
+            "tags": [t.strip() for t in payload["tags"].split(",") if t.strip()],
+        }
+        assert {k: getattr(row, k) for k in expected} == expected, f"order {oid}"
+        held = set(Refund.objects.filter(shop=shop, order_shopify_id=oid).values_list("shopify_id", flat=True))
+        assert held == {r["id"] for r in payload["refunds"]}, f"refunds of order {oid}"
+    for rid, payload in refunds.items():
+        row = Refund.objects.filter(shop=shop, shopify_id=rid).first()
+        if payload["order_id"] in deleted_orders:
+            assert row is None, f"refund {rid} of a deleted order"
+            continue
+        assert row is not None, f"refund {rid} missing"
+        total, subtotal = _refund_shop_amounts(payload)
+        assert total > 0
+        expected = {"order_shopify_id": payload["order_id"], "created_at": _when(payload["created_at"]),
+                    "processed_at": _when(payload["processed_at"]), "amount": total, "subtotal_amount": subtotal}
+        assert {k: getattr(row, k) for k in expected} == expected, f"refund {rid}"
+    for cid, payload in customers.items():
+        row = Customer.objects.filter(shop=shop, shopify_id=cid).first()
+        if payload is None:
+            assert row is None, f"customer {cid} was deleted"
+            assert Deletion.objects.filter(shop=shop, kind=Deletion.Kind.CUSTOMER, shopify_id=cid).exists()
+            continue
+        assert row is not None, f"customer {cid} missing"
+        # REST customer payloads carry only dates the app keeps (no stats, no tags since 2025-01).
+        assert (row.created_at, row.updated_at) == (_when(payload["created_at"]), _when(payload["updated_at"])), (
+            f"customer {cid}")
+
+
+def scopes_update_through_worker(ds: DevStore, shop: Shop, scopes: list[str]) -> WebhookEvent:
+    """The merchant changes the app's grant in Shopify; devstore sends app/scopes_update, the worker handles it."""
+    seen = set(WebhookEvent.objects.filter(topic="app/scopes_update").values_list("pk", flat=True))
+    ds.install("acme", scopes=scopes)
+    assert ds.wait_webhooks(10)
+    event = wait_for(lambda: WebhookEvent.objects.filter(topic="app/scopes_update", processed_at__isnull=False)
+                     .exclude(pk__in=seen).first(), timeout=30)
+    assert event.status == WebhookEvent.Status.PROCESSED, event.outcome
+    assert event.payload["current"] == sorted(scopes)
+    shop.refresh_from_db()
+    return event
+
+
 def test_every_webhook_topic_through_the_worker(devstore: DevStore, celery_worker_process) -> None:
     devstore.install("acme")
     assert embedded_load(devstore, "acme").status_code in (200, 302)
     shop = Shop.objects.get(domain=ACME)
+    # The first backfill (run by the worker) finishes first: from here on, only webhooks bring changes in.
+    backfill = SyncRun.objects.get(shop=shop, kind=SyncRun.Kind.BACKFILL)
+    wait_for(lambda: SyncRun.objects.get(pk=backfill.pk).status == SyncRun.Status.SUCCEEDED, timeout=120)
 
     # Trading: orders/create, orders/updated, refunds/create, customers/* as the shop generates them.
-    produced = devstore.live_step("acme", events=25)
+    produced = live_trade(devstore, "acme")
     topics = {topic for topic, _ in produced}
-    assert "orders/create" in topics
-    assert devstore.wait_webhooks(30)
-    deliveries = [d for d in devstore.deliveries("acme") if d["topic"] in topics]
-    wait_for(lambda: WebhookEvent.objects.filter(status="processed").count() >= len({d["webhook_id"]
-                                                                                     for d in deliveries}),
-             timeout=60)
+    assert topics >= {"orders/create", "orders/updated", "refunds/create"}
+    assert topics & CUSTOMER_LIVE_TOPICS
+    assert devstore.wait_webhooks(60)
+    delivered = {d["webhook_id"]: d["topic"] for d in devstore.deliveries("acme") if d["topic"] in topics}
+    assert set(delivered.values()) == topics
+    wait_for(lambda: WebhookEvent.objects.filter(webhook_id__in=delivered, processed_at__isnull=False).count()
+             == len(delivered), timeout=120)
+    # Every delivery recorded once under its topic and processed.
+    assert dict(WebhookEvent.objects.filter(webhook_id__in=delivered).values_list("webhook_id", "topic")) == delivered
+    assert set(WebhookEvent.objects.filter(webhook_id__in=delivered).values_list("status", flat=True)) == {
+        WebhookEvent.Status.PROCESSED}
     assert not WebhookEvent.objects.filter(status__in=["failed", "rejected"]).exists()
     created = [payload for topic, payload in produced if topic == "orders/create"]
     assert created
-    for payload in created:
-        order = Order.objects.get(shop=shop, shopify_id=payload["id"])
-        assert order.total == Decimal(payload["total_price"])
+    assert_live_trading_applied(shop, produced)
     assert not WebhookEvent.objects.filter(payload__icontains="@").exists()  # no emails stored
 
     # Compliance: data request, customer redact.
@@ -371,6 +533,31 @@ def test_every_webhook_topic_through_the_worker(devstore: DevStore, celery_worke
     devstore.platform.event(ACME, "products/create", {"id": 1}, urls=[f"{django_settings.APP_URL}/webhooks"])
     assert devstore.wait_webhooks(10)
     wait_for(lambda: WebhookEvent.objects.filter(topic="products/create", status="dropped").exists(), timeout=10)
+
+    # app/scopes_update: the merchant changes the grant in Shopify; the shop follows each change.
+    assert shop.granted_scopes == {"read_orders", "read_all_orders", "read_customers"}
+    reinstall = SyncRun.objects.filter(shop=shop, kind=SyncRun.Kind.BACKFILL).latest("created_at")
+    wait_for(lambda: SyncRun.objects.get(pk=reinstall.pk).status == SyncRun.Status.SUCCEEDED, timeout=120)
+    event = scopes_update_through_worker(devstore, shop, ["read_customers", "read_orders"])
+    assert "read_all_orders revoked" in event.outcome
+    assert (shop.scopes, shop.needs_reauth_reason) == ("read_customers,read_orders", "")
+    assert ShopCredential.objects.get(shop=shop).scopes == "read_customers,read_orders"
+    event = scopes_update_through_worker(devstore, shop, ["read_orders"])  # a required scope taken away
+    assert shop.scopes == "read_orders"
+    assert shop.needs_reauth_reason.startswith("scopes reduced to read_orders")
+    assert shop.state == Shop.State.INSTALLED
+    event = scopes_update_through_worker(devstore, shop, ["read_all_orders", "read_customers", "read_orders"])
+    assert (shop.scopes, shop.needs_reauth_reason) == ("read_all_orders,read_customers,read_orders", "")
+    assert ShopCredential.objects.get(shop=shop).scopes == shop.scopes
+    assert "read_all_orders granted" in event.outcome
+    # read_all_orders back: a new backfill fetches the full history, through the worker.
+    full = SyncRun.objects.filter(shop=shop, kind=SyncRun.Kind.BACKFILL).latest("created_at")
+    assert full.pk != reinstall.pk
+    assert f"backfill #{full.pk}" in event.outcome
+    wait_for(lambda: SyncRun.objects.get(pk=full.pk).status == SyncRun.Status.SUCCEEDED, timeout=120)
+    full.refresh_from_db()
+    assert not full.history_limited
+    assert Order.objects.filter(shop=shop).count() == len(devstore.ground_truth("acme").orders)
 
 
 @pytest.mark.urls("tests.shops.urls_embedded")
