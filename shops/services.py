@@ -56,6 +56,15 @@ class InstallError(Exception):
     """An install step failed; the message is safe to show (no secrets)."""
 
 
+class ScopesShort(InstallError):
+    """Shopify granted less access than Tenure needs (the merchant unticked some, or an old grant)."""
+
+    def __init__(self, granted: str, missing: list[str]) -> None:
+        super().__init__(f"granted scopes {granted!r} do not cover {','.join(missing)}")
+        self.granted = granted
+        self.missing = missing
+
+
 @dataclass(frozen=True)
 class TokenPair:
     access_token: str
@@ -271,7 +280,14 @@ def shop_install(*, shop_domain: str, pair: TokenPair) -> InstallResult:
     """
     required = settings.SHOPIFY_SCOPES_REQUIRED
     if not scopes_cover(pair.scopes, required):
-        raise InstallError(f"granted scopes {pair.scopes!r} do not cover {','.join(required)}")
+        missing = [s for s in required if not scopes_cover(pair.scopes, [s])]
+        existing = Shop.objects.filter(domain=shop_domain, state=Shop.State.INSTALLED).first()
+        if existing is not None:
+            # Shopify may have retired the token we hold when it issued this one: say so on the
+            # shop rather than let the next sync find out.
+            shop_needs_reauth_mark(shop=existing, reason=f"Shopify granted too little access (missing "
+                                                         f"{', '.join(missing)}); approve Tenure's access again")
+        raise ScopesShort(pair.scopes, missing)
     details = shop_details_fetch(shop_domain=shop_domain, access_token=pair.access_token)
     now = timezone.now()
     with transaction.atomic():

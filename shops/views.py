@@ -36,6 +36,14 @@ def _bad_request(message: str, shop: str | None = None) -> HttpResponse:
     return frame_headers_set(HttpResponse(message, status=400, content_type="text/plain"), shop)
 
 
+def _scopes_short_response(exc: services.ScopesShort, shop: str) -> HttpResponse:
+    """403 that names the access Tenure lacks; nothing was stored."""
+    message = (f"Tenure needs access to {', '.join(exc.missing)} to read your orders and customers, and "
+               f"Shopify granted only: {exc.granted or 'nothing'}. Nothing was installed. Start again from your "
+               "Shopify admin and approve the access Tenure asks for.")
+    return frame_headers_set(HttpResponse(message, status=403, content_type="text/plain"), shop)
+
+
 def _backfill_enqueue(run_id: int | None) -> None:
     """Queue the install's pending backfill run once the install has committed."""
     if run_id is None:
@@ -105,6 +113,9 @@ def app_home(request: HttpRequest) -> HttpResponse:
                 return frame_headers_set(response, shop_domain)
             except services.ShopAuthError:
                 return session_failure_response(request, check)
+            except services.ScopesShort as exc:
+                logger.warning("install refused: %s", exc)
+                return _scopes_short_response(exc, shop_domain)
             except services.InstallError as exc:
                 logger.error("install failed: %s", exc)
                 response = HttpResponse("Tenure could not finish installing; reload to try again.",
@@ -175,6 +186,9 @@ def auth_callback(request: HttpRequest) -> HttpResponse:
         try:
             pair = services.authorization_code_exchange(shop_domain=shop, code=code)
             result = services.shop_install(shop_domain=shop, pair=pair)
+        except services.ScopesShort as exc:
+            logger.warning("code grant refused: %s", exc)
+            return _scopes_short_response(exc, shop)
         except (services.InstallError, services.ShopAuthError) as exc:
             logger.error("code grant install failed: %s", exc)
             return HttpResponse("Tenure could not finish installing; start again from your Shopify admin.",

@@ -261,13 +261,33 @@ def test_code_grant_with_too_few_scopes_stores_no_token(devstore: DevStore, live
     # The exchange happened (the code is spent, Shopify issued a token) and only then was the grant refused.
     assert registry.codes[code].used is True
     assert len(registry.access_tokens) == tokens_before + 1
-    assert response.status_code == 502
-    assert "could not finish installing" in response.text
+    # 403 naming what is missing, for the merchant to approve again.
+    assert response.status_code == 403
+    missing = [s for s in django_settings.SHOPIFY_SCOPES_REQUIRED if s not in granted]
+    assert f"needs access to {', '.join(missing)}" in response.text
+    assert "Nothing was installed" in response.text
     assert "location" not in response.headers
     assert not ShopCredential.objects.exists()
     assert not Shop.objects.filter(domain=BRAVO, state=Shop.State.INSTALLED).exists()
     assert not SyncRun.objects.exists()
     assert queued_task_args("backfill") == []
+
+
+def test_code_grant_with_too_few_scopes_on_an_installed_shop_flags_it(devstore: DevStore, live_server) -> None:
+    """Shopify may retire the token we hold when it issues the short one: the shop is flagged for
+    the merchant to approve again, instead of the next sync finding a dead token."""
+    _, first = _code_grant_callback(devstore, live_server, set(django_settings.SHOPIFY_SCOPES_REQUIRED))
+    assert first.status_code == 302
+    _, short = _code_grant_callback(devstore, live_server, {"read_orders"})
+    assert short.status_code == 403
+    shop = Shop.objects.get(domain=BRAVO)
+    assert shop.state == Shop.State.INSTALLED
+    assert shop.needs_reauth_reason.startswith("Shopify granted too little access (missing read_customers)")
+    # Approving the full access again clears it.
+    _, again = _code_grant_callback(devstore, live_server, set(django_settings.SHOPIFY_SCOPES_REQUIRED))
+    assert again.status_code == 302
+    shop.refresh_from_db()
+    assert shop.needs_reauth_reason == ""
 
 
 def test_code_grant_with_the_required_scopes_installs(devstore: DevStore, live_server) -> None:

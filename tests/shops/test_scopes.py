@@ -107,7 +107,9 @@ def test_revoking_read_all_orders_keeps_the_history_and_reconciliation_keeps_to_
 def test_install_with_too_few_required_scopes_is_refused(devstore: DevStore) -> None:  # noqa: F811
     devstore.install("acme", scopes="read_orders,read_all_orders")
     response = embedded_load(devstore, "acme")
-    assert response.status_code == 502
+    assert response.status_code == 403
+    assert "Tenure needs access to read_customers" in response.text
+    assert "frame-ancestors https://acme.myshopify.com" in response.headers["Content-Security-Policy"]
     assert not Shop.objects.filter(domain=ACME, state=Shop.State.INSTALLED).exists()
     assert not ShopCredential.objects.exists()
     assert not SyncRun.objects.exists()
