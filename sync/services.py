@@ -474,7 +474,9 @@ def bulk_phase_run(*, run: SyncRun, client: ShopifyClient, phase: str, kind: str
             if on_progress is not None:
                 on_progress(run)
 
-        op = client.bulk_wait(ph["op"], on_progress=progress, poll_every=0.3, max_poll=3.0)
+        # A small incremental operation is done in well under a second: look early, then back off
+        # (x1.5 per poll) to one poll every 3 s for a long backfill.
+        op = client.bulk_wait(ph["op"], on_progress=progress, poll_every=0.1, max_poll=3.0)
         status = op.get("status")
         if status == "COMPLETED":
             if "ready_at" not in ph:
