@@ -486,14 +486,34 @@ def shop_uninstall(*, shop: Shop) -> str:
 SCOPES_REDUCED = "scopes reduced"
 
 
-def shop_scopes_update(*, shop: Shop, payload: Mapping[str, Any]) -> str:
+def _payload_time(payload: Mapping[str, Any] | None) -> datetime | None:
+    value = (payload or {}).get("updated_at")
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def shop_scopes_update(*, shop: Shop, payload: Mapping[str, Any], event: WebhookEvent | None = None) -> str:
     """app/scopes_update: store the granted scopes; react to the required ones and read_all_orders.
 
     A required scope gone: the shop needs the merchant to open the app again. read_all_orders
     granted: a new backfill fetches the history beyond 60 days. read_all_orders revoked: what
     we hold stays; syncs from now on see 60 days (the Data page says so, reconciliation keeps
-    to the visible window).
+    to the visible window). Deliveries can arrive out of order: one older (by its
+    ``updated_at``) than a change already applied is recorded and ignored.
     """
+    if event is not None:
+        # The shop's row lock puts two deliveries for one shop one after the other.
+        Shop.objects.select_for_update().filter(pk=shop.pk).first()
+        shop.refresh_from_db()
+        mine = _payload_time(payload)
+        applied = [t for t in (_payload_time(p) for p in WebhookEvent.objects.filter(
+            shop_id=shop.pk, topic="app/scopes_update", status=WebhookEvent.Status.PROCESSED,
+        ).exclude(pk=event.pk).exclude(outcome__startswith="older than").values_list("payload", flat=True))
+            if t is not None]
+        if mine is not None and applied and mine < max(applied):
+            return f"older than the scopes change of {max(applied).isoformat()} already applied: ignored"
     current = payload.get("current")
     scopes = ",".join(str(s) for s in current) if isinstance(current, list) else str(current or "")
     had_all_orders = "read_all_orders" in shop.granted_scopes
@@ -696,7 +716,7 @@ HANDLERS: dict[str, Handler] = {
     **{topic: (lambda shop, event, payload: _sync_apply(shop=shop, event=event, payload=payload))
        for topic in SYNC_TOPICS},
     "app/uninstalled": lambda shop, event, payload: shop_uninstall(shop=shop),
-    "app/scopes_update": lambda shop, event, payload: shop_scopes_update(shop=shop, payload=payload),
+    "app/scopes_update": lambda shop, event, payload: shop_scopes_update(shop=shop, payload=payload, event=event),
     "customers/data_request": lambda shop, event, payload: customer_data_request(shop=shop, event=event,
                                                                                 payload=payload),
     "customers/redact": lambda shop, event, payload: customer_redact(shop=shop, payload=payload),

@@ -127,3 +127,29 @@ def test_required_scopes_back_clear_only_the_scopes_reason(db: None) -> None:
     shop_scopes_update(shop=shop, payload={"current": ["read_orders", "read_customers", "read_all_orders"]})
     shop.refresh_from_db()
     assert shop.needs_reauth_reason == "token refresh failed"
+
+
+def test_scopes_updates_out_of_order_keep_the_newest(db: None) -> None:
+    """Two changes delivered out of order: the older one, processed last, does not undo the newer."""
+    shop = shop_create("order.myshopify.com")
+
+    def delivery(webhook_id: str, current: list[str], at: str) -> WebhookEvent:
+        return WebhookEvent.objects.create(
+            webhook_id=webhook_id, shop=shop, shop_domain=shop.domain, topic="app/scopes_update",
+            received_at=timezone.now(), status=WebhookEvent.Status.RECEIVED,
+            payload={"previous": [], "current": current, "updated_at": at})
+
+    older = delivery("w-old", ["read_orders"], "2026-12-01T10:00:00.000Z")
+    newer = delivery("w-new", ["read_orders", "read_customers"], "2026-12-01T10:00:05.000Z")
+    assert webhook_event_process(event_id=newer.pk) == "processed"
+    assert webhook_event_process(event_id=older.pk) == "processed"
+    shop.refresh_from_db()
+    assert (shop.scopes, shop.needs_reauth_reason) == ("read_orders,read_customers", "")
+    older.refresh_from_db()
+    assert older.outcome.startswith("older than the scopes change of 2026-12-01T10:00:05")
+    # In order, each applies.
+    latest = delivery("w-latest", ["read_orders"], "2026-12-01T10:00:09.000Z")
+    webhook_event_process(event_id=latest.pk)
+    shop.refresh_from_db()
+    assert shop.scopes == "read_orders"
+    assert shop.needs_reauth_reason.startswith("scopes reduced")
