@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import pytest
 from django.conf import settings
 
 from analytics.models import AnalyticsSnapshot
+from devstore.store import SHOPIFY_EXPORT_COLUMNS
 from shops.models import Shop, WebhookEvent
 from sync.models import Customer, Order, Refund, SyncRun
 from tests.conftest import ROOT
@@ -35,6 +37,33 @@ CSV = """customer_id,order_id,processed_at,amount,currency,refunded_amount,refun
 102,9003,2025-05-02T08:00:00Z,99.99,EUR,,
 ,9004,2025-06-15T16:45:00Z,12.00,EUR,,
 """
+
+
+def _export_row(**values: str) -> str:
+    """One row of Shopify's Orders export (every column of the real header, most left empty)."""
+    return ",".join(f'"{values.get(col, "")}"' for col in SHOPIFY_EXPORT_COLUMNS)
+
+
+# Shopify's Orders export: one row per line item, order-level fields on an order's first row only;
+# no customer id (devstore keys customers by email), no refund date.
+EXPORT_CSV = "\n".join([
+    ",".join(SHOPIFY_EXPORT_COLUMNS),
+    _export_row(**{"Name": "#1001", "Email": "Anna@Example.com", "Financial Status": "paid",
+                   "Paid at": "2025-03-01 10:05:00 +0100", "Currency": "EUR", "Subtotal": "40.00",
+                   "Shipping": "5.00", "Total": "45.00", "Created at": "2025-03-01 10:00:00 +0100",
+                   "Lineitem quantity": "1", "Lineitem name": "Tea", "Billing Name": "Anna Jansen",
+                   "Billing Country": "NL", "Id": "7001"}),
+    _export_row(**{"Name": "#1001", "Email": "anna@example.com", "Lineitem quantity": "2", "Lineitem name": "Cup"}),
+    _export_row(**{"Name": "#1002", "Email": "bob@example.com", "Financial Status": "partially_refunded",
+                   "Paid at": "2025-04-10 12:00:00 +0000", "Currency": "EUR", "Subtotal": "60.00", "Total": "60.00",
+                   "Created at": "2025-04-10 12:00:00 +0000", "Refunded Amount": "20.00", "Billing Name": "Bob Berg",
+                   "Billing Country": "DE", "Id": "7002"}),
+    _export_row(**{"Name": "#1003", "Email": "anna@example.com", "Financial Status": "paid",
+                   "Paid at": "2025-05-05 09:00:00 +0200", "Currency": "EUR", "Subtotal": "30.00", "Total": "30.00",
+                   "Created at": "2025-05-05 09:00:00 +0200", "Id": "7003"}),
+    _export_row(**{"Name": "#1004", "Email": "", "Financial Status": "paid", "Currency": "EUR", "Subtotal": "12.50",
+                   "Total": "12.50", "Created at": "2025-06-01 08:00:00 +0000", "Id": "7004"}),
+]) + "\n"
 
 
 def _free_port() -> int:
@@ -196,6 +225,59 @@ def test_demo_data_alone_loads_the_csv_into_the_demo_shop(transactional_db: None
     assert orders[9002].total_refunded == Decimal("5.50")
     assert [r.amount for r in Refund.objects.filter(shop=shop)] == [Decimal("5.50")]
     assert set(Customer.objects.filter(shop=shop).values_list("shopify_id", flat=True)) == {101, 102}
+
+
+def test_demo_shop_from_a_shopify_orders_export(transactional_db: None, tmp_path: Path, redis_client) -> None:
+    redis_client.flushdb()
+    data = tmp_path / "orders_export.csv"
+    data.write_text(EXPORT_CSV)
+    proc = subprocess.run(  # noqa: S603
+        [sys.executable, "manage.py", "demo", "--shop", "exported", "--data", str(data), "--port", str(_free_port()),
+         "--exit-when-synced"],
+        cwd=ROOT, env=_test_env(), capture_output=True, text=True, timeout=200, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"starting devstore with exported.myshopify.com (from {data})" in proc.stdout
+    assert ": 4 orders, 2 customers" in proc.stdout
+    assert "backfill [" in proc.stdout
+    # 2 customers + 4 orders + 1 refund.
+    assert "exported.myshopify.com synced: 7 rows written" in proc.stdout
+    assert not Shop.objects.filter(domain="demo.myshopify.com").exists()
+    shop = Shop.objects.get(domain="exported.myshopify.com")
+    assert shop.currency == "EUR"
+    assert SyncRun.objects.get(shop=shop, kind="backfill").status == "succeeded"
+    # Hand-checked against the CSV: #1001's second line item is not another order; #1004 is a guest.
+    orders = {o.shopify_id: o for o in Order.objects.filter(shop=shop)}
+    assert {i: (o.name, o.total, o.subtotal, o.total_refunded) for i, o in orders.items()} == {
+        7001: ("#1001", Decimal("45.00"), Decimal("40.00"), Decimal("0")),
+        7002: ("#1002", Decimal("60.00"), Decimal("60.00"), Decimal("20.00")),
+        7003: ("#1003", Decimal("30.00"), Decimal("30.00"), Decimal("0")),
+        7004: ("#1004", Decimal("12.50"), Decimal("12.50"), Decimal("0")),
+    }
+    assert {o.currency for o in orders.values()} == {"EUR"}
+    assert {i: o.financial_status for i, o in orders.items()} == {
+        7001: "PAID", 7002: "PARTIALLY_REFUNDED", 7003: "PAID", 7004: "PAID"}
+    # Paid at (in UTC) is the processing time; Created at the creation time.
+    assert orders[7001].created_at == datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+    assert orders[7001].processed_at == datetime(2025, 3, 1, 9, 5, tzinfo=UTC)
+    assert orders[7003].processed_at == datetime(2025, 5, 5, 7, 0, tzinfo=UTC)
+    assert orders[7004].customer_shopify_id is None
+    # Customers are keyed by email (case-insensitive): Anna's two orders share one customer.
+    anna = orders[7001].customer_shopify_id
+    bob = orders[7002].customer_shopify_id
+    assert anna is not None
+    assert bob is not None
+    assert anna != bob
+    assert orders[7003].customer_shopify_id == anna
+    customers = {c.shopify_id: c for c in Customer.objects.filter(shop=shop)}
+    assert {i: (c.number_of_orders, c.amount_spent) for i, c in customers.items()} == {
+        anna: (2, Decimal("75.00")),  # 45.00 + 30.00
+        bob: (1, Decimal("40.00")),  # 60.00 - 20.00 refunded
+    }
+    # The export has no refund date: the refund is dated at the order's latest time (its Paid at).
+    (refund,) = Refund.objects.filter(shop=shop)
+    assert (refund.order_shopify_id, refund.amount) == (7002, Decimal("20.00"))
+    assert refund.created_at == datetime(2025, 4, 10, 12, 0, tzinfo=UTC)
 
 
 def _postmaster_pid(var: Path) -> int | None:
