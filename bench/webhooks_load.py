@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -210,7 +211,7 @@ def main() -> int:
     parser.add_argument("--no-access-log", action="store_true",
                         help="drop gunicorn's per-request access log from web_argv (measures its cost)")
     parser.add_argument("--broker-down", action="store_true",
-                        help="point the app's broker at a closed port: deliveries must still be recorded")
+                        help="kill the app's Redis after the warm-up: deliveries must still be recorded")
     parser.add_argument("--rate-seconds", type=float, default=5.0, help="duration of each open-loop rate")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -224,8 +225,22 @@ def main() -> int:
         conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{DB_NAME}"')
 
+    doomed_redis = None
+    if args.broker_down:
+        # A Redis of the bench's own, up while gunicorn starts (its start-up check needs one),
+        # killed after the warm-up: the outage happens while the app serves, as in production.
+        redis_port = free_port()
+        doomed_redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",  # noqa: S607
+                                         "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        for _ in range(50):
+            try:
+                socket.create_connection(("127.0.0.1", redis_port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.local", "DATABASE_URL": db_url,
-           "REDIS_URL": "redis://127.0.0.1:1/0" if args.broker_down else redis_url,
+           "REDIS_URL": redis_url,
            "SHOPIFY_API_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -272,6 +287,9 @@ def main() -> int:
             accepted += ids
             n += args.warmup
             sent_total += args.warmup
+            if doomed_redis is not None and doomed_redis.poll() is None:
+                doomed_redis.kill()
+                doomed_redis.wait()
             import psutil
 
             def cpu_seconds() -> tuple[float, float]:
@@ -322,7 +340,8 @@ def main() -> int:
                 rate_results.append(line)
                 print(json.dumps(line), flush=True)
         finally:
-            os.killpg(web.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(web.pid, signal.SIGTERM)
             web.wait(timeout=20)
             log.close()
         return results, rate_results, n, accepted, access_log
@@ -378,9 +397,10 @@ def main() -> int:
 
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-    import redis
+    if doomed_redis is None:
+        import redis
 
-    redis.Redis.from_url(redis_url).flushdb()
+        redis.Redis.from_url(redis_url).flushdb()
     return 0 if lost == 0 and duplicates == 0 else 1
 
 

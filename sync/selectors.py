@@ -18,14 +18,18 @@ def run_progress(*, run: SyncRun) -> dict[str, Any]:
     """Seen/written, percent of `objectCount`, and an ETA from the rate so far."""
     percent = None
     eta_s = None
-    if run.object_count:
+    phases = run.state.get("phases", {}) if isinstance(run.state, dict) else {}
+    planned = run.state.get("planned", []) if isinstance(run.state, dict) else []
+    # A phase not counted yet would make the total too small (100% halfway through a backfill).
+    counted = all(int((phases.get(name) or {}).get("object_count") or 0) > 0 or (phases.get(name) or {}).get("done")
+                  for name in planned)
+    if run.object_count and (counted or run.status != SyncRun.Status.RUNNING):
         percent = min(100.0, 100.0 * run.objects_seen / run.object_count)
         started = run.started_at
         if started and run.objects_seen and run.status == SyncRun.Status.RUNNING:
             elapsed = max(0.001, (timezone.now() - started).total_seconds())
             rate = run.objects_seen / elapsed
             eta_s = max(0.0, (run.object_count - run.objects_seen) / rate) if rate > 0 else None
-    phases = run.state.get("phases", {}) if isinstance(run.state, dict) else {}
     phase = next((name for name, ph in phases.items() if not ph.get("done")), None)
     return {
         "id": run.pk,

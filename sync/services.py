@@ -564,21 +564,34 @@ def backfill_run(*, run_id: int, client_factory: ClientFactory = default_client,
             run.history_limited = "read_all_orders" not in shop.granted_scopes
             run.state.setdefault("resumes", -1)
             run.state["resumes"] += 1
+            # The percent needs every phase's objectCount: until the last one has one, there is none.
+            run.state["planned"] = list(BACKFILL_PHASES)
             _run_save(run, "status", "started_at", "history_limited", "state")
-            for phase in ("customers", "orders"):
+            for phase in BACKFILL_PHASES:
                 bulk_phase_run(run=run, client=client, phase=phase, kind=phase, on_progress=on_progress)
+            run.state["client"] = _client_stats(client)
             # Changes after the snapshot are the incremental sync's: it starts from here.
             _succeed(run, high_water_mark=_ops_created_at(client, run) or timezone.now())
             return "succeeded"
         except (ShopifyAuthError, ShopifyShopPausedError, ShopifyQueryError) as exc:
+            run.state["client"] = _client_stats(client)
             _fail(run, exc)
             return "failed"
         except ShopifyTransientError as exc:
+            run.state["client"] = _client_stats(client)
             run.error = f"{exc.__class__.__name__}: {exc}"[:2000]
-            _run_save(run, "error")
+            _run_save(run, "error", "state")
             raise
         finally:
             client.close()
+
+
+BACKFILL_PHASES = ("customers", "orders")
+
+
+def _client_stats(client: ShopifyClient) -> dict[str, float]:
+    """What the run asked of Shopify (requests, retries, throttle waits), for the run's record."""
+    return {k: round(v, 3) for k, v in client.stats.items()}
 
 
 def _ops_created_at(client: ShopifyClient, run: SyncRun) -> datetime | None:
@@ -832,7 +845,7 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
     if touched:
         run.state["customers_refreshed"] = customers_refresh(shop=shop, client=client, ids=touched)
     lap("customers_refresh")
-    run.state["client"] = {k: round(v, 3) for k, v in client.stats.items()}  # requests, retries, throttle waits
+    run.state["client"] = _client_stats(client)
     _succeed(run, high_water_mark=hwm)
 
 

@@ -25,6 +25,7 @@ SPECS = [
     ShopSpec(name="exact-nz", seed=11, customers=150, months=20, currency="NZD", iana_timezone="Pacific/Auckland"),
     ShopSpec(name="exact-jp", seed=5, customers=80, months=14, currency="JPY", iana_timezone="Asia/Tokyo"),
 ]
+BACKFILL_ERRORS = 3
 FAULTS = {"error_rate": 0.05, "throttle_bucket_size": 400, "throttle_restore_rate": 200,
           "webhook_duplicate_rate": 0.15, "webhook_out_of_order_rate": 0.2, "webhook_reorder_delay_ms": 150,
           "webhook_drop_rate": 0.1}
@@ -64,12 +65,18 @@ def test_backfill_live_trading_and_one_incremental_equal_ground_truth(devstore_l
     from sync.tasks import incremental_sync
 
     ds = devstore_live
-    shops = [app_install(client, ds, spec.domain) for spec in SPECS]
+    shops = []
+    for spec in SPECS:
+        shops.append(app_install(client, ds, spec.domain))
+        # The backfill the install started rides out 5xx too: the next three Admin API requests
+        # of the shop (its bulk operation, polls or result download) fail.
+        ds.set_faults(spec.domain, error_next=BACKFILL_ERRORS, error_status=502)
     for shop in shops:
-        wait_for(lambda shop=shop: _run_done(shop, SyncRun.Kind.BACKFILL), timeout=120)
+        run = wait_for(lambda shop=shop: _run_done(shop, SyncRun.Kind.BACKFILL), timeout=120)
+        assert run.state["client"]["retries"] >= BACKFILL_ERRORS, run.state["client"]
         assert not mismatches(shop, ds.store(shop.domain).ground_truth())
     for spec in SPECS:
-        ds.set_faults(spec.domain, **FAULTS)
+        ds.set_faults(spec.domain, error_next=0, error_status=None, **FAULTS)
     for _ in range(4):
         for spec in SPECS:
             ds.live_step(spec.domain, events=40)

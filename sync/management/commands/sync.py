@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
 
 from shops.models import Shop
 from sync import services
@@ -48,7 +49,7 @@ class Command(BaseCommand):
                 run = progress_watch(run_id=run.pk, out=getattr(self.stdout, "_out", self.stdout))
             else:
                 # Run here; a thread draws the bar from the committed progress.
-                worker = threading.Thread(target=services.backfill_run, kwargs={"run_id": run.pk}, daemon=True)
+                worker = threading.Thread(target=_backfill_in_thread, args=(run.pk,), daemon=True)
                 worker.start()
                 run = progress_watch(run_id=run.pk, out=getattr(self.stdout, "_out", self.stdout))
                 worker.join()
@@ -67,3 +68,11 @@ class Command(BaseCommand):
         if run.status != SyncRun.Status.SUCCEEDED:
             raise CommandError(f"{run.kind} {run.status}: {run.error}")
         self.stdout.write(self.style.SUCCESS(f"{run.kind} done: {run.objects_written:,} rows written"))
+
+
+def _backfill_in_thread(run_id: int) -> None:
+    """The backfill on this thread's own database connection, closed when it is done."""
+    try:
+        services.backfill_run(run_id=run_id)
+    finally:
+        connection.close()
