@@ -86,7 +86,14 @@ class WsgiResponse:
 
 class WsgiClient:
     """Sends requests through config.wsgi.application, the callable gunicorn serves, so POST
-    /webhooks takes its lean path; the same calls as Django's test client where tests use them."""
+    /webhooks takes its lean path; the same calls as Django's test client where tests use them.
+
+    Like Django's test client it keeps the test's database connection between requests; with
+    ``recycle_connections`` it leaves Django's request signals alone, as under gunicorn.
+    """
+
+    def __init__(self, *, recycle_connections: bool = False) -> None:
+        self.recycle_connections = recycle_connections
 
     def generic(self, method: str, path: str, data: bytes = b"", content_type: str = "application/octet-stream",
                 **extra: str) -> WsgiResponse:
@@ -106,9 +113,10 @@ class WsgiClient:
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
             started.append((status, headers))
 
-        # As Django's test client does: a test's connection must not be closed between requests.
-        request_started.disconnect(close_old_connections)
-        request_finished.disconnect(close_old_connections)
+        if not self.recycle_connections:
+            # As Django's test client does: a test's connection must not be closed between requests.
+            request_started.disconnect(close_old_connections)
+            request_finished.disconnect(close_old_connections)
         try:
             result = application(environ, start_response)
             content = b"".join(result)
