@@ -505,8 +505,7 @@ def shop_scopes_update(*, shop: Shop, payload: Mapping[str, Any], event: Webhook
     """
     if event is not None:
         # The shop's row lock puts two deliveries for one shop one after the other.
-        Shop.objects.select_for_update().filter(pk=shop.pk).first()
-        shop.refresh_from_db()
+        shop.refresh_from_db(from_queryset=Shop.objects.select_for_update())
         mine = _payload_time(payload)
         applied = [t for t in (_payload_time(p) for p in WebhookEvent.objects.filter(
             shop_id=shop.pk, topic="app/scopes_update", status=WebhookEvent.Status.PROCESSED,

@@ -174,6 +174,13 @@ class Delivery:
     api_version: str | None
     triggered_at: str | None
 
+    @classmethod
+    def read(cls, body: bytes, header: Callable[[str], str | None]) -> Delivery:
+        """`header(name)`: the request's header of that name (e.g. "X-Shopify-Topic"), or None."""
+        return cls(body=body, hmac=header("X-Shopify-Hmac-Sha256"), shop=header("X-Shopify-Shop-Domain"),
+                   webhook_id=header("X-Shopify-Webhook-Id"), topic=header("X-Shopify-Topic"),
+                   api_version=header("X-Shopify-Api-Version"), triggered_at=header("X-Shopify-Triggered-At"))
+
 
 def _record(params: dict[str, Any]) -> tuple[int, str] | None:
     """Run the INSERT on Django's connection; None for a duplicate delivery.
@@ -238,8 +245,15 @@ def webhook_accept(delivery: Delivery) -> tuple[int, str]:
     return 200, "OK"
 
 
-def _too_large(declared: str | None) -> bool:
-    return declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES
+def _body_read(declared: str | None, read: Callable[[int], bytes]) -> bytes | None:
+    """The raw body, or None when it is over MAX_BODY_BYTES (413). A declared length is what
+    there is to read (a keep-alive stream has no end of its own)."""
+    if declared and declared.isdigit():
+        if int(declared) > MAX_BODY_BYTES:
+            return None
+        return read(int(declared))
+    body = read(MAX_BODY_BYTES + 1)
+    return None if len(body) > MAX_BODY_BYTES else body
 
 
 @csrf_exempt
@@ -247,16 +261,10 @@ def webhook_receive(request: HttpRequest) -> HttpResponse:
     """The endpoint as a Django view (test client, any server that skips config.wsgi's fast path)."""
     if request.method != "POST":
         return _text("Method not allowed", 405)
-    if _too_large(request.META.get("CONTENT_LENGTH")):
+    body = _body_read(request.META.get("CONTENT_LENGTH"), request.read)
+    if body is None:
         return _text("Payload too large", 413)
-    body = request.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        return _text("Payload too large", 413)
-    h = request.headers
-    status, text = webhook_accept(Delivery(
-        body=body, hmac=h.get("X-Shopify-Hmac-Sha256"), shop=h.get("X-Shopify-Shop-Domain"),
-        webhook_id=h.get("X-Shopify-Webhook-Id"), topic=h.get("X-Shopify-Topic"),
-        api_version=h.get("X-Shopify-Api-Version"), triggered_at=h.get("X-Shopify-Triggered-At")))
+    status, text = webhook_accept(Delivery.read(body, request.headers.get))
     return _text(text, status)
 
 
@@ -289,16 +297,7 @@ def webhook_wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) ->
 
 
 def _wsgi_accept(environ: dict[str, Any]) -> tuple[int, str]:
-    declared = environ.get("CONTENT_LENGTH")
-    if _too_large(declared):
+    body = _body_read(environ.get("CONTENT_LENGTH"), environ["wsgi.input"].read)
+    if body is None:
         return 413, "Payload too large"
-    stream = environ["wsgi.input"]
-    # A declared length is what there is to read (a keep-alive stream has no end of its own).
-    body = stream.read(int(declared)) if declared and declared.isdigit() else stream.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        return 413, "Payload too large"
-    return webhook_accept(Delivery(
-        body=body, hmac=environ.get("HTTP_X_SHOPIFY_HMAC_SHA256"), shop=environ.get("HTTP_X_SHOPIFY_SHOP_DOMAIN"),
-        webhook_id=environ.get("HTTP_X_SHOPIFY_WEBHOOK_ID"), topic=environ.get("HTTP_X_SHOPIFY_TOPIC"),
-        api_version=environ.get("HTTP_X_SHOPIFY_API_VERSION"),
-        triggered_at=environ.get("HTTP_X_SHOPIFY_TRIGGERED_AT")))
+    return webhook_accept(Delivery.read(body, lambda name: environ.get("HTTP_" + name.upper().replace("-", "_"))))
