@@ -18,12 +18,13 @@ def run_progress(*, run: SyncRun) -> dict[str, Any]:
     """Seen/written, percent of `objectCount`, and an ETA from the rate so far."""
     percent = None
     eta_s = None
-    phases = run.state.get("phases", {}) if isinstance(run.state, dict) else {}
-    planned = run.state.get("planned", []) if isinstance(run.state, dict) else []
-    # A phase not counted yet would make the total too small (100% halfway through a backfill).
-    counted = all(int((phases.get(name) or {}).get("object_count") or 0) > 0 or (phases.get(name) or {}).get("done")
-                  for name in planned)
-    if run.object_count and (counted or run.status != SyncRun.Status.RUNNING):
+    state = run.state if isinstance(run.state, dict) else {}
+    phases = state.get("phases", {})
+    # A planned phase with no objectCount yet would make the total too small (100% halfway
+    # through a backfill): no percent until each has one (or is done).
+    uncounted = [name for name in state.get("planned", [])
+                 if not (phases.get(name, {}).get("object_count") or phases.get(name, {}).get("done"))]
+    if run.object_count and (not uncounted or run.status != SyncRun.Status.RUNNING):
         percent = min(100.0, 100.0 * run.objects_seen / run.object_count)
         started = run.started_at
         if started and run.objects_seen and run.status == SyncRun.Status.RUNNING:

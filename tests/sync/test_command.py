@@ -107,6 +107,20 @@ def test_progress_line_eta_is_the_remaining_objects_at_the_rate_so_far(monkeypat
                     "  orders  succeeded")
 
 
+def test_no_percent_until_every_planned_phase_is_counted(monkeypatch):
+    """Customers done and counted, the orders operation not yet: 118 of 118 is not 100% of the run."""
+    now = timezone.now()
+    monkeypatch.setattr("sync.selectors.timezone", SimpleNamespace(now=lambda: now))
+    run = _running(seen=118, count=118, elapsed_s=10, now=now)
+    run.state = {"planned": ["customers", "orders"],
+                 "phases": {"customers": {"done": True, "object_count": 118}, "orders": {}}}
+    assert progress_line(run) == ("backfill [..............................]   ...%  118/118 read, 118 written"
+                                  "  orders  running")
+    run.state["phases"]["orders"] = {"object_count": 289}
+    run.object_count = 118 + 289
+    assert progress_line(run).startswith("backfill [########......................]  29.0%  118/407 read")
+
+
 def test_sync_command_refuses_unknown_shop(transactional_db):
     with pytest.raises(CommandError, match="no shop"):
         call_command("sync", "nobody")
