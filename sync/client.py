@@ -19,10 +19,10 @@ import email.utils
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import orjson
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from shops.models import Shop
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
@@ -101,6 +102,15 @@ class ShopifyQueryError(ShopifyError):
     @property
     def codes(self) -> set[str]:
         return {str((e.get("extensions") or {}).get("code") or "") for e in self.errors}
+
+    @property
+    def requested_cost(self) -> int | None:
+        """What a MAX_COST_EXCEEDED answer says the query would have cost."""
+        for e in self.errors:
+            cost = (e.get("extensions") or {}).get("cost")
+            if isinstance(cost, int | float) and not isinstance(cost, bool):
+                return int(cost)
+        return None
 
 
 @dataclass
@@ -349,6 +359,11 @@ class ShopifyClient:
 
     # --- GraphQL ----------------------------------------------------------------------
 
+    def request_budget(self) -> float:
+        """Points one request may ask for: 90% of the single-query cap, and of the bucket when a
+        plan's bucket is smaller (a request over either is refused, not queued)."""
+        return 0.9 * min(MAX_QUERY_COST, self._bucket.maximum)
+
     def graphql(self, query: str, variables: Mapping[str, Any] | None = None, *,
                 expected_cost: int = 50) -> GraphQLResult:
         """One GraphQL operation; waits out THROTTLED; returns data (with any partial errors)."""
@@ -405,6 +420,30 @@ class ShopifyClient:
             return GraphQLResult(data=data, errors=list(errors or []), requested_cost=requested,
                                  actual_cost=cost.get("actualQueryCost"))
 
+    def batched(self, items: Sequence[T], send: Callable[[Sequence[T], int], GraphQLResult], *,
+                per_item: float) -> Iterator[tuple[Sequence[T], GraphQLResult]]:
+        """`items` in as few requests as the cost allows: `send(part, expected_cost)` asks for one part.
+
+        The first part is sized from `per_item` (a guess that errs high); every answer's
+        `requestedQueryCost` then sets the points per item, so the parts fill a request's budget
+        whatever Shopify charges. A MAX_COST_EXCEEDED answer re-sizes from the cost it names.
+        """
+        start = 0
+        while start < len(items):
+            size = max(1, int(self.request_budget() // max(per_item, 0.01)))
+            part = items[start:start + size]
+            try:
+                result = send(part, max(1, int(per_item * len(part))))
+            except ShopifyQueryError as exc:
+                if "MAX_COST_EXCEEDED" not in exc.codes or len(part) == 1:
+                    raise
+                per_item = max(per_item * 2, (exc.requested_cost or 0) / len(part))
+                continue
+            if result.requested_cost:
+                per_item = result.requested_cost / len(part)
+            yield part, result
+            start += len(part)
+
     def paginate(self, query: str, *, variables: Mapping[str, Any] | None = None,
                  connection: str, page_size: int = 100,
                  on_page: Callable[[GraphQLResult], None] | None = None) -> Iterator[dict[str, Any]]:
@@ -433,11 +472,8 @@ class ShopifyClient:
             yield from conn.get("nodes") or []
             info = conn.get("pageInfo") or {}
             if result.requested_cost:
-                expected = int(result.requested_cost)
                 per_node = max(1.0, result.requested_cost / size)
-                # 90% of the single-query cap, and of the bucket when a plan's bucket is smaller.
-                budget = 0.9 * min(MAX_QUERY_COST, self._bucket.maximum)
-                size = max(1, min(MAX_PAGE_SIZE, int(budget / per_node)))
+                size = max(1, min(MAX_PAGE_SIZE, int(self.request_budget() / per_node)))
                 expected = int(per_node * size)
             if not info.get("hasNextPage"):
                 return

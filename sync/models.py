@@ -111,9 +111,10 @@ class Refund(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
     # Total refunded (shipping and taxes included), shop money.
     amount = money_field()
-    # Refunded line items' subtotal: what the `subtotal` order-value basis subtracts. Bulk chunks
-    # COPY refunds without it (their line items come later): hence the database default.
-    subtotal_amount = money_field(db_default=Decimal(0))
+    # Refunded line items' subtotal: what the `subtotal` order-value basis subtracts. NULL until
+    # the line items are read: a bulk file carries refunds without them (a connection inside the
+    # `refunds` list is refused), so sync.services.refund_lines_fill reads them by id.
+    subtotal_amount = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
     updated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -121,6 +122,9 @@ class Refund(models.Model):
         indexes = [
             models.Index(fields=["shop", "order_shopify_id"], name="refund_shop_order"),
             models.Index(fields=["shop", "created_at"], name="refund_shop_created"),
+            # The refunds whose line items are still to be read: few, looked up after every sync.
+            models.Index(fields=["shop", "shopify_id"], name="refund_lines_unread",
+                         condition=models.Q(subtotal_amount__isnull=True)),
         ]
 
     def __str__(self) -> str:
@@ -196,23 +200,6 @@ class Deletion(models.Model):
 
     def __str__(self) -> str:
         return f"deleted {self.kind} {self.shopify_id}"
-
-
-class RefundLineStage(models.Model):
-    """Refund line items of a running bulk backfill, joined to their refunds when the file is done.
-
-    Bulk JSONL puts each refund line item on its own line with ``__parentId`` (the refund),
-    anywhere after its parent; keeping them here, committed with the resume point, lets a
-    resumed backfill sum them without re-reading what it already counted.
-    """
-
-    # No constraint: it would cost a trigger per staged line; the run's deletion cascades through the ORM.
-    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="+", db_index=True, db_constraint=False)
-    refund_shopify_id = models.BigIntegerField()
-    subtotal = models.DecimalField(max_digits=20, decimal_places=4)
-
-    def __str__(self) -> str:
-        return f"refund line of {self.refund_shopify_id}"
 
 
 class PauseProbe(models.Model):

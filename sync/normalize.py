@@ -21,7 +21,8 @@ ORDER_COLUMNS = (
     "test", "financial_status", "currency", "presentment_currency", "subtotal", "current_subtotal", "total",
     "current_total", "total_refunded", "tags",
 )
-# subtotal_amount is None when the refund's line items come as separate bulk lines.
+# subtotal_amount is None when the refund's line items were not read with it (bulk files: a
+# connection inside the `refunds` list is refused there); sync.services.refund_lines_fill reads them.
 REFUND_COLUMNS = (
     "shopify_id", "order_shopify_id", "created_at", "processed_at", "amount", "subtotal_amount", "updated_at",
 )
@@ -41,7 +42,7 @@ subtotalPriceSet {{ {_MONEY} }} currentSubtotalPriceSet {{ {_MONEY} }}
 totalPriceSet {{ {_MONEY} }} currentTotalPriceSet {{ {_MONEY} }} totalRefundedSet {{ {_MONEY} }}
 tags customer {{ id }}
 """
-REFUND_FIELDS = f"id createdAt updatedAt totalRefundedSet {{ {_MONEY} }}"
+REFUND_FIELDS = f"id createdAt processedAt updatedAt totalRefundedSet {{ {_MONEY} }}"
 CUSTOMER_FIELDS = """
 id createdAt updatedAt numberOfOrders amountSpent { amount currencyCode } tags statistics { rfmGroup }
 """
@@ -125,7 +126,7 @@ def refund_line_subtotal(item: Mapping[str, Any]) -> Decimal:
 
 
 def refund_from_graphql(node: Mapping[str, Any], order_id: int) -> Row:
-    """A refund; its subtotal is summed here when its line items came inline (paginated queries)."""
+    """A refund; its subtotal is summed here when its line items came with it (paged queries)."""
     items = node.get("refundLineItems")
     subtotal: str | None = None
     if isinstance(items, Mapping):
@@ -138,8 +139,7 @@ def refund_from_graphql(node: Mapping[str, Any], order_id: int) -> Row:
         gid_id(node["id"]),
         order_id,
         created,
-        # Refund has no processedAt in GraphQL; its transactions are processed when it is created.
-        created,
+        node.get("processedAt") or created,
         _money(node.get("totalRefundedSet")),
         subtotal,
         node.get("updatedAt") or created,
@@ -323,13 +323,14 @@ class BulkCustomer(msgspec.Struct, rename="camel", gc=False):
 class BulkRefund(msgspec.Struct, rename="camel", gc=False):
     id: str
     created_at: str | None = None
+    processed_at: str | None = None
     updated_at: str | None = None
     total_refunded_set: _MoneySet | None = None
 
 
 class BulkOrderLine(msgspec.Struct, rename="camel", gc=False):
-    """A line of the orders file: an order, or a child line (`__parentId`): a refund line item's
-    subtotal under its refund, or a refund when refunds are selected as a connection."""
+    """A line of the orders file: an order, with its refunds inline (`Order.refunds` is a list).
+    Lines with a `__parentId` belong to a connection the app does not select; they are skipped."""
 
     id: str | None = None
     name: str | None = None
@@ -349,7 +350,6 @@ class BulkOrderLine(msgspec.Struct, rename="camel", gc=False):
     tags: list[str] | None = None
     customer: BulkCustomer | None = None
     refunds: list[BulkRefund] | None = None
-    subtotal_set: _MoneySet | None = None
     parent_id: str | None = msgspec.field(name="__parentId", default=None)
 
 
@@ -363,15 +363,14 @@ class BulkChunk:
 
     orders: list[str] = field(default_factory=list)
     order_ids: list[int] = field(default_factory=list)
-    refunds: list[str] = field(default_factory=list)  # BULK_REFUND_COLUMNS: the subtotal comes later
+    refunds: list[str] = field(default_factory=list)  # BULK_REFUND_COLUMNS: the subtotal is read later
     refund_ids: list[int] = field(default_factory=list)
     refund_order_ids: list[int] = field(default_factory=list)
     customers: list[str] = field(default_factory=list)
     customer_ids: list[int] = field(default_factory=list)
-    refund_lines: list[str] = field(default_factory=list)  # run id, refund id, line-item subtotal
 
 
-# A bulk refund's subtotal is the sum of its line items, which come as lines of their own.
+# A bulk refund's subtotal is the sum of its line items, which a bulk query cannot select.
 BULK_REFUND_COLUMNS = tuple(c for c in REFUND_COLUMNS if c != "subtotal_amount")
 
 
@@ -445,31 +444,20 @@ def _customer_line(shop: str, c: BulkCustomer) -> str:
 NULL = "\\N"
 
 
-def bulk_orders_parse(data: bytes, *, shop_id: int, run_id: int) -> BulkChunk:
+def bulk_orders_parse(data: bytes, *, shop_id: int) -> BulkChunk:
     """Lines of an orders file -> COPY lines for orders, their refunds (and customers, when the
-    query read them whole), and refund line-item subtotals by refund."""
+    query read them whole)."""
     out = BulkChunk()
     shop = str(shop_id)
-    run = str(run_id)
-    orders, refunds, customers, refund_lines = out.orders, out.refunds, out.customers, out.refund_lines
+    orders, refunds, customers = out.orders, out.refunds, out.customers
     ids, customer_ids, refund_ids, refund_orders = (out.order_ids, out.customer_ids, out.refund_ids,
                                                     out.refund_order_ids)
     decoded = _ORDER_LINES.decode_lines(data)
-    if b"\\" in data:
+    if _needs_escaping(data):
         _escape_in_place(decoded)
     amount = _amount
     for o in decoded:
-        parent = o.parent_id
-        if parent is not None:
-            if "/Refund/" in parent:
-                refund_lines.append(f"{run}\t{_num(parent)}\t{amount(o.subtotal_set)}\n")
-            elif o.id is not None and "/Refund/" in o.id:
-                refund_ids.append(_num(o.id))
-                refund_orders.append(_num(parent))
-                refunds.append(_refund_line(shop, refund_ids[-1], refund_orders[-1], o.created_at, o.updated_at,
-                                            o.total_refunded_set))
-            continue
-        if o.id is None:
+        if o.parent_id is not None or o.id is None:
             continue
         oid = _num(o.id)
         ids.append(oid)
@@ -494,16 +482,21 @@ def bulk_orders_parse(data: bytes, *, shop_id: int, run_id: int) -> BulkChunk:
             for r in o.refunds:
                 refund_ids.append(_num(r.id))
                 refund_orders.append(oid)
-                refunds.append(_refund_line(shop, refund_ids[-1], oid, r.created_at, r.updated_at,
-                                            r.total_refunded_set))
+                refunds.append(_refund_line(shop, refund_ids[-1], oid, r))
     return out
 
 
-def _refund_line(shop: str, refund_id: int, order_id: int, created: str | None, updated: str | None,
-                 money: _MoneySet | None) -> str:
-    # Refund has no processedAt in GraphQL; its transactions are processed when it is created.
-    created = created or updated or NULL
-    return f"{shop}\t{refund_id}\t{order_id}\t{created}\t{created}\t{_amount(money)}\t{updated or created}\n"
+def _refund_line(shop: str, refund_id: int, order_id: int, r: BulkRefund) -> str:
+    created = r.created_at or r.updated_at or NULL
+    return (f"{shop}\t{refund_id}\t{order_id}\t{created}\t{r.processed_at or created}\t"
+            f"{_amount(r.total_refunded_set)}\t{r.updated_at or created}\n")
+
+
+def _needs_escaping(data: bytes) -> bool:
+    """Whether a chunk's strings may hold a character COPY text must escape. JSON can only carry a
+    quote, tab, newline or backslash inside a string as a backslash escape; Shopify's files also
+    escape every `/` (`gid:\\/\\/shopify...`), which decodes to a plain slash and needs nothing."""
+    return b"\\" in data.replace(b"\\/", b"")
 
 
 def bulk_customers_parse(data: bytes, *, shop_id: int) -> BulkChunk:
@@ -511,7 +504,7 @@ def bulk_customers_parse(data: bytes, *, shop_id: int) -> BulkChunk:
     out = BulkChunk()
     shop = str(shop_id)
     decoded = _CUSTOMER_LINES.decode_lines(data)
-    if b"\\" in data:
+    if _needs_escaping(data):
         _escape_in_place(decoded)
     out.customers = [_customer_line(shop, c) for c in decoded]
     out.customer_ids = [_num(c.id) for c in decoded]

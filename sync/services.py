@@ -14,10 +14,11 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,6 +32,7 @@ from config.logging import log_context
 from shops.models import Shop
 from sync import normalize as nz
 from sync.client import (
+    GraphQLResult,
     ShopifyAuthError,
     ShopifyClient,
     ShopifyError,
@@ -38,7 +40,7 @@ from sync.client import (
     ShopifyShopPausedError,
     ShopifyTransientError,
 )
-from sync.models import Customer, Deletion, Order, PauseProbe, Refund, RefundLineStage, SyncRun, WorkerHeartbeat
+from sync.models import Customer, Deletion, Order, PauseProbe, Refund, SyncRun, WorkerHeartbeat
 from sync.store import Written, bulk_write, rows_write
 
 logger = logging.getLogger(__name__)
@@ -220,7 +222,6 @@ ORDERS_BULK = """
         {fields}
         refunds {{
           {refund_fields}
-          refundLineItems {{ edges {{ node {{ subtotalSet {{ shopMoney {{ amount }} }} }} }} }}
         }}
       }}
     }}
@@ -244,33 +245,7 @@ def bulk_query(kind: str, search: str | None = None, *, with_customers: bool = F
 def _chunk_parse(kind: str, data: bytes, run: SyncRun) -> nz.BulkChunk:
     if kind == "customers":
         return nz.bulk_customers_parse(data, shop_id=run.shop_id)
-    return nz.bulk_orders_parse(data, shop_id=run.shop_id, run_id=run.pk)
-
-
-def _refund_lines_stage(lines: list[str]) -> None:
-    if not lines:
-        return
-    with connection.cursor() as cursor:
-        raw = getattr(cursor, "cursor", cursor)
-        with raw.copy("COPY sync_refundlinestage (run_id, refund_shopify_id, subtotal) FROM STDIN") as copy:
-            copy.write("".join(lines))
-
-
-def _refund_lines_apply(*, run: SyncRun) -> int:
-    """Set each refund's line-item subtotal from the staged child lines of this run."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            UPDATE sync_refund r SET subtotal_amount = s.total
-            FROM (SELECT refund_shopify_id, sum(subtotal) AS total FROM sync_refundlinestage
-                  WHERE run_id = %s GROUP BY refund_shopify_id) s
-            WHERE r.shop_id = %s AND r.shopify_id = s.refund_shopify_id
-            """,
-            [run.pk, run.shop_id],
-        )
-        updated = cursor.rowcount
-    RefundLineStage.objects.filter(run=run).delete()
-    return updated
+    return nz.bulk_orders_parse(data, shop_id=run.shop_id)
 
 
 def _run_save(run: SyncRun, *fields: str) -> None:
@@ -327,16 +302,15 @@ def bulk_ingest(*, run: SyncRun, client: ShopifyClient, phase: str, url: str | N
                 on_chunk: Callable[[SyncRun], None] | None = None, writers: int | None = None) -> Written:
     """Stream one result file into the database, committing a chunk (and the resume point) at a time.
 
-    The stages overlap: this thread downloads and parses chunk n+1 (a few MB of whole lines,
-    decoded in one call) while writer threads (each on its own connection) COPY the chunks
-    before it. With two writers, two chunks are written at once, but each commits only after the
-    chunk before it has: the resume point (lines committed) and the chunk's staged refund lines
-    commit with its rows, in file order, so a killed worker resumes exactly after the last
-    committed chunk. A download thread reads the next chunk's bytes meanwhile. At most one raw
-    chunk waits, one is parsed, one parsed chunk waits and one is written per writer: memory
-    stays flat whatever the file's size. Where the time went is kept on the phase (the bench
-    reports it): download (waiting for bytes), parse, db (the writers' transactions, summed) and
-    wait (the reader blocked on a full queue: the database is the slower stage).
+    The stages overlap: this thread downloads and parses chunk n+1 (a few MB of whole lines, decoded
+    in one call) while writer threads (each on its own connection) COPY the chunks before it. With
+    two writers, two chunks are written at once, but each commits only after the chunk before it
+    has: the resume point (lines committed) commits with its rows, in file order, so a killed worker
+    resumes exactly after the last committed chunk. A download thread reads the next chunk's bytes
+    meanwhile. At most one raw chunk waits, one is parsed, one parsed chunk waits and one is written
+    per writer: memory stays flat whatever the file's size. Where the time went is kept on the phase
+    (the bench reports it): download (waiting for bytes), parse, db (the writers' transactions,
+    summed) and wait (the reader blocked on a full queue: the database is the slower stage).
 
     `writers` defaults to the SYNC_BULK_WRITERS setting; pass 1 where two chunks may hold the same
     row (an incremental orders file carries each order's customer): two transactions inserting
@@ -358,7 +332,6 @@ def bulk_ingest(*, run: SyncRun, client: ShopifyClient, phase: str, url: str | N
             started = time.perf_counter()
             with transaction.atomic():
                 written = bulk_write(shop_id=run.shop_id, currency=run.shop.currency, chunk=parsed)
-                _refund_lines_stage(parsed.refund_lines)
                 with turn:
                     while committed[0] != i and not failure:
                         turn.wait()
@@ -430,8 +403,6 @@ def bulk_ingest(*, run: SyncRun, client: ShopifyClient, phase: str, url: str | N
         if failure:
             raise (real or failure)[0]
     with transaction.atomic():
-        if kind == "orders":
-            _refund_lines_apply(run=run)
         ph["done"] = True
         ph["ingested_at"] = time.time()
         _run_save(run, "state")
@@ -461,8 +432,6 @@ def bulk_phase_run(*, run: SyncRun, client: ShopifyClient, phase: str, kind: str
         if not ph.get("op"):
             query = bulk_query(kind, search, with_customers=search is not None)
             ph.update({"op": client_bulk_start(client, query), "lines": 0, "kind": kind, "started_at": time.time()})
-            if kind == "orders":
-                RefundLineStage.objects.filter(run=run).delete()
             run.bulk_operation_id = ph["op"]
             _run_save(run, "state", "bulk_operation_id")
 
@@ -489,6 +458,81 @@ def bulk_phase_run(*, run: SyncRun, client: ShopifyClient, phase: str, kind: str
         if status == "FAILED" and op.get("errorCode") == "ACCESS_DENIED":
             raise ShopifyQueryError(f"bulk operation denied: {op.get('errorCode')}")
     raise ShopifyTransientError(f"bulk {phase} did not complete")
+
+
+# --- refund line items ----------------------------------------------------------------------------
+# Shopify refuses a bulk query that selects a connection inside a list field, and `Order.refunds`
+# is a list while `Refund.refundLineItems` is a connection: bulk files carry each refund (dates,
+# total) without its line items. Such refunds are stored with an unknown subtotal (NULL) and their
+# line items read here by id, in requests sized by what Shopify says they cost. Only refunds still
+# unknown are asked for, so a resumed run picks up where it stopped and a replay writes the same.
+
+_REFUND_LINES_SELECTION = "nodes { subtotalSet { shopMoney { amount } } } pageInfo { hasNextPage endCursor }"
+REFUND_LINES = f"""
+query TenureRefundLines($ids: [ID!]!) {{
+  nodes(ids: $ids) {{ ... on Refund {{ id refundLineItems(first: 10) {{ {_REFUND_LINES_SELECTION} }} }} }}
+}}"""
+REFUND_LINES_MORE = f"""
+query TenureRefundLinesMore($id: ID!, $after: String) {{
+  refund(id: $id) {{ refundLineItems(first: 250, after: $after) {{ {_REFUND_LINES_SELECTION} }} }}
+}}"""
+# Points per refund before Shopify has said: the refund (1) and a connection of 10 (2 + 10), rounded up.
+REFUND_LINES_COST_GUESS = 15.0
+REFUND_LINES_BLOCK = 5_000  # unknown refunds taken from our table at a time
+
+
+def _refund_lines_total(client: ShopifyClient, gid: str, conn: Mapping[str, Any]) -> Decimal:
+    """The subtotal of a refund's line items, paging on where the first request's ten stopped."""
+    total = sum((nz.refund_line_subtotal(i) for i in conn.get("nodes") or []), Decimal(0))
+    info = conn.get("pageInfo") or {}
+    while info.get("hasNextPage"):
+        data = client.graphql(REFUND_LINES_MORE, {"id": gid, "after": info.get("endCursor")},
+                              expected_cost=253).data
+        conn = (data.get("refund") or {}).get("refundLineItems") or {}
+        total += sum((nz.refund_line_subtotal(i) for i in conn.get("nodes") or []), Decimal(0))
+        info = conn.get("pageInfo") or {}
+    return total
+
+
+def refund_lines_fill(*, shop: Shop, client: ShopifyClient, run: SyncRun | None = None) -> int:
+    """Read the line-item subtotal of each of the shop's refunds stored without one; returns how many
+    were set. A refund Shopify no longer has (its order deleted) is left for the deletion to remove."""
+    unread = Refund.objects.filter(shop=shop, subtotal_amount__isnull=True)
+    ph: dict[str, Any] = {}
+    if run is not None:
+        ph = run.state.setdefault("phases", {}).setdefault("refund_lines", {"kind": "refund_lines"})
+        ph.update({"left": unread.count(), "read": int(ph.get("read", 0))})
+        _run_save(run, "state")
+
+    def send(part: Sequence[int], expected_cost: int) -> GraphQLResult:
+        return client.graphql(REFUND_LINES, {"ids": [f"gid://shopify/Refund/{i}" for i in part]},
+                              expected_cost=expected_cost)
+
+    filled = 0
+    after = 0
+    while ids := list(unread.filter(shopify_id__gt=after).order_by("shopify_id")
+                      .values_list("shopify_id", flat=True)[:REFUND_LINES_BLOCK]):
+        after = ids[-1]
+        for _, result in client.batched(ids, send, per_item=REFUND_LINES_COST_GUESS):
+            found = [n for n in result.data.get("nodes") or [] if isinstance(n, dict) and n.get("id")]
+            subtotals = {nz.gid_id(n["id"]): _refund_lines_total(client, n["id"], n.get("refundLineItems") or {})
+                         for n in found}
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE sync_refund r SET subtotal_amount = v.subtotal "
+                    "FROM unnest(%s::bigint[], %s::numeric[]) AS v(id, subtotal) "
+                    "WHERE r.shop_id = %s AND r.shopify_id = v.id AND r.subtotal_amount IS NULL",
+                    [list(subtotals), list(subtotals.values()), shop.pk])
+                filled += cursor.rowcount
+            if run is not None:
+                ph["read"] += len(found)
+                ph["left"] = max(0, int(ph["left"]) - len(found))
+                run.state["updated_at"] = time.time()
+                _run_save(run, "state")
+    if run is not None:
+        ph["done"] = True
+        _run_save(run, "state")
+    return filled
 
 
 def client_bulk_start(client: ShopifyClient, query: str) -> str:
@@ -569,6 +613,7 @@ def backfill_run(*, run_id: int, client_factory: ClientFactory = default_client,
             _run_save(run, "status", "started_at", "history_limited", "state")
             for phase in BACKFILL_PHASES:
                 bulk_phase_run(run=run, client=client, phase=phase, kind=phase, on_progress=on_progress)
+            refund_lines_fill(shop=shop, client=client, run=run)
             run.state["client"] = _client_stats(client)
             # Changes after the snapshot are the incremental sync's: it starts from here.
             _succeed(run, high_water_mark=_ops_created_at(client, run) or timezone.now())
@@ -819,6 +864,8 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
                 run.objects_written += rows_write(shop_id=shop.pk, currency=shop.currency,
                                                   customers=customer_rows).total
             run.objects_seen += len(customer_rows)
+    # Refunds from a bulk file, or with more lines than a page held, still need their line items.
+    refund_lines_fill(shop=shop, client=client, run=run)
     lap("changes")
     _run_save(run, "objects_seen", "objects_written", "state")
     if reconcile_on_mismatch:
@@ -861,9 +908,9 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
 # created during the check are left for the next one (`until`).
 
 RECONCILE_BLOCK_DAYS = 7  # the first level: one count per week
-# A point each: 250 keep a request well under the 1,000-point single-query cap and halve the
-# round trips of a level where ~100 ranges differ (each level waits for the one before it).
-COUNTS_PER_REQUEST = 250
+# What a count field costs before Shopify has said: 10 points, as live stores charge for
+# `customersCount` (a guess that errs high; the requests size themselves from the answers).
+COUNT_COST_GUESS = 10.0
 DETAIL_ROWS = 100_000  # our (created_at, id) pairs of differing days held at once
 IDS_PAGE_MAX = 250
 HISTORY_DAYS = 60  # without read_all_orders Shopify shows only the orders of the last 60 days
@@ -946,7 +993,7 @@ class _Tally:
     that differ, and reading whole the ones we lack."""
 
     requests: int = 0
-    points: int = 0
+    points: float = 0.0  # requested points, as Shopify reported them
     read_points: int = 0
     sql_s: float = 0.0  # reading our own rows to compare
 
@@ -954,20 +1001,24 @@ class _Tally:
 def _counts_batched(client: ShopifyClient, asks: dict[str, list[str]],
                     tallies: dict[str, _Tally]) -> dict[str, list[int]]:
     """Many `ordersCount`/`customersCount` (kind -> searches) in as few requests as can hold them
-    (aliases): a point each, one round trip for up to COUNTS_PER_REQUEST."""
+    (aliases), each request as large as its cost allows (ShopifyClient.batched)."""
     field = {"orders": "ordersCount", "customers": "customersCount"}
     flat = [(kind, q) for kind, searches in asks.items() for q in searches]
-    answers: list[int] = []
-    for start in range(0, len(flat), COUNTS_PER_REQUEST):
-        part = flat[start:start + COUNTS_PER_REQUEST]
+
+    def send(part: Sequence[tuple[str, str]], expected_cost: int) -> GraphQLResult:
         body = " ".join(f"c{i}: {field[kind]}(query: {orjson.dumps(q).decode()}, limit: null) {{ count }}"
                         for i, (kind, q) in enumerate(part))
-        data = client.graphql(f"query TenureCounts {{ {body} }}", expected_cost=len(part)).data
-        for kind in {k for k, _ in part}:
+        return client.graphql(f"query TenureCounts {{ {body} }}", expected_cost=expected_cost)
+
+    answers: list[int] = []
+    for part, result in client.batched(flat, send, per_item=COUNT_COST_GUESS):
+        kinds = {k for k, _ in part}
+        points = result.requested_cost or 0
+        for kind in kinds:
             tallies[kind].requests += 1
         for kind, _ in part:
-            tallies[kind].points += 1
-        answers.extend(int((data.get(f"c{i}") or {}).get("count") or 0) for i in range(len(part)))
+            tallies[kind].points += points / len(part)
+        answers.extend(int((result.data.get(f"c{i}") or {}).get("count") or 0) for i in range(len(part)))
     out: dict[str, list[int]] = {}
     at = 0
     for kind, searches in asks.items():
@@ -1170,7 +1221,7 @@ def _reconcile_steps(*, shop: Shop, client: ShopifyClient, run: SyncRun, kind: s
         touched |= _reconcile_apply(shop=shop, client=client, kind=kind, gone=gone, missing=missing, tally=tally)
     run.state.setdefault("reconciled", {})[kind] = {
         "days": [d.isoformat() for d in sorted(differing)], "removed": removed, "added": added,
-        "requests": tally.requests, "points": tally.points, "read_points": tally.read_points,
+        "requests": tally.requests, "points": round(tally.points), "read_points": tally.read_points,
         "sql_s": round(tally.sql_s, 3)}
     return touched
 

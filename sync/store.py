@@ -64,13 +64,13 @@ WHERE excluded.updated_at >= o.updated_at
     updates=", ".join(f"{c} = excluded.{c}" for c in ORDER_COLUMNS if c != "shopify_id"),
 )
 
-# A refund's line-item subtotal is unknown when its line items come as separate bulk lines: those
-# rows are written first without touching the subtotal, then the rows that know it.
+# A refund's line-item subtotal is unknown (NULL) when its line items were not read with it (bulk
+# files): those rows are written first without touching a subtotal we have, then the rows that know it.
 _UPSERT_REFUNDS = """
 INSERT INTO sync_refund AS r (shop_id, shopify_id, order_shopify_id, created_at, processed_at, amount,
                               subtotal_amount, updated_at)
 SELECT DISTINCT ON (s.shopify_id) %(shop)s, s.shopify_id, s.order_shopify_id, s.created_at, s.processed_at,
-       s.amount, coalesce(s.subtotal_amount, 0), s.updated_at
+       s.amount, s.subtotal_amount, s.updated_at
 FROM tenure_stage_refund s
 WHERE s.subtotal_amount IS {known} NULL
   AND NOT EXISTS (SELECT 1 FROM sync_deletion d

@@ -23,7 +23,8 @@ CUSTOMER = {"id": "gid://shopify/Customer/7200000000009", "createdAt": "2024-01-
 
 
 REFUND = {"id": "gid://shopify/Refund/930000000015", "createdAt": "2025-01-05T12:31:01Z",
-          "updatedAt": "2025-01-06T12:31:01Z", "totalRefundedSet": {"shopMoney": {"amount": "78.73"}}}
+          "processedAt": "2025-01-05T12:30:00Z", "updatedAt": "2025-01-06T12:31:01Z",
+          "totalRefundedSet": {"shopMoney": {"amount": "78.73"}}}
 ESCAPES = {**ORDER, "name": "tab\there", "tags": ["new\nline", 'q"uote', "{brace}", "a,b"]}
 
 
@@ -35,25 +36,43 @@ def _jsonl(*objs):
     return b"".join(orjson.dumps(o) + b"\n" for o in objs)
 
 
+def _shopify_jsonl(*objs):
+    """Lines as Shopify's result files write them: every `/` escaped (`gid:\\/\\/shopify\\/Order\\/1`)."""
+    return _jsonl(*objs).replace(b"/", b"\\/")
+
+
 def test_bulk_order_lines_equal_the_general_path():
-    refund_line_item = {"subtotalSet": {"shopMoney": {"amount": "12.50"}}, "__parentId": REFUND["id"]}
     order_with_refund = {**GUEST, "id": "gid://shopify/Order/5100000000124", "refunds": [REFUND]}
-    # Without a backslash in the chunk (the plain formatter) and with one (the escaping formatter).
-    for nodes in ([ORDER, GUEST], [ORDER, ESCAPES]):
-        chunk = nz.bulk_orders_parse(_jsonl(*nodes, order_with_refund, refund_line_item), shop_id=7, run_id=9)
-        assert chunk.orders == [_general(7, n) for n in (*nodes, order_with_refund)]
-        assert chunk.order_ids == [nz.gid_id(n["id"]) for n in (*nodes, order_with_refund)]
-        assert (chunk.refund_ids, chunk.refund_order_ids) == ([930000000015], [5100000000124])
-        refund = nz.refund_from_graphql(REFUND, 5100000000124)
-        assert chunk.refunds == ["7\t" + nz.copy_line(refund[:5] + refund[6:])]
-        assert chunk.refund_lines == ["9\t930000000015\t12.50\n"]
-        assert chunk.customers == []  # the order's customer came as an id only
+    # Without a backslash in the chunk (the plain formatter) and with one (the escaping formatter),
+    # in devstore's plain bytes and in Shopify's escaped ones.
+    for encode in (_jsonl, _shopify_jsonl):
+        for nodes in ([ORDER, GUEST], [ORDER, ESCAPES]):
+            chunk = nz.bulk_orders_parse(encode(*nodes, order_with_refund), shop_id=7)
+            assert chunk.orders == [_general(7, n) for n in (*nodes, order_with_refund)]
+            assert chunk.order_ids == [nz.gid_id(n["id"]) for n in (*nodes, order_with_refund)]
+            assert (chunk.refund_ids, chunk.refund_order_ids) == ([930000000015], [5100000000124])
+            refund = nz.refund_from_graphql(REFUND, 5100000000124)
+            # Refund.processedAt is read, not copied from createdAt; the subtotal is read later.
+            assert refund[2:4] == ("2025-01-05T12:31:01Z", "2025-01-05T12:30:00Z")
+            assert refund[5] is None
+            assert chunk.refunds == ["7\t" + nz.copy_line(refund[:5] + refund[6:])]
+            assert chunk.customers == []  # the order's customer came as an id only
+
+
+def test_shopify_slash_escapes_keep_the_fast_path():
+    """Shopify escapes every `/`: that alone must not send a chunk through the escaping pass."""
+    plain = _shopify_jsonl({**ORDER, "name": "#1001", "tags": ["vip"]}, {**GUEST, "name": "#1002"})
+    assert b"\\/" in plain
+    assert not nz._needs_escaping(plain)
+    assert nz._needs_escaping(_shopify_jsonl(ORDER, ESCAPES))  # a tab, quote or backslash does
+    # An escaped backslash just before a slash is still seen.
+    assert nz._needs_escaping(_shopify_jsonl({**GUEST, "tags": ["a\\"]}))
 
 
 def test_escaped_values_survive_copy_into_postgresql(db):
     from django.db import connection
 
-    line = nz.bulk_orders_parse(_jsonl(ESCAPES), shop_id=1, run_id=1).orders[0]
+    line = nz.bulk_orders_parse(_jsonl(ESCAPES), shop_id=1).orders[0]
     with connection.cursor() as cursor:
         cursor.execute("CREATE TEMP TABLE t (shop bigint, id bigint, name text, rest text, tags text[])")
         with cursor.cursor.copy("COPY t (shop, id, name, rest, tags) FROM STDIN") as copy:
@@ -71,7 +90,7 @@ def test_bulk_customer_lines_equal_the_general_path():
     assert chunk.customer_ids == [7200000000009, 7200000000010]
     # Customers read whole with their orders (incremental bulk syncs) come out as customer rows too.
     order = {**ORDER, "customer": CUSTOMER}
-    chunk = nz.bulk_orders_parse(_jsonl(order), shop_id=3, run_id=1)
+    chunk = nz.bulk_orders_parse(_jsonl(order), shop_id=3)
     assert chunk.customers == ["3\t" + nz.copy_line(nz.customer_from_graphql(CUSTOMER))]
     assert chunk.orders == [_general(3, order)]
 
