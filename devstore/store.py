@@ -947,7 +947,9 @@ def _generate_into(store: ShopStore, spec: GeneratorSpec, now: int) -> None:
                 sub_amt = max(1, int(subtotal[k] * share1[k]))
                 amt = sub_amt
             rid += 1 + (i % 37)
-            refunds.append((rid, oid, when_r, when_r, amt, sub_amt, None))
+            # processedAt is its own field on Shopify (an imported or delayed refund's transactions
+            # are processed before the refund is recorded): most refunds here differ by minutes.
+            refunds.append((rid, oid, when_r, max(int(c_at[k]), when_r - (rid % 5) * 90), amt, sub_amt, None))
             refunded[k] += amt
             refunded_sub[k] += sub_amt
             updated[k] = max(updated[k], when_r)
@@ -955,7 +957,7 @@ def _generate_into(store: ShopStore, spec: GeneratorSpec, now: int) -> None:
                 when_2 = int(c_at[k] + 2 * delay[k])
                 sub2 = max(1, int((subtotal[k] - refunded_sub[k]) * share2[k]))
                 rid += 3
-                refunds.append((rid, oid, when_2, when_2, sub2, sub2, None))
+                refunds.append((rid, oid, when_2, max(int(c_at[k]), when_2 - (rid % 5) * 90), sub2, sub2, None))
                 refunded[k] += sub2
                 refunded_sub[k] += sub2
                 updated[k] = max(updated[k], when_2)
