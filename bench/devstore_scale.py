@@ -43,8 +43,7 @@ BULK_QUERY = """
       totalPriceSet { shopMoney { amount currencyCode } presentmentMoney { amount currencyCode } }
       currentTotalPriceSet { shopMoney { amount currencyCode } }
       totalRefundedSet { shopMoney { amount currencyCode } }
-      refunds { id createdAt totalRefundedSet { shopMoney { amount currencyCode } }
-        refundLineItems { edges { node { subtotalSet { shopMoney { amount currencyCode } } } } } }
+      refunds { id createdAt totalRefundedSet { shopMoney { amount currencyCode } } }
     } }
 } }
 """

@@ -32,23 +32,20 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
-    GraphQLError,
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
     parse,
-    validate,
     value_from_ast_untyped,
 )
 
 from devstore import search
+from devstore.bulk_rules import bulk_query_errors
 from devstore.graphql_api import (
-    SCHEMA,
     Ctx,
     Page,
     _cursor_decode,
     _cursor_encode,
-    _ruby_error,
     connection,
     customer_filters,
     order_filters,
@@ -57,7 +54,6 @@ from devstore.store import (
     CUSTOMER_COLUMNS,
     ORDER_COLUMNS,
     REFUND_COLUMNS,
-    REFUND_LINE_ITEM_ID_OFFSET,
     iso_local,
     iso_utc,
     minor_units,
@@ -69,8 +65,6 @@ if TYPE_CHECKING:
     from devstore.store import ShopStore
 
 MAX_CONCURRENT = 5
-MAX_CONNECTIONS = 5
-MAX_NESTING = 2
 RESULT_TTL_S = 7 * 86_400
 ACTIVE = frozenset({"CREATED", "RUNNING", "CANCELING"})
 CHILD_DEFER = 3  # parents written before a parent's children: they follow it, not directly
@@ -238,37 +232,38 @@ def bulk_operations_connection(*, ctx: Ctx, args: dict[str, Any], path: list[Any
 
 
 def _user_error(message: str, code: str | None = "INVALID", field_path: list[str] | None = None) -> dict[str, Any]:
-    return {
-        "bulkOperation": None,
-        "userErrors": [
-            {"code": code, "field": field_path if field_path is not None else ["query"], "message": message}
-        ],
-    }
+    return {"bulkOperation": None, "userErrors": [{"code": code, "field": field_path, "message": message}]}
+
+
+def in_progress_error(reg: BulkRegistry, app_id: str, op_type: str) -> dict[str, Any] | None:
+    """Shopify's answer to a sixth running operation of one type (recorded: the five ids, oldest first)."""
+    running = sorted(
+        (o for o in reg.ops.values() if o.app_id == app_id and o.type == op_type and o.status in ACTIVE),
+        key=lambda o: o.id,
+    )
+    if len(running) < MAX_CONCURRENT:
+        return None
+    ids = ", ".join(o.gid for o in running)
+    return _user_error(
+        f"A bulk {op_type.lower()} operation for this app and shop is already in progress: {ids}.",
+        code="OPERATION_IN_PROGRESS",
+    )
 
 
 def bulk_operation_run_query(*, ctx: Ctx, query: str, group_objects: bool) -> dict[str, Any]:
     store = ctx.store
-    try:
-        document = parse(query)
-    except GraphQLError as exc:
-        return _user_error(f"Invalid bulk query: {exc.message}")
-    errors = validate(SCHEMA, document)
+    errors = bulk_query_errors(query)
     if errors:
-        return _user_error(f"Invalid bulk query: {_ruby_error(errors[0], document)['message']}")
+        return {"bulkOperation": None, "userErrors": errors}
     try:
-        plan = compile_plan(document, ctx)
+        plan = compile_plan(parse(query), ctx)
     except BulkQueryError as exc:
-        return _user_error(str(exc))
+        return _user_error(str(exc), field_path=["query"])
     reg = _registry(store)
     with reg.lock:
-        running = [o for o in reg.ops.values() if o.app_id == ctx.app_id and o.type == "QUERY" and o.status in ACTIVE]
-        if len(running) >= MAX_CONCURRENT:
-            return _user_error(
-                f"A maximum of {MAX_CONCURRENT} bulk query operations can run at the same time per shop. "
-                "Bulk operations limit reached. Please try again later.",
-                code="LIMIT_REACHED",
-                field_path=None,
-            )
+        refused = in_progress_error(reg, ctx.app_id, "QUERY")
+        if refused is not None:
+            return refused
         with _op_ids_lock:
             op_id = next(_op_ids)
         op = BulkOp(id=op_id, app_id=ctx.app_id, query=query, group_objects=group_objects, created_at=store.now())
@@ -356,7 +351,8 @@ def _run(store: ShopStore, op: BulkOp, plan: Plan) -> None:
 def _finish(store: ShopStore, op: BulkOp, status: str) -> None:
     now = store.now()
     op.status = status
-    op.completed_at = now
+    # Recorded: a canceled operation keeps completedAt null (its counts stay where it stopped).
+    op.completed_at = None if status == "CANCELED" else now
     expire_fault = store.faults.get("bulk_expire")
     if expire_fault is not None and expire_fault is not False:  # 0 is a valid TTL
         ttl = 0 if expire_fault is True else int(float(expire_fault))
@@ -375,6 +371,29 @@ def _finish(store: ShopStore, op: BulkOp, status: str) -> None:
             "type": op.type.lower(),
         },
     )
+
+
+# Shopify writes result files with Rails' JSON encoder: compact, keys in selection order,
+# non-ASCII as raw UTF-8, and "/" "<" ">" "&" U+2028 U+2029 escaped. The recordings pin "\/"
+# (every GID reads "gid:\/\/shopify\/Order\/1") and "&" as "\u0026" (a product title, in
+# the exact fileSize of bulk-operation-run-query-group-objects.json).
+_ESCAPES = (
+    (b"/", b"\\/"),
+    (b"<", b"\\u003c"),
+    (b">", b"\\u003e"),
+    (b"&", b"\\u0026"),
+    ("\u2028".encode(), b"\\u2028"),
+    ("\u2029".encode(), b"\\u2029"),
+)
+
+
+def shopify_escape(jsonl: bytes) -> bytes:
+    """orjson's compact output made byte for byte what Shopify writes (inside strings only:
+    none of these bytes occur in JSON outside a string)."""
+    for raw, escaped in _ESCAPES:
+        if raw in jsonl:
+            jsonl = jsonl.replace(raw, escaped)
+    return jsonl
 
 
 def bulk_result_stream(
@@ -493,7 +512,6 @@ class Compiler:
         self.ctx = ctx
         self.store = ctx.store
         self.fragments = fragments
-        self.connections = 0
         self.needs_refunds = False
         self._shop_currency = self.store.currency
         self._shop_fmt = _money_formatter(self.store.currency)
@@ -655,7 +673,6 @@ class Compiler:
         ri, o = RI, OI
         pc, rt = f"r[{o['presentment_currency']}]", f"r[{o['rate']}]"
         items: list[tuple[str, str]] = []
-        children: list[str] = []
         for f in self.fields(sel):
             n, k = f.name.value, self.key(f)
             if n == "id":
@@ -672,44 +689,13 @@ class Compiler:
                 items.append((k, self.money_bag(f.selection_set, f"x[{ri['amount']}]", pc, rt)))
             elif n == "order":
                 items.append((k, "{'id': f'gid://shopify/Order/{r[0]}'}"))
-            elif n == "refundLineItems":
-                self._connection(depth + 1)
-                node = self.refund_line_item(self._node_selection(f.selection_set), pc, rt)
-                children.append(
-                    f"    if x[{ri['subtotal']}] > 0:\n"
-                    f"        child = {node}\n"
-                    f"        child['__parentId'] = f'gid://shopify/Refund/{{x[0]}}'\n"
-                    f"        lines.append(dumps(child))\n"
-                )
             elif n == "__typename":
                 items.append((k, "'Refund'"))
             else:
                 raise BulkQueryError(f"Field '{n}' on Refund is not supported in devstore bulk queries.")
         name = self.name("refund_")
-        body = "".join(children) + f"    return {self.dict_literal(items)}\n"
-        self.functions.append(f"def {name}(x, r, lines):\n{body}")
+        self.functions.append(f"def {name}(x, r, lines):\n    return {self.dict_literal(items)}\n")
         return name
-
-    def refund_line_item(self, sel: SelectionSetNode | None, pc: str, rt: str) -> str:
-        ri = RI
-        items: list[tuple[str, str]] = []
-        for f in self.fields(sel):
-            n, k = f.name.value, self.key(f)
-            if n in ("subtotalSet", "priceSet"):
-                items.append((k, self.money_bag(f.selection_set, f"x[{ri['subtotal']}]", pc, rt)))
-            elif n == "totalTaxSet":
-                items.append((k, self.money_bag(f.selection_set, "0", pc, rt)))
-            elif n == "quantity":
-                items.append((k, "1"))
-            elif n == "restocked":
-                items.append((k, "False"))
-            elif n == "id":
-                items.append((k, f"f'gid://shopify/RefundLineItem/{{x[0] + {REFUND_LINE_ITEM_ID_OFFSET}}}'"))
-            elif n == "__typename":
-                items.append((k, "'RefundLineItem'"))
-            else:
-                raise BulkQueryError(f"Field '{n}' on RefundLineItem is not supported in devstore bulk queries.")
-        return self.dict_literal(items)
 
     # -- Customer: c (customer row) ----------------------------------------------------------
 
@@ -717,6 +703,7 @@ class Compiler:
         """-> (function name taking (c, lines), whether it needs more than the id)."""
         ci = CI
         items: list[tuple[str, str]] = []
+        children: list[str] = []
         needs_row = False
         protected = {
             "firstName": ("name", "first_name"),
@@ -755,6 +742,8 @@ class Compiler:
                 items.append((k, f"('ENABLED' if c[{ci['number_of_orders']}] else 'DISABLED')"))
             elif n == "verifiedEmail":
                 items.append((k, "True"))
+            elif n == "orders" and depth == 1:
+                children.append(self.customer_orders(f))
             elif n == "note":
                 items.append((k, "None"))
             elif n == "__typename":
@@ -762,8 +751,44 @@ class Compiler:
             else:
                 raise BulkQueryError(f"Field '{n}' on Customer is not supported in devstore bulk queries.")
         name = self.name("customer_")
-        self.functions.append(f"def {name}(c, lines):\n    return {self.dict_literal(items)}\n")
+        body = "".join(children) + f"    return {self.dict_literal(items)}\n"
+        self.functions.append(f"def {name}(c, lines):\n{body}")
         return name, needs_row
+
+    def customer_orders(self, conn: FieldNode) -> str:
+        """Customer.orders, the nested connection devstore serves: each order its own line after
+        the customer's, with ``__parentId``; the app's order window (60 days) applies."""
+        root_refunds = self.needs_refunds
+        self.needs_refunds = False
+        order_fn = self.order(self._node_selection(conn.selection_set), 2)
+        nested_refunds, self.needs_refunds = self.needs_refunds, root_refunds
+        store = self.store
+        floor = self.ctx.orders_floor
+        window = "" if floor is None else f" AND created_at >= {int(floor)}"
+        holder: list[Any] = []
+
+        def reader() -> Any:
+            if not holder:
+                holder.append(store.new_reader())
+            return holder[0]
+
+        def orders_of(cid: int) -> list[tuple[Any, ...]]:
+            sql = f"SELECT {','.join(ORDER_COLUMNS)} FROM orders WHERE customer_id = ?{window} ORDER BY id"  # noqa: S608
+            return reader().execute(sql, (cid,)).fetchall()  # type: ignore[no-any-return]
+
+        def refunds_of(oid: int) -> list[tuple[Any, ...]]:
+            sql = f"SELECT {','.join(REFUND_COLUMNS)} FROM refunds WHERE order_id = ? ORDER BY id"  # noqa: S608
+            return reader().execute(sql, (oid,)).fetchall()  # type: ignore[no-any-return]
+
+        orders_name, refunds_name = self.name("orders_of_"), self.name("refunds_of_")
+        self.ns[orders_name] = orders_of
+        self.ns[refunds_name] = refunds_of if nested_refunds else (lambda oid: ())
+        return (
+            f"    for o in {orders_name}(c[0]):\n"
+            f"        child = {order_fn}(o, {refunds_name}(o[0]), lines)\n"
+            f"        child['__parentId'] = f'gid://shopify/Customer/{{c[0]}}'\n"
+            f"        lines.append(dumps(child))\n"
+        )
 
     def customer_lookup(self, sel: SelectionSetNode | None, depth: int) -> str:
         """A function of a customer id for Order.customer: id-only selections need no lookup."""
@@ -805,22 +830,11 @@ class Compiler:
 
     def _node_selection(self, conn_sel: SelectionSetNode | None) -> SelectionSetNode | None:
         for f in self.fields(conn_sel):
-            if f.name.value == "nodes":
-                return f.selection_set
             if f.name.value == "edges":
                 for g in self.fields(f.selection_set):
                     if g.name.value == "node":
                         return g.selection_set
-        raise BulkQueryError("Bulk queries must select `edges { node }` or `nodes` on each connection.")
-
-    def _connection(self, depth: int) -> None:
-        self.connections += 1
-        if self.connections > MAX_CONNECTIONS:
-            raise BulkQueryError(f"Bulk queries cannot contain more than {MAX_CONNECTIONS} connections.")
-        if depth > MAX_NESTING:
-            raise BulkQueryError(
-                f"Bulk queries cannot contain connections with a nesting depth greater than {MAX_NESTING}."
-            )
+        raise BulkQueryError("Bulk queries must select `edges { node }` on each connection.")
 
     def build(self, entry: str, root: str) -> tuple[Callable[[Any, Any, list[bytes]], dict[str, Any]], str]:
         # project(row, refund_rows, child_lines) for every root type.
@@ -873,25 +887,23 @@ def _cancel_reason(reason: str | None) -> str | None:
 
 
 def compile_plan(document: Any, ctx: Ctx) -> Plan:
+    """devstore's projection of a query that already passed Shopify's rules (bulk_rules)."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if len(operations) != 1 or operations[0].operation.value != "query":
-        raise BulkQueryError("Bulk queries must contain exactly one query operation.")
+    if len(operations) != 1:
+        raise BulkQueryError("devstore runs bulk documents with exactly one query operation.")
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     comp = Compiler(ctx, fragments)
     top = comp.fields(operations[0].selection_set)
     if len(top) != 1:
-        raise BulkQueryError("Bulk queries must have exactly one top-level field.")
+        raise BulkQueryError("devstore runs bulk queries with exactly one top-level field.")
     root = top[0]
     name = root.name.value
-    if name in ("node", "nodes"):
-        raise BulkQueryError("The top-level node and nodes fields can't be used in bulk queries.")
     if name not in ("orders", "customers"):
         raise BulkQueryError(f"Bulk queries on '{name}' are not supported by devstore (use orders or customers).")
     scope = "read_orders" if name == "orders" else "read_customers"
     if not ctx.has(scope):
         raise BulkQueryError(f"Access denied for {name} field. Required access: `{scope}` access scope.")
     args: dict[str, Any] = {a.name.value: value_from_ast_untyped(a.value, {}) for a in root.arguments or ()}
-    comp._connection(1)
     node_sel = comp._node_selection(root.selection_set)
     path = [name]
     if name == "orders":
@@ -1005,7 +1017,7 @@ def _write(
             roots += len(batch)
             objects += len(batch)
             if len(buf) > 1_000:  # orjson output holds ~8 KiB buffers: flush often
-                chunk = b"\n".join(buf) + b"\n"
+                chunk = shopify_escape(b"\n".join(buf) + b"\n")
                 fh.write(chunk)
                 written += len(chunk)
                 buf.clear()
@@ -1015,7 +1027,7 @@ def _write(
         for pending in deferred:
             buf.extend(pending)
         if buf:
-            chunk = b"\n".join(buf) + b"\n"
+            chunk = shopify_escape(b"\n".join(buf) + b"\n")
             fh.write(chunk)
             written += len(chunk)
     report(roots, objects)

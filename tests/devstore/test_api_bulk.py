@@ -3,7 +3,8 @@
 https://shopify.dev/docs/api/usage/bulk-operations/queries (API 2026-01 and later: up to five
 bulk query operations at once per shop; nested connections become their own lines with
 ``__parentId``, listed after their parent but not necessarily directly after it;
-``groupObjects`` defaults to false; the URL expires after seven days).
+``groupObjects`` defaults to false; the URL expires after seven days). The refusals and the
+bytes of a line follow live-store recordings (tests/devstore/test_replay_bulk.py replays them).
 https://shopify.dev/docs/api/webhooks/2026-10?reference=toml#list-of-topics-bulk_operations/finish
 """
 
@@ -26,8 +27,14 @@ ORDERS_QUERY = """
   id name createdAt customer { id }
   totalPriceSet { shopMoney { amount currencyCode } }
   currentSubtotalPriceSet { shopMoney { amount } }
-  refunds { id createdAt totalRefundedSet { shopMoney { amount } }
-    refundLineItems { edges { node { subtotalSet { shopMoney { amount } } } } } }
+  refunds { id createdAt totalRefundedSet { shopMoney { amount } } }
+} } } }
+"""
+# Customer.orders: the nested connection devstore serves (Order.refunds is a list, so a refund's
+# refundLineItems connection is refused in bulk).
+CUSTOMER_ORDERS_QUERY = """
+{ customers { edges { node { id numberOfOrders
+  orders { edges { node { id totalPriceSet { shopMoney { amount } } } } }
 } } } }
 """
 RUN = (
@@ -86,33 +93,43 @@ def test_lifecycle_and_jsonl(shop: Api) -> None:
     objects = [orjson.loads(line) for line in lines]
 
     truth = shop.store.ground_truth()
+    assert op["rootObjectCount"] == str(len(objects))
+    assert sorted(r["id"] for r in objects) == sorted(
+        f"gid://shopify/Order/{o['shopify_id']}" for o in truth["orders"]
+    )
+    refunded = {f"gid://shopify/Refund/{r['shopify_id']}": r["amount"] for r in truth["refunds"]}
+    inline = {r["id"]: Decimal(r["totalRefundedSet"]["shopMoney"]["amount"]) for o in objects for r in o["refunds"]}
+    assert inline == refunded  # Order.refunds is a list: inline in the order's line
+    # Shopify's bytes: "/" escaped in every GID, compact, keys in selection order.
+    first = lines[0]
+    assert first.startswith(b'{"id":"gid:\\/\\/shopify\\/Order\\/')
+    assert b"gid://" not in resp.content
+
+
+def test_nested_connection_lines_follow_their_parent(shop: Api) -> None:
+    op = poll_until_done(shop, run(shop, CUSTOMER_ORDERS_QUERY)["bulkOperation"]["id"])
+    objects = [orjson.loads(line) for line in shop.get(op["url"]).content.splitlines()]
+    truth = shop.store.ground_truth()
     roots = [o for o in objects if "__parentId" not in o]
-    children = [o for o in objects if "__parentId" in o]
-    assert op["rootObjectCount"] == str(len(roots))
-    assert sorted(r["id"] for r in roots) == sorted(f"gid://shopify/Order/{o['shopify_id']}" for o in truth["orders"])
-    # Refunds are a list field: inline. Refund line items are a connection: their own lines.
-    position = {}
-    for i, obj in enumerate(objects):
-        for refund in obj.get("refunds", []):
-            position[refund["id"]] = i
-    assert children
+    assert op["rootObjectCount"] == str(len(roots)) == str(len(truth["customers"]))
+    assert op["objectCount"] == str(len(objects))
+    position = {o["id"]: i for i, o in enumerate(objects) if "__parentId" not in o}
+    owned: dict[str, set[str]] = defaultdict(set)
     not_adjacent = 0
-    line_subtotals: dict[str, Decimal] = defaultdict(Decimal)
     for i, child in enumerate(objects):
-        if "__parentId" not in child:
-            continue
-        parent = child["__parentId"]
-        assert parent.startswith("gid://shopify/Refund/")
-        assert position[parent] < i  # after its parent...
-        not_adjacent += position[parent] != i - 1
-        line_subtotals[parent] += Decimal(child["subtotalSet"]["shopMoney"]["amount"])
+        if "__parentId" in child:
+            assert position[child["__parentId"]] < i  # after its parent...
+            not_adjacent += position[child["__parentId"]] != i - 1 and objects[i - 1].get("__parentId") is None
+            owned[child["__parentId"]].add(child["id"])
     assert not_adjacent > 0  # ...but not always directly after it (groupObjects: false)
-    for refund in truth["refunds"]:
-        gid = f"gid://shopify/Refund/{refund['shopify_id']}"
-        assert line_subtotals[gid] == refund["subtotal_amount"]
+    expected: dict[str, set[str]] = defaultdict(set)
+    for o in truth["orders"]:
+        if o["customer_shopify_id"] is not None:
+            expected[f"gid://shopify/Customer/{o['customer_shopify_id']}"].add(f"gid://shopify/Order/{o['shopify_id']}")
+    assert owned == expected
 
 
-def test_five_at_once_then_limit_reached(shop: Api) -> None:
+def test_five_at_once_then_operation_in_progress(shop: Api) -> None:
     shop.store.faults["bulk_delay"] = 30
     ids = []
     for _ in range(5):
@@ -121,8 +138,12 @@ def test_five_at_once_then_limit_reached(shop: Api) -> None:
         ids.append(payload["bulkOperation"]["id"])
     sixth = run(shop)
     assert sixth["bulkOperation"] is None
-    (error,) = sixth["userErrors"]
-    assert error["code"] == "LIMIT_REACHED"
+    # Recorded (bulk-operation-run-query-concurrency-limit.json): the five running ids, oldest first.
+    assert sixth["userErrors"] == [{
+        "code": "OPERATION_IN_PROGRESS",
+        "field": None,
+        "message": f"A bulk query operation for this app and shop is already in progress: {', '.join(ids)}.",
+    }]
     status, body = shop.gql("query($id: ID!) { bulkOperationCancel(id: $id) { bulkOperation { status } userErrors"
                             " { message } } }".replace("query(", "mutation("), {"id": ids[0]})
     assert body["data"]["bulkOperationCancel"]["bulkOperation"]["status"] == "CANCELING"
@@ -179,7 +200,16 @@ def test_invalid_bulk_queries(shop: Api) -> None:
     assert bad["userErrors"][0]["code"] == "INVALID"
     assert "Field 'colour' doesn't exist on type 'Order'" in bad["userErrors"][0]["message"]
     node = run(shop, '{ node(id: "gid://shopify/Order/1") { id } }')
-    assert "node" in node["userErrors"][0]["message"]
+    assert [e["message"] for e in node["userErrors"]] == [
+        "Bulk queries cannot contain a top level `node` field.",
+        "Bulk queries must contain at least one connection.",
+    ]
+    in_list = run(shop, "{ orders { edges { node { id refunds { refundLineItems { edges { node { id } } } } } } } }")
+    assert in_list == {"bulkOperation": None, "userErrors": [{
+        "code": "INVALID",
+        "field": ["query"],
+        "message": "Queries that contain a connection field within a list field are not currently supported.",
+    }]}
 
 
 def test_customers_export_and_current_operation(shop: Api) -> None:
@@ -252,32 +282,22 @@ def test_parallel_export_writes_the_same_file(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(bulk, "PARALLEL_MIN_ROWS", 10)
     monkeypatch.setattr(bulk, "PARALLEL_WORKERS", 2)
     halves = _export_lines(store)
-    assert sorted(halves) == sorted(single)
-    roots = [line for line in halves if b"__parentId" not in line]
-    assert roots == [line for line in single if b"__parentId" not in line]
-    seen: set[str] = set()
-    for line in halves:
-        obj = orjson.loads(line)
-        seen.update(r["id"] for r in obj.get("refunds", []))
-        if "__parentId" in obj:
-            assert obj["__parentId"] in seen  # children still after their parent
+    assert halves == single
+    assert len(single) == len(store.ground_truth()["orders"])
 
 
 def test_group_objects_puts_children_right_after_their_parent(shop: Api) -> None:
     status, body = shop.gql(
         "mutation($q: String!) { bulkOperationRunQuery(query: $q, groupObjects: true) {"
         " bulkOperation { id } userErrors { message } } }",
-        {"q": ORDERS_QUERY},
+        {"q": CUSTOMER_ORDERS_QUERY},
     )
     op = poll_until_done(shop, body["data"]["bulkOperationRunQuery"]["bulkOperation"]["id"])
     objects = [orjson.loads(line) for line in shop.get(op["url"]).content.splitlines()]
-    owner: dict[str, int] = {}
-    last_root = -1
-    for i, obj in enumerate(objects):
+    last_root = None
+    for obj in objects:
         if "__parentId" not in obj:
-            last_root = i
-            for refund in obj.get("refunds", []):
-                owner[refund["id"]] = i
+            last_root = obj["id"]
         else:
-            assert owner[obj["__parentId"]] == last_root  # the latest root line is its order
+            assert obj["__parentId"] == last_root  # the latest root line is its customer
     assert any("__parentId" in obj for obj in objects)

@@ -462,7 +462,7 @@ def test_a_throttled_response_is_the_sample() -> None:
 
 
 def test_bulk_run_poll_and_jsonl_are_the_samples(shop: Api) -> None:
-    query = "{ orders { edges { node { id refunds { id refundLineItems { edges { node { id quantity } } } } } } } }"
+    query = "{ customers { edges { node { id orders { edges { node { id name } } } } } } }"
     status, body = shop.gql("mutation($q: String!) { bulkOperationRunQuery(query: $q) {"
                             " bulkOperation { id status } userErrors { field message } } }", {"q": query})
     assert shape_diff(BULK_RUN_SAMPLE, body["data"]) == []
@@ -478,22 +478,21 @@ def test_bulk_run_poll_and_jsonl_are_the_samples(shop: Api) -> None:
 
     lines = [orjson.loads(line) for line in shop.get(op["url"]).text.splitlines()]
     root_doc, child_doc = JSONL_SAMPLE
-    # The guide's lines for this query: orders for products, refund lines (under a refund) for
-    # variants; the roots also carry `refunds` (a list field stays inline in its order's line) and
-    # the children `quantity` where the guide's carry `title`.
-    root_sample = {"id": retype(root_doc["id"], "Order"), "refunds": [{"id": retype(root_doc["id"], "Refund")}]}
-    child_sample = {"id": retype(child_doc["id"], "RefundLineItem"), "quantity": 1,
-                    "__parentId": retype(child_doc["__parentId"], "Refund")}
+    # The guide's lines for this query: customers for products, their orders (a nested
+    # connection, devstore's) for variants; the children carry `name` where the guide's carry `title`.
+    root_sample = {"id": retype(root_doc["id"], "Customer")}
+    child_sample = {"id": retype(child_doc["id"], "Order"), "name": "#1001",
+                    "__parentId": retype(child_doc["__parentId"], "Customer")}
     roots = [line for line in lines if "__parentId" not in line]
     children = [line for line in lines if "__parentId" in line]
     assert roots
     assert children
     for line in roots:
         assert shape_diff(root_sample, line) == []
-    refund_ids = {r["id"] for line in roots for r in line["refunds"]}
+    customer_ids = {line["id"] for line in roots}
     for line in children:
         assert shape_diff(child_sample, line) == []
-        assert line["__parentId"] in refund_ids
+        assert line["__parentId"] in customer_ids
 
 
 def retype(gid: str, type_name: str) -> str:
