@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -27,20 +28,19 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from graphql import (
     DocumentNode,
-    FieldNode,
     FragmentDefinitionNode,
     GraphQLError,
+    GraphQLInterfaceType,
+    GraphQLObjectType,
     GraphQLResolveInfo,
     GraphQLSchema,
-    OperationDefinitionNode,
     build_schema,
+    default_field_resolver,
     execute_sync,
     parse,
-    validate,
 )
-from graphql.language import Node as AstNode
 
-from devstore import search
+from devstore import conformance, search
 from devstore.store import (
     CUSTOMER_COLUMNS,
     ORDER_COLUMNS,
@@ -65,15 +65,27 @@ HISTORY_WINDOW_S = 60 * 86_400
 PROTECTED_ALL = "protected_customer_data"
 DOCS_PROTECTED = "https://shopify.dev/docs/apps/launch/protected-customer-data"
 
+# The slice of Shopify's schema devstore serves: which (type, field) pairs have data behind
+# them. Documents are validated and executed on the real schema (devstore.conformance); a field
+# of the real schema outside this slice answers ACCESS_DENIED (see _unserved).
 SCHEMA_SDL = (Path(__file__).with_name("schema.graphql")).read_text(encoding="utf-8")
 SCHEMA: GraphQLSchema = build_schema(SCHEMA_SDL)
+_REAL_ROOT_NAMES = {"Query": "QueryRoot"}
+SERVED_FIELDS: frozenset[tuple[str, str]] = frozenset(
+    (_REAL_ROOT_NAMES.get(name, name), field_name)
+    for name, t in SCHEMA.type_map.items()
+    if isinstance(t, (GraphQLObjectType, GraphQLInterfaceType)) and not name.startswith("__")
+    for field_name in t.fields
+)
 
 
-def _resolve_node_type(value: Any, info: GraphQLResolveInfo, abstract_type: Any) -> str:
-    return value.TYPE_NAME
+def _resolve_type(value: Any, info: GraphQLResolveInfo, abstract_type: Any) -> str | None:
+    if isinstance(value, dict):
+        return value.get("__typename")
+    return getattr(value, "TYPE_NAME", None)
 
 
-SCHEMA.type_map["Node"].resolve_type = _resolve_node_type  # type: ignore[attr-defined]
+SCHEMA.type_map["Node"].resolve_type = _resolve_type  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -959,73 +971,78 @@ class MutationRoot:
 # Errors in Shopify's (graphql-ruby's) shapes
 
 
-def _node_path(document: DocumentNode, target: AstNode) -> list[str]:
-    """The graphql-ruby style path to an AST node: ["query Name", "orders", "nodes", "foo"]."""
-    found: list[str] = []
-
-    def walk(node: Any, trail: list[str]) -> bool:
-        if isinstance(node, OperationDefinitionNode):
-            label = node.operation.value + (f" {node.name.value}" if node.name else "")
-            trail = [label]
-        elif isinstance(node, FragmentDefinitionNode):
-            trail = [f"fragment {node.name.value}"]
-        elif isinstance(node, FieldNode):
-            trail = [*trail, node.alias.value if node.alias else node.name.value]
-        if node is target:
-            found.extend(trail)
-            return True
-        for key in node.keys:
-            child = getattr(node, key, None)
-            children = child if isinstance(child, (list, tuple)) else [child]
-            for c in children:
-                if isinstance(c, AstNode) and walk(c, trail):
-                    return True
-        return False
-
-    walk(document, [])
-    return found
-
-
 def _ruby_error(error: GraphQLError, document: DocumentNode) -> dict[str, Any]:
-    import re
+    """A graphql-core validation error in graphql-ruby's words (kept for devstore.bulk)."""
+    return conformance.ruby_error(error, document, SCHEMA)
 
-    message = error.message
-    out: dict[str, Any] = {"message": message}
-    if error.locations:
-        out["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
-    if error.nodes:
-        out["path"] = _node_path(document, error.nodes[0])
-    m = re.match(r"Cannot query field '(\w+)' on type '(\w+)'", message)
-    if m:
-        out["message"] = f"Field '{m.group(1)}' doesn't exist on type '{m.group(2)}'"
-        out["extensions"] = {"code": "undefinedField", "typeName": m.group(2), "fieldName": m.group(1)}
-        return out
-    m = re.match(r"Unknown argument '(\w+)' on field '(\w+)\.(\w+)'", message)
-    if m:
-        out["message"] = f"Field '{m.group(3)}' doesn't accept argument '{m.group(1)}'"
-        out["extensions"] = {
-            "code": "argumentNotAccepted",
-            "name": m.group(3),
-            "typeName": "Field",
-            "argumentName": m.group(1),
-        }
-        return out
-    m = re.match(r"Field '(\w+)\.(\w+)' argument '(\w+)' of type '.*' is required", message)
-    if m:
-        out["message"] = f"Field '{m.group(2)}' is missing required arguments: {m.group(3)}"
-        out["extensions"] = {
-            "code": "missingRequiredArguments",
-            "className": "Field",
-            "name": m.group(2),
-            "arguments": m.group(3),
-        }
-        return out
-    m = re.match(r"Unknown type '(\w+)'", message)
-    if m:
-        out["extensions"] = {"code": "undefinedType", "typeName": m.group(1)}
-        return out
-    out["extensions"] = {"code": "GRAPHQL_VALIDATION_FAILED"}
-    return out
+
+# Resources whose access scope is not simply the plural of the field's resource.
+_SCOPE_RESOURCES = {
+    "product": "products", "productVariant": "products", "collection": "products", "catalog": "products",
+    "sellingPlanGroup": "products", "inventoryItem": "inventory", "inventoryLevel": "inventory",
+    "location": "locations", "draftOrder": "draft_orders", "fulfillment": "fulfillments",
+    "fulfillmentOrder": "merchant_managed_fulfillment_orders", "metaobject": "metaobjects",
+    "metaobjectDefinition": "metaobjects", "segment": "customers", "discountNode": "discounts",
+    "codeDiscountNode": "discounts", "automaticDiscountNode": "discounts", "market": "markets",
+    "theme": "themes", "page": "content", "blog": "content", "article": "content", "file": "files",
+    "return": "returns", "giftCard": "gift_cards", "order": "orders", "lineItem": "orders",
+    "refund": "orders", "transaction": "orders", "customer": "customers", "publication": "publications",
+    "channel": "publications", "priceList": "products", "shippingZone": "shipping", "deliveryProfile": "shipping",
+    "marketingActivity": "marketing_events", "marketingEvent": "marketing_events", "abandonedCheckout": "orders",
+    "menu": "online_store_navigation", "translatableResource": "translations", "urlRedirect": "online_store_navigation",
+}
+
+
+def _resource(field_name: str) -> str:
+    """ordersCount -> order, productVariants -> productVariant, productCreate -> product."""
+    name = field_name.removesuffix("Count")
+    for verb in ("Create", "Update", "Delete", "Set", "Add", "Remove", "Upsert", "Bulk"):
+        head, sep, _ = name.partition(verb)
+        if sep and head:
+            name = head
+            break
+    if name.endswith("ies"):
+        return name[:-3] + "y"
+    if name.endswith("sses") or name.endswith("xes"):
+        return name[:-2]
+    return name[:-1] if name.endswith("s") and not name.endswith("ss") else name
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def required_scope(parent_type: str, field_name: str, *, mutation: bool) -> str:
+    """The access scope Shopify names when an app may not read (or write) a field."""
+    action = "write" if mutation else "read"
+    resource = _resource(field_name)
+    scope = _SCOPE_RESOURCES.get(resource)
+    if scope is None and parent_type not in {"QueryRoot", "Mutation"}:
+        scope = _SCOPE_RESOURCES.get(parent_type[:1].lower() + parent_type[1:])
+    if scope is None:
+        scope = _snake(resource) + ("" if resource.endswith("s") else "s")
+    return f"{action}_{scope}"
+
+
+def _unserved(info: GraphQLResolveInfo) -> GraphQLError:
+    """A real-schema field devstore has no data for: Shopify's answer to an app without the scope.
+
+    Never silent: ACCESS_DENIED at the field (null, propagated as the real schema's
+    non-null types propagate it), naming the scope Shopify would ask for; ``devstoreUnserved``
+    says which field devstore lacks, since an app that holds the scope would get data from Shopify.
+    """
+    parent = info.parent_type.name
+    scope = required_scope(parent, info.field_name, mutation=parent == "Mutation")
+    error = _access_denied(info.field_name, scope)
+    assert error.extensions is not None  # noqa: S101 - _access_denied always sets them
+    error.extensions["devstoreUnserved"] = f"{parent}.{info.field_name}"
+    return error
+
+
+def _field_resolver(source: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
+    if (info.parent_type.name, info.field_name) not in SERVED_FIELDS:
+        raise _unserved(info)
+    return default_field_resolver(source, info, **args)
 
 
 def _execution_error(error: GraphQLError) -> dict[str, Any]:
@@ -1084,27 +1101,17 @@ def graphql_handle(
     def cost_ext(requested: int, actual: int | None, status: dict[str, float]) -> dict[str, Any]:
         return {"cost": {"requestedQueryCost": requested, "actualQueryCost": actual, "throttleStatus": status}}
 
+    # Refusals before execution (parse, validation, variables) carry no cost extension, as recorded.
     try:
         document = parse(query_text)
     except GraphQLError as exc:
-        err: dict[str, Any] = {"message": exc.message}
-        if exc.locations:
-            err["locations"] = [{"line": loc.line, "column": loc.column} for loc in exc.locations]
-        return _respond(200, {"errors": [err], "extensions": cost_ext(0, None, throttle.status(app_id))})
-    errors = validate(SCHEMA, document)
+        return _respond(200, {"errors": [conformance.parse_error(exc, query_text)]})
+    real = conformance.real_schema()
+    errors = conformance.validation_errors(document, real)
     if errors:
-        return _respond(
-            200,
-            {
-                "errors": [_ruby_error(e, document) for e in errors],
-                "extensions": cost_ext(0, None, throttle.status(app_id)),
-            },
-        )
-
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if operation_name:
-        operations = [o for o in operations if o.name and o.name.value == operation_name]
-    if len(operations) != 1:
+        return _respond(200, {"errors": errors})
+    operation = conformance.select_operation(document, operation_name)
+    if operation is None:
         return _respond(
             200,
             {
@@ -1114,13 +1121,14 @@ def graphql_handle(
                         if not operation_name
                         else f'No operation named "{operation_name}"'
                     }
-                ],
-                "extensions": cost_ext(0, None, throttle.status(app_id)),
+                ]
             },
         )
-    operation = operations[0]
+    bad_variables = conformance.variable_errors(operation, variables, real)
+    if bad_variables:
+        return _respond(200, {"errors": bad_variables})
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-    calc = CostCalculator(SCHEMA, fragments, variables)
+    calc = CostCalculator(real, fragments, variables)
     requested = calc.operation_cost(operation)
     if requested > MAX_SINGLE_QUERY_COST:
         return _respond(
@@ -1166,7 +1174,14 @@ def graphql_handle(
     ctx = Ctx(store=store, scopes=token_scopes, app_id=app_id, now=int(store.clock()))
     root: Any = MutationRoot(ctx) if operation.operation.value == "mutation" else QueryRoot(ctx)
     result = execute_sync(
-        SCHEMA, document, root_value=root, context_value=ctx, variable_values=variables, operation_name=operation_name
+        real,
+        document,
+        root_value=root,
+        context_value=ctx,
+        variable_values=variables,
+        operation_name=operation_name,
+        field_resolver=_field_resolver,
+        type_resolver=_resolve_type,
     )
     actual = calc.operation_cost(operation, result.data, actual=True) if result.data is not None else requested
     if operation.operation.value == "mutation":

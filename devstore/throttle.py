@@ -21,10 +21,12 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLInterfaceType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
+    GraphQLUnionType,
     InlineFragmentNode,
     OperationDefinitionNode,
     OperationType,
@@ -36,6 +38,9 @@ from graphql import (
 
 MAX_SINGLE_QUERY_COST = 1000
 MUTATION_COST = 10
+# Recorded on a live store (captures/2025-01/customers/customers-count.json): each count
+# field is 10 points, where the published rules would charge 1 for the Count object.
+COUNT_COST = 10
 
 PLAN_LIMITS: dict[str, tuple[float, float]] = {
     # plan (lower-case) -> (bucket size, restore rate per second)
@@ -116,7 +121,15 @@ class Throttle:
 
 
 class CostCalculator:
-    """Requested cost from the document; actual cost from the document plus the response data."""
+    """Requested cost from the document; actual cost from the document plus the response data.
+
+    Built on the real Admin schema (``devstore.conformance.real_schema``) so a field's type is
+    Shopify's: an interface or union costs the most expensive of its possible types (requested)
+    or the returned type (actual, when the data names it), a ``Count`` costs 10 (recorded: three
+    ``customersCount`` are 30 points), a connection 2 plus ``first``/``last`` times one node,
+    ``pageInfo`` nothing, a mutation 10 per root field whatever it selects (recorded:
+    ``bulkOperationRunQuery`` is 10).
+    """
 
     def __init__(
         self,
@@ -137,6 +150,15 @@ class CostCalculator:
             return 0
         return self._selection_cost(operation.selection_set, root, data, actual)
 
+    def _applies(self, condition: str | None, type_name: str | None) -> bool:
+        if type_name is None or condition is None or condition == type_name:
+            return True
+        cond = self.schema.get_type(condition)
+        obj = self.schema.get_type(type_name)
+        if isinstance(cond, (GraphQLInterfaceType, GraphQLUnionType)) and isinstance(obj, GraphQLObjectType):
+            return self.schema.is_sub_type(cond, obj)
+        return False
+
     def _collect(self, selection_set: SelectionSetNode | None, type_name: str | None) -> list[FieldNode]:
         out: list[FieldNode] = []
         if selection_set is None:
@@ -146,25 +168,35 @@ class CostCalculator:
                 out.append(sel)
             elif isinstance(sel, InlineFragmentNode):
                 cond = sel.type_condition.name.value if sel.type_condition else None
-                if type_name is None or cond is None or cond == type_name or self._is_abstract(cond):
+                if self._applies(cond, type_name):
                     out.extend(self._collect(sel.selection_set, type_name))
             elif isinstance(sel, FragmentSpreadNode):
                 frag = self.fragments.get(sel.name.value)
-                if frag is not None:
-                    cond = frag.type_condition.name.value
-                    if type_name is None or cond == type_name or self._is_abstract(cond):
-                        out.extend(self._collect(frag.selection_set, type_name))
+                if frag is not None and self._applies(frag.type_condition.name.value, type_name):
+                    out.extend(self._collect(frag.selection_set, type_name))
         return out
-
-    def _is_abstract(self, name: str) -> bool:
-        t = self.schema.get_type(name)
-        return t is not None and not isinstance(t, GraphQLObjectType)
 
     def _arg(self, field: FieldNode, name: str) -> Any:
         for arg in field.arguments or ():
             if arg.name.value == name:
                 return value_from_ast_untyped(arg.value, self.variables)
         return None
+
+    def _object_cost(self, selection_set: SelectionSetNode | None, named: Any, value: Any, actual: bool) -> int:
+        """What the selections under one object cost (the object's own point not included)."""
+        if isinstance(named, GraphQLObjectType):
+            return self._selection_cost(selection_set, named, value, actual)
+        if not isinstance(named, (GraphQLInterfaceType, GraphQLUnionType)):
+            return 0
+        if actual and isinstance(value, dict) and isinstance(value.get("__typename"), str):
+            returned = self.schema.get_type(value["__typename"])
+            if isinstance(returned, GraphQLObjectType):
+                return self._selection_cost(selection_set, returned, value, actual)
+        # Requested (or a returned type the data does not name): the most expensive possibility.
+        return max(
+            (self._selection_cost(selection_set, t, value, actual) for t in self.schema.get_possible_types(named)),
+            default=0,
+        )
 
     def _selection_cost(self, selection_set: SelectionSetNode | None, parent: Any, data: Any, actual: bool) -> int:
         if selection_set is None or not isinstance(parent, GraphQLObjectType):
@@ -182,59 +214,53 @@ class CostCalculator:
             value = data.get(key) if (actual and isinstance(data, dict)) else None
             if actual and value is None:
                 continue
-            target = self._concrete(named, value)
-            if named.name.endswith("Connection"):
+            if named.name == "Count":
+                total += COUNT_COST
+            elif named.name.endswith("Connection") and isinstance(named, GraphQLObjectType):
                 total += 2 + self._connection_cost(field, named, value, actual)
             elif _is_list(fdef.type):
                 if actual:
                     items: list[Any] = value or []
-                    total += sum(1 + self._selection_cost(field.selection_set, target, item, True) for item in items)
+                    total += sum(1 + self._object_cost(field.selection_set, named, item, True) for item in items)
                 else:
                     ids = self._arg(field, "ids")
                     size = self._arg(field, "first") or self._arg(field, "last") or (len(ids) if ids else 1)
-                    total += int(size) * (1 + self._selection_cost(field.selection_set, target, None, False))
+                    total += int(size) * (1 + self._object_cost(field.selection_set, named, None, False))
             else:
-                total += 1 + self._selection_cost(field.selection_set, target, value, actual)
+                total += 1 + self._object_cost(field.selection_set, named, value, actual)
         return total
 
-    def _concrete(self, named: Any, value: Any) -> Any:
-        if isinstance(named, GraphQLObjectType):
-            return named
-        # Interfaces (Node): the most expensive possible type for requested cost; the returned type for actual.
-        if isinstance(value, dict) and value.get("__typename"):
-            return self.schema.get_type(value["__typename"])
-        return self.schema.get_type("Order")
-
-    def _connection_cost(self, field: FieldNode, conn_type: Any, value: Any, actual: bool) -> int:
+    def _connection_cost(self, field: FieldNode, conn_type: GraphQLObjectType, value: Any, actual: bool) -> int:
         edge_fields = conn_type.fields
+        size = int(self._arg(field, "first") or self._arg(field, "last") or 0)
         best = 0
         for sub in self._collect(field.selection_set, conn_type.name):
             sub_name = sub.name.value
             key = sub.alias.value if sub.alias else sub_name
-            if sub_name == "nodes":
+            items = (value.get(key) or []) if (actual and isinstance(value, dict)) else []
+            if sub_name == "nodes" and "nodes" in edge_fields:
                 node_type = get_named_type(edge_fields["nodes"].type)
                 if actual:
-                    items = value.get(key) or [] if isinstance(value, dict) else []
-                    cost = sum(1 + self._selection_cost(sub.selection_set, node_type, item, True) for item in items)
+                    cost = sum(1 + self._object_cost(sub.selection_set, node_type, item, True) for item in items)
                 else:
-                    size = self._arg(field, "first") or self._arg(field, "last") or 0
-                    cost = int(size) * (1 + self._selection_cost(sub.selection_set, node_type, None, False))
+                    cost = size * (1 + self._object_cost(sub.selection_set, node_type, None, False))
                 best = max(best, cost)
-            elif sub_name == "edges":
+            elif sub_name == "edges" and "edges" in edge_fields:
                 edge_type = get_named_type(edge_fields["edges"].type)
-                node_type = get_named_type(edge_type.fields["node"].type)  # type: ignore[union-attr]
+                if not isinstance(edge_type, GraphQLObjectType) or "node" not in edge_type.fields:
+                    continue
+                node_type = get_named_type(edge_type.fields["node"].type)
                 node_fields = [f for f in self._collect(sub.selection_set, edge_type.name) if f.name.value == "node"]
                 if actual:
-                    items = value.get(key) or [] if isinstance(value, dict) else []
                     cost = 0
                     for item in items:
                         for nf in node_fields:
-                            nkey = nf.alias.value if nf.alias else "node"
-                            cost += 1 + self._selection_cost(nf.selection_set, node_type, item.get(nkey), True)
+                            node_key = nf.alias.value if nf.alias else "node"
+                            node_value = item.get(node_key) if isinstance(item, dict) else None
+                            cost += 1 + self._object_cost(nf.selection_set, node_type, node_value, True)
                 else:
-                    size = self._arg(field, "first") or self._arg(field, "last") or 0
-                    per = sum(1 + self._selection_cost(nf.selection_set, node_type, None, False) for nf in node_fields)
-                    cost = int(size) * per
+                    per = sum(1 + self._object_cost(nf.selection_set, node_type, None, False) for nf in node_fields)
+                    cost = size * per
                 best = max(best, cost)
         return best
 

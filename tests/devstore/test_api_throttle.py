@@ -38,9 +38,13 @@ def test_cost_extension_on_every_response(shop: Api) -> None:
     assert cost["requestedQueryCost"] == 12
     assert cost["actualQueryCost"] == 3
     assert cost["throttleStatus"]["currentlyAvailable"] == 1988 - 3
-    # Errors carry the extension too.
-    status, body = shop.gql("{ orders(first: 1) { nodes { nope } } }")
+    # Errors met while running carry the extension too...
+    status, body = shop.gql('{ orders(first: 1, after: "not-a-cursor") { nodes { id } } }')
+    assert body["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
     assert set(body["extensions"]["cost"]) == {"requestedQueryCost", "actualQueryCost", "throttleStatus"}
+    # ...a document Shopify refuses before running does not (recorded: validation errors come alone).
+    status, body = shop.gql("{ orders(first: 1) { nodes { nope } } }")
+    assert set(body) == {"errors"}
 
 
 def test_nested_objects_and_mutations_cost(shop: Api) -> None:

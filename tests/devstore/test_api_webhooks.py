@@ -72,4 +72,8 @@ def test_invalid_address_and_topic(shop: Api) -> None:
     }
     status, body = shop.gql(CREATE, {"topic": "ORDERS_EXPLODED", "sub": {"uri": "https://x.example"}})
     assert status == 200
-    assert "ORDERS_EXPLODED" in body["errors"][0]["message"]
+    # graphql-ruby names the variable in the message and the bad value in the problem.
+    assert body["errors"][0]["extensions"]["code"] == "INVALID_VARIABLE"
+    assert body["errors"][0]["extensions"]["problems"][0]["explanation"].startswith(
+        'Expected "ORDERS_EXPLODED" to be one of: '
+    )
