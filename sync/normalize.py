@@ -492,11 +492,20 @@ def _refund_line(shop: str, refund_id: int, order_id: int, r: BulkRefund) -> str
             f"{_amount(r.total_refunded_set)}\t{r.updated_at or created}\n")
 
 
+# Escapes Shopify's result files use for characters that need none in COPY text: every "/" (each
+# GID reads "gid:\/\/shopify\/Order\/1"), "<", ">", "&", and the two JSON-unsafe line separators.
+_HARMLESS_ESCAPES = (b"\\/", b"\\u003c", b"\\u003e", b"\\u0026", b"\\u2028", b"\\u2029")
+
+
 def _needs_escaping(data: bytes) -> bool:
-    """Whether a chunk's strings may hold a character COPY text must escape. JSON can only carry a
-    quote, tab, newline or backslash inside a string as a backslash escape; Shopify's files also
-    escape every `/` (`gid:\\/\\/shopify...`), which decodes to a plain slash and needs nothing."""
-    return b"\\" in data.replace(b"\\/", b"")
+    """Whether a chunk's strings may hold a character COPY text must escape. JSON carries a quote,
+    tab, newline or backslash inside a string only as a backslash escape, so a chunk without any
+    other backslash than Shopify's harmless escapes goes through the plain formatters."""
+    if b"\\" not in data:
+        return False
+    for escaped in _HARMLESS_ESCAPES:
+        data = data.replace(escaped, b"")
+    return b"\\" in data
 
 
 def bulk_customers_parse(data: bytes, *, shop_id: int) -> BulkChunk:

@@ -74,6 +74,7 @@ def sync_status(*, shop: Shop) -> dict[str, Any]:
     last_hook = WebhookEvent.objects.filter(shop=shop).order_by("-received_at").values_list(
         "received_at", flat=True).first()
     return {
+        "problem": sync_problem(shop=shop),
         "last_sync": run_progress(run=last) if last else None,
         "last_sync_at": last.finished_at if last else None,
         "next_sync_at": next_at,
@@ -85,4 +86,30 @@ def sync_status(*, shop: Shop) -> dict[str, Any]:
         "needs_reauth_reason": shop.needs_reauth_reason,
         "paused_reason": shop.paused_reason,
         "as_of": time.time(),
+    }
+
+
+KIND_WORDS: dict[str, str] = {
+    SyncRun.Kind.BACKFILL: "Importing the order history",
+    SyncRun.Kind.INCREMENTAL: "The last sync",
+    SyncRun.Kind.RECONCILE: "The check against Shopify",
+}
+
+
+def sync_problem(*, shop: Shop) -> dict[str, Any] | None:
+    """What Shopify last refused, in words, while no run has succeeded since: the newest run that
+    failed, or is running and retrying after an error."""
+    run = SyncRun.objects.filter(shop=shop).exclude(error="").order_by("-created_at").first()
+    if run is None or run.status in (SyncRun.Status.SUCCEEDED, SyncRun.Status.CANCELLED):
+        return None
+    if SyncRun.objects.filter(shop=shop, status=SyncRun.Status.SUCCEEDED, created_at__gt=run.created_at).exists():
+        return None
+    failed = run.status == SyncRun.Status.FAILED
+    return {
+        "kind": run.kind,
+        "what": KIND_WORDS.get(run.kind, "A sync"),
+        "state": "stopped" if failed else "is retrying",
+        "failed": failed,
+        "error": run.error,
+        "at": run.finished_at or run.started_at or run.created_at,
     }

@@ -31,6 +31,7 @@ from django.utils import timezone
 from config.logging import log_context
 from shops.models import Shop
 from sync import normalize as nz
+from sync import outcomes
 from sync.client import (
     GraphQLResult,
     ShopifyAuthError,
@@ -414,11 +415,13 @@ def _bulk_start(*, client: ShopifyClient, query: str, attempts: int = 30) -> str
         try:
             return client.bulk_run(query)
         except ShopifyQueryError as exc:
-            if {"OPERATION_IN_PROGRESS", "LIMIT_REACHED"} & exc.codes and attempt < attempts - 1:
+            if {"OPERATION_IN_PROGRESS", "LIMIT_REACHED"} & exc.codes:
+                if attempt == attempts - 1:
+                    raise outcomes.RetryLater(outcomes.CODES["OPERATION_IN_PROGRESS"]) from exc
                 time.sleep(min(10.0, 1.0 + attempt))
                 continue
             raise
-    raise ShopifyTransientError("bulk operation could not be started")
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def bulk_phase_run(*, run: SyncRun, client: ShopifyClient, phase: str, kind: str, search: str | None = None,
@@ -453,11 +456,17 @@ def bulk_phase_run(*, run: SyncRun, client: ShopifyClient, phase: str, kind: str
             return bulk_ingest(run=run, client=client, phase=phase, url=op.get("url"),
                                on_chunk=on_progress, writers=None if search is None else 1)
         # FAILED, EXPIRED or CANCELED: what was written stays (guarded upserts); start a fresh operation.
+        # A partial file (partialDataUrl) is not read: the fresh operation carries all of it again.
         logger.warning("bulk operation %s ended %s (%s); starting a new one", ph["op"], status, op.get("errorCode"))
+        ph.setdefault("ended", []).append({"op": ph["op"], "status": status, "errorCode": op.get("errorCode"),
+                                           "partial": bool(op.get("partialDataUrl"))})
+        run.error = outcomes.bulk_outcome(status, op.get("errorCode"), partial=bool(op.get("partialDataUrl")))
         ph["op"] = None
+        _run_save(run, "error", "state")
         if status == "FAILED" and op.get("errorCode") == "ACCESS_DENIED":
-            raise ShopifyQueryError(f"bulk operation denied: {op.get('errorCode')}")
-    raise ShopifyTransientError(f"bulk {phase} did not complete")
+            raise ShopifyQueryError(f"bulk operation {phase} failed: ACCESS_DENIED",
+                                    [{"message": "ACCESS_DENIED", "extensions": {"code": "ACCESS_DENIED"}}])
+    raise outcomes.RetryLater(run.error)
 
 
 # --- refund line items ----------------------------------------------------------------------------
@@ -552,11 +561,17 @@ def backfill_create(*, shop: Shop, full: bool = False) -> SyncRun:
     return run
 
 
+def _note_error(run: SyncRun, exc: BaseException) -> None:
+    """The merchant's sentence on the run (the Data page shows it), the technical line beside it."""
+    run.error = outcomes.explain(exc)[:2000]
+    run.state["error_detail"] = outcomes.detail(exc)[:2000]
+
+
 def _fail(run: SyncRun, exc: Exception, *, status: str = SyncRun.Status.FAILED) -> None:
     run.status = status
-    run.error = f"{exc.__class__.__name__}: {exc}"[:2000]
+    _note_error(run, exc)
     run.finished_at = timezone.now()
-    _run_save(run, "status", "error", "finished_at")
+    _run_save(run, "status", "error", "finished_at", "state")
 
 
 def _succeed(run: SyncRun, *, high_water_mark: datetime | None) -> None:
@@ -624,7 +639,7 @@ def backfill_run(*, run_id: int, client_factory: ClientFactory = default_client,
             return "failed"
         except ShopifyTransientError as exc:
             run.state["client"] = _client_stats(client)
-            run.error = f"{exc.__class__.__name__}: {exc}"[:2000]
+            _note_error(run, exc)
             _run_save(run, "error", "state")
             raise
         finally:

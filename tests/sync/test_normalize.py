@@ -37,8 +37,12 @@ def _jsonl(*objs):
 
 
 def _shopify_jsonl(*objs):
-    """Lines as Shopify's result files write them: every `/` escaped (`gid:\\/\\/shopify\\/Order\\/1`)."""
-    return _jsonl(*objs).replace(b"/", b"\\/")
+    """Lines as Shopify's result files write them: every `/` escaped (`gid:\\/\\/shopify\\/Order\\/1`), and
+    `&`, `<`, `>` as `\\u0026`, `\\u003c`, `\\u003e`."""
+    out = _jsonl(*objs)
+    for raw, escaped in ((b"/", b"\\/"), (b"&", b"\\u0026"), (b"<", b"\\u003c"), (b">", b"\\u003e")):
+        out = out.replace(raw, escaped)
+    return out
 
 
 def test_bulk_order_lines_equal_the_general_path():
@@ -61,7 +65,7 @@ def test_bulk_order_lines_equal_the_general_path():
 
 def test_shopify_slash_escapes_keep_the_fast_path():
     """Shopify escapes every `/`: that alone must not send a chunk through the escaping pass."""
-    plain = _shopify_jsonl({**ORDER, "name": "#1001", "tags": ["vip"]}, {**GUEST, "name": "#1002"})
+    plain = _shopify_jsonl({**ORDER, "name": "#1001", "tags": ["vip", "b&b <3>"]}, {**GUEST, "name": "#1002"})
     assert b"\\/" in plain
     assert not nz._needs_escaping(plain)
     assert nz._needs_escaping(_shopify_jsonl(ORDER, ESCAPES))  # a tab, quote or backslash does

@@ -1,0 +1,153 @@
+"""Every refusal a live store can give a sync, pinned: the run records it in words a merchant
+understands, the Data page shows it, and no row is lost or written twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sync import outcomes, services
+from sync.client import ShopifyClient, ShopifyQueryError, ShopifyTransientError
+from sync.models import Customer, Order, Refund, SyncRun
+from sync.selectors import sync_problem
+from tests.pages.conftest import Pages
+from tests.sync.exact import mismatches
+
+# The orders bulk query as the app sent it before it knew Shopify's bulk rules: refund line items
+# (a connection) inside `refunds` (a list). Live stores answer INVALID.
+CONNECTION_IN_LIST = """{ orders { edges { node { id refunds { id
+  refundLineItems { edges { node { subtotalSet { shopMoney { amount } } } } } } } } } }"""
+
+
+def _backfill(devshop: Any, **kwargs: Any) -> tuple[str, SyncRun]:
+    run = services.backfill_create(shop=devshop.shop)
+    outcome = services.backfill_run(run_id=run.pk, **kwargs)
+    return outcome, SyncRun.objects.get(pk=run.pk)
+
+
+def _data_page(client: Any, devshop: Any) -> str:
+    response = Pages(client, devshop.shop).get("/app/data")
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_an_invalid_bulk_query_fails_the_run_in_words_and_writes_no_order(devshop, transactional_db, monkeypatch,
+                                                                         client):
+    real = services.bulk_query
+    monkeypatch.setattr(services, "bulk_query",
+                        lambda kind, search=None, **kw: CONNECTION_IN_LIST if kind == "orders" else real(kind, search))
+    outcome, run = _backfill(devshop)
+    assert outcome == "failed"
+    assert run.status == SyncRun.Status.FAILED
+    assert run.error == outcomes.CODES["INVALID"]
+    # Shopify's own message is kept for support, beside the merchant's sentence.
+    assert "connection field within a list field" in run.state["error_detail"]
+    assert not Order.objects.filter(shop=devshop.shop).exists()
+    assert Customer.objects.filter(shop=devshop.shop).count() == len(devshop.truth()["customers"])
+    problem = sync_problem(shop=devshop.shop)
+    assert problem is not None
+    assert (problem["failed"], problem["error"]) == (True, outcomes.CODES["INVALID"])
+    page = _data_page(client, devshop)
+    assert 'data-testid="sync-problem"' in page
+    assert "Importing the order history stopped: Shopify refused the export Tenure asked for as invalid" in page
+
+
+def test_a_failed_export_with_partial_data_is_read_again_whole(devshop, transactional_db):
+    """FAILED with INTERNAL_SERVER_ERROR and a partialDataUrl: the partial file is not read; a fresh
+    operation carries everything, and nothing is written twice."""
+    devshop.faults(bulk_fail=True)
+    ended: list[dict[str, Any]] = []
+
+    def heal(run: SyncRun) -> None:
+        for ph in run.state.get("phases", {}).values():
+            if ph.get("ended") and not ended:
+                ended.extend(ph["ended"])
+                devshop.faults(bulk_fail=False)
+
+    outcome, run = _backfill(devshop, on_progress=heal)
+    assert outcome == "succeeded", run.error
+    assert ended[0]["status"] == "FAILED"
+    assert ended[0]["errorCode"] == "INTERNAL_SERVER_ERROR"
+    assert ended[0]["partial"] is True
+    problems = mismatches(devshop.shop, devshop.truth())
+    assert not problems, "\n".join(problems[:20])
+    assert run.error == ""  # the run succeeded: nothing left to show
+    assert sync_problem(shop=devshop.shop) is None
+
+
+def test_an_export_that_keeps_failing_is_retried_later_and_says_so(devshop, transactional_db, client):
+    devshop.faults(bulk_fail=True)
+    with pytest.raises(ShopifyTransientError):
+        _backfill(devshop)
+    run = SyncRun.objects.get(shop=devshop.shop)
+    assert run.status == SyncRun.Status.RUNNING  # Celery retries the task; the run resumes
+    assert run.error == outcomes.bulk_outcome("FAILED", "INTERNAL_SERVER_ERROR", partial=True)
+    assert "Shopify had an internal error" in run.error
+    assert len(run.state["phases"]["customers"]["ended"]) == 3
+    page = _data_page(client, devshop)
+    assert "Importing the order history is retrying: Shopify had an internal error" in page
+    # The retry, once Shopify is well again, completes the same run exactly.
+    devshop.faults(bulk_fail=False)
+    assert services.backfill_run(run_id=run.pk) == "succeeded"
+    assert not mismatches(devshop.shop, devshop.truth())
+    assert sync_problem(shop=devshop.shop) is None
+
+
+def test_an_expired_result_file_is_exported_again(devshop, transactional_db):
+    # The URL expires at once: the download is refused, the operation reads EXPIRED, a new one runs.
+    devshop.faults(bulk_expire=0)
+    seen: list[dict[str, Any]] = []
+
+    def heal(run: SyncRun) -> None:
+        for ph in run.state.get("phases", {}).values():
+            if ph.get("ended") and not seen:
+                seen.extend(ph["ended"])
+                devshop.faults(bulk_expire=None)
+
+    outcome, run = _backfill(devshop, on_progress=heal)
+    if outcome != "succeeded":
+        pytest.fail(f"{outcome}: {run.error} {run.state.get('error_detail')}")
+    assert not mismatches(devshop.shop, devshop.truth())
+
+
+def test_a_sixth_export_waits_for_a_free_slot(devshop, transactional_db, monkeypatch, client):
+    """Five operations already running (other apps, or ours): Shopify answers OPERATION_IN_PROGRESS;
+    the run says so and is retried, and completes once a slot is free."""
+    devshop.faults(bulk_delay=600)
+    with ShopifyClient.for_shop(devshop.shop) as other:
+        held = [other.bulk_run("{ customers { edges { node { id } } } }") for _ in range(5)]
+        with pytest.raises(ShopifyQueryError) as refused:
+            other.bulk_run("{ customers { edges { node { id } } } }")
+    assert "OPERATION_IN_PROGRESS" in refused.value.codes
+    monkeypatch.setattr(services.time, "sleep", lambda s: None)
+    with pytest.raises(ShopifyTransientError):
+        _backfill(devshop)
+    run = SyncRun.objects.get(shop=devshop.shop)
+    assert run.error == outcomes.CODES["OPERATION_IN_PROGRESS"]
+    assert "five" in run.error
+    devshop.faults(bulk_delay=None)
+    with ShopifyClient.for_shop(devshop.shop) as other:
+        for op in held:
+            other.graphql("mutation C($id: ID!) { bulkOperationCancel(id: $id) { userErrors { message } } }",
+                          {"id": op})
+    assert services.backfill_run(run_id=run.pk) == "succeeded"
+    assert not mismatches(devshop.shop, devshop.truth())
+
+
+def test_refund_line_items_are_read_after_the_bulk_file(devshop, transactional_db):
+    """The bulk file holds refunds without line items; they are read by id and every subtotal is set."""
+    outcome, run = _backfill(devshop)
+    assert outcome == "succeeded", run.error
+    refunds = Refund.objects.filter(shop=devshop.shop)
+    assert refunds.count() > 5
+    assert not refunds.filter(subtotal_amount__isnull=True).exists()
+    ph = run.state["phases"]["refund_lines"]
+    assert ph["done"] is True
+    assert ph["read"] == refunds.count()
+    assert not mismatches(devshop.shop, devshop.truth())
+    # A replay reads nothing again: only refunds still unknown are asked for.
+    with ShopifyClient.for_shop(devshop.shop) as c:
+        before = c.stats["requests"]
+        assert services.refund_lines_fill(shop=devshop.shop, client=c) == 0
+        assert c.stats["requests"] == before
