@@ -428,6 +428,8 @@ class OrderObj:
         self.confirmed = True
         self.test = bool(r["test"])
         self.displayFinancialStatus = r["financial_status"].upper()
+        # devstore models no fulfilments (CONTRACT.md).
+        self.displayFulfillmentStatus = "UNFULFILLED"
         self.currencyCode = ctx.store.currency
         self.presentmentCurrencyCode = r["presentment_currency"]
         self.note = None

@@ -41,6 +41,9 @@ MUTATION_COST = 10
 # Recorded on a live store (captures/2025-01/customers/customers-count.json): each count
 # field is 10 points, where the published rules would charge 1 for the Count object.
 COUNT_COST = 10
+# Recorded per-mutation costs that differ from the published 10 (captures/2026-04/bulk-operations:
+# every stagedUploadsCreate is 11, bulkOperationRunQuery and the rest are 10).
+MUTATION_COSTS = {"stagedUploadsCreate": 11}
 
 PLAN_LIMITS: dict[str, tuple[float, float]] = {
     # plan (lower-case) -> (bucket size, restore rate per second)
@@ -127,8 +130,9 @@ class CostCalculator:
     Shopify's: an interface or union costs the most expensive of its possible types (requested)
     or the returned type (actual, when the data names it), a ``Count`` costs 10 (recorded: three
     ``customersCount`` are 30 points), a connection 2 plus ``first``/``last`` times one node,
-    ``pageInfo`` nothing, a mutation 10 per root field whatever it selects (recorded:
-    ``bulkOperationRunQuery`` is 10).
+    ``pageInfo`` nothing, a list of objects one object unless ``first``/``last`` size it (recorded:
+    ``nodes(ids:)`` is 1 for four ids), a mutation 10 per root field whatever it selects
+    (recorded: ``bulkOperationRunQuery`` is 10; ``stagedUploadsCreate`` 11).
     """
 
     def __init__(
@@ -144,7 +148,7 @@ class CostCalculator:
     def operation_cost(self, operation: OperationDefinitionNode, data: Any = None, *, actual: bool = False) -> int:
         if operation.operation == OperationType.MUTATION:
             fields = self._collect(operation.selection_set, None)
-            return MUTATION_COST * len(fields)
+            return sum(MUTATION_COSTS.get(f.name.value, MUTATION_COST) for f in fields)
         root = self.schema.query_type
         if root is None:
             return 0
@@ -223,8 +227,9 @@ class CostCalculator:
                     items: list[Any] = value or []
                     total += sum(1 + self._object_cost(field.selection_set, named, item, True) for item in items)
                 else:
-                    ids = self._arg(field, "ids")
-                    size = self._arg(field, "first") or self._arg(field, "last") or (len(ids) if ids else 1)
+                    # A list is not sized by the ids it is given (recorded: nodes(ids:) with four
+                    # ids costs 1), only by first/last where it takes them.
+                    size = self._arg(field, "first") or self._arg(field, "last") or 1
                     total += int(size) * (1 + self._object_cost(field.selection_set, named, None, False))
             else:
                 total += 1 + self._object_cost(field.selection_set, named, value, actual)
