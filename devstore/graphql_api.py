@@ -1,9 +1,13 @@
 """The Admin GraphQL endpoint (2026-10) over a ShopStore: parse, validate, cost, throttle, execute.
 
-Responses follow Shopify's shapes: validation errors in graphql-ruby's wording with
-``extensions.code`` (``undefinedField``...), ``extensions.cost`` on every response, THROTTLED
-and MAX_COST_EXCEEDED at HTTP 200, ACCESS_DENIED for missing scopes, protected customer data
-as null plus an error. Every list resolver pushes its filter, sort and page size into SQLite.
+Documents are validated and executed on Shopify's real Admin schema
+(``devstore.conformance.real_schema``); ``schema.graphql`` is the slice devstore has data for
+(``SERVED_FIELDS``). Refusals follow Shopify: graphql-ruby's messages, codes and paths at HTTP
+200 with no cost extension; a real-schema field outside the slice resolves to null with
+ACCESS_DENIED naming the scope Shopify would ask for (never silently). Every response that runs
+carries ``extensions.cost`` (``devstore.throttle``); MAX_COST_EXCEEDED before running, THROTTLED
+when the bucket is short; protected customer data is null plus an error. Every list resolver
+pushes its filter, sort and page size into SQLite.
 
 Scopes: ``read_orders``/``read_customers`` (or their ``write_`` forms) as on Shopify;
 ``read_all_orders`` lifts the 60-day window. Level-2 protected customer data is not an OAuth

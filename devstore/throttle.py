@@ -1,9 +1,11 @@
 """Calculated query cost and the leaky bucket, per app and shop, as the Admin GraphQL API applies them.
 
 https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits : scalars and enums cost 0,
-objects 1, connections 2 plus ``first``/``last`` times the cost of one node, mutations 10;
-the requested cost is taken up front, the difference to the actual cost (what the response
-really held) is given back; a single query may not request more than 1,000 points.
+objects 1, interfaces and unions their dearest possible type, connections 2 plus ``first``/``last``
+times the cost of one node, mutations 10; the requested cost is taken up front, the difference
+to the actual cost (what the response really held) is given back; a single query may not
+request more than 1,000 points. Where live-store recordings disagree with those rules the
+recording wins (``COUNT_COST``, ``MUTATION_COSTS``, unsized lists), see ``CostCalculator``.
 Buckets by plan: Standard 2,000 points restoring 100/s, Advanced 4,000 / 200,
 Plus 20,000 / 1,000, Enterprise 40,000 / 2,000. The ``throttle_bucket_size`` and
 ``throttle_restore_rate`` faults override them per shop.
