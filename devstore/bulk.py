@@ -32,6 +32,7 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLError,
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
@@ -183,8 +184,19 @@ def bulk_operation_current(*, ctx: Ctx, op_type: str) -> BulkOperationObj | None
 
 def bulk_operations_connection(*, ctx: Ctx, args: dict[str, Any], path: list[Any]) -> dict[str, Any]:
     reg = _registry(ctx.store)
+    # Recorded (bulk-operation-status-catalog-cancel.json): a window is required, one only.
+    if args.get("first") is None and args.get("last") is None:
+        raise GraphQLError("you must provide one of first or last", extensions={"code": "BAD_REQUEST"})
+    if args.get("first") is not None and args.get("last") is not None:
+        raise GraphQLError("providing both first and last is not supported", extensions={"code": "BAD_REQUEST"})
     ops = [o for o in reg.ops.values() if o.app_id == ctx.app_id]
     groups = search.search_parse(args.get("query"))
+    created_bounds = {
+        id(term): _search_time(term.value)
+        for group in groups
+        for term in group
+        if term.field == "created_at"
+    }
     if groups:
 
         def matches(op: BulkOp) -> bool:
@@ -200,6 +212,8 @@ def bulk_operations_connection(*, ctx: Ctx, args: dict[str, Any], path: list[Any
                         hit = op.type == value
                     elif term.field == "id":
                         hit = str(op.id) == term.value.rsplit("/", 1)[-1]
+                    elif term.field == "created_at":
+                        hit = _compare(op.created_at, term.op, created_bounds[id(term)])
                     if term.negated:
                         hit = not hit
                     ok = ok and hit
@@ -220,7 +234,7 @@ def bulk_operations_connection(*, ctx: Ctx, args: dict[str, Any], path: list[Any
         last_id, _ = _cursor_decode(args["after"])
         idx = next((i for i, o in enumerate(ops) if o.id == last_id), -1)
         ops = ops[idx + 1 :]
-    size = args.get("first") or args.get("last") or 50
+    size = int(args.get("first") or args.get("last") or 0)
     window = ops[:size] if args.get("last") is None else ops[-size:]
     page = Page(
         rows=[],
@@ -229,6 +243,29 @@ def bulk_operations_connection(*, ctx: Ctx, args: dict[str, Any], path: list[Any
         has_previous=bool(args.get("after")),
     )
     return connection(page, [BulkOperationObj(ctx.store, o) for o in window])
+
+
+def _search_time(value: str) -> int:
+    """A ``created_at`` bound: an ISO date or date-time (UTC unless it says), else Shopify's error."""
+    from datetime import UTC, datetime
+
+    try:
+        parsed = datetime.fromisoformat(value.strip("'\""))
+    except ValueError:
+        raise GraphQLError(
+            "Invalid timestamp for query filter `created_at`.", extensions={"code": "BAD_REQUEST"}
+        ) from None
+    return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp())
+
+
+def _compare(value: int, op: str, bound: int) -> bool:
+    return {
+        "=": value == bound,
+        ">": value > bound,
+        ">=": value >= bound,
+        "<": value < bound,
+        "<=": value <= bound,
+    }[op]
 
 
 def _user_error(message: str, code: str | None = "INVALID", field_path: list[str] | None = None) -> dict[str, Any]:
@@ -264,15 +301,25 @@ def bulk_operation_run_query(*, ctx: Ctx, query: str, group_objects: bool) -> di
         refused = in_progress_error(reg, ctx.app_id, "QUERY")
         if refused is not None:
             return refused
-        with _op_ids_lock:
-            op_id = next(_op_ids)
-        op = BulkOp(id=op_id, app_id=ctx.app_id, query=query, group_objects=group_objects, created_at=store.now())
-        reg.ops[op_id] = op
-        _stores[op_id] = store
+        op = new_operation(store, reg, app_id=ctx.app_id, query=query, op_type="QUERY", group_objects=group_objects)
     created = BulkOperationObj(store, op)
-    thread = threading.Thread(target=_run, args=(store, op, plan), name=f"bulk-{op_id}", daemon=True)
+    thread = threading.Thread(target=_run, args=(store, op, plan), name=f"bulk-{op.id}", daemon=True)
     thread.start()
     return {"bulkOperation": created, "userErrors": []}
+
+
+def new_operation(
+    store: ShopStore, reg: BulkRegistry, *, app_id: str, query: str, op_type: str, group_objects: bool = False
+) -> BulkOp:
+    """Register a CREATED operation (the caller holds ``reg.lock`` and has checked the limit)."""
+    with _op_ids_lock:
+        op_id = next(_op_ids)
+    op = BulkOp(
+        id=op_id, app_id=app_id, query=query, group_objects=group_objects, created_at=store.now(), type=op_type
+    )
+    reg.ops[op_id] = op
+    _stores[op_id] = store
+    return op
 
 
 def bulk_operation_cancel(*, ctx: Ctx, op_id: int) -> dict[str, Any]:
@@ -307,18 +354,25 @@ def bulk_wait(store: ShopStore, op_id: int | str, timeout: float = 60.0) -> Bulk
 # Running
 
 
+def wait_to_run(store: ShopStore, op: BulkOp) -> bool:
+    """CREATED, then RUNNING (``bulk_delay`` spends half its time in each); False if canceled first."""
+    delay = float(store.faults.get("bulk_delay") or 0)
+    if delay:
+        op.cancel.wait(delay / 2)
+    with _registry(store).lock:
+        if op.cancel.is_set():
+            finish(store, op, "CANCELED")
+            return False
+        op.status = "RUNNING"
+    if delay:
+        op.cancel.wait(delay / 2)
+    return True
+
+
 def _run(store: ShopStore, op: BulkOp, plan: Plan) -> None:
     try:
-        delay = float(store.faults.get("bulk_delay") or 0)
-        if delay:
-            op.cancel.wait(delay / 2)
-        with _registry(store).lock:
-            if op.cancel.is_set():
-                _finish(store, op, "CANCELED")
-                return
-            op.status = "RUNNING"
-        if delay:
-            op.cancel.wait(delay / 2)
+        if not wait_to_run(store, op):
+            return
         op.path = os.path.join(store.tmp_dir, f"bulk-{op.id}.jsonl")
         op.parts = [op.path]
         plan.group_objects = op.group_objects
@@ -334,21 +388,22 @@ def _run(store: ShopStore, op: BulkOp, plan: Plan) -> None:
             written, _, _ = _write(store, op.path, plan, limit, op.cancel, _op_reporter(op))
         op.write_seconds = time.perf_counter() - started
         if op.cancel.is_set():
-            _finish(store, op, "CANCELED")
+            finish(store, op, "CANCELED")
             return
         op.file_size = written
         if fail:
             op.error_code = "INTERNAL_SERVER_ERROR"
             op.partial = op.object_count > 0
-            _finish(store, op, "FAILED")
+            finish(store, op, "FAILED")
             return
-        _finish(store, op, "COMPLETED")
+        finish(store, op, "COMPLETED")
     except Exception:  # noqa: BLE001 - a crashed export must read FAILED, as on Shopify
         op.error_code = "INTERNAL_SERVER_ERROR"
-        _finish(store, op, "FAILED")
+        finish(store, op, "FAILED")
 
 
-def _finish(store: ShopStore, op: BulkOp, status: str) -> None:
+def finish(store: ShopStore, op: BulkOp, status: str) -> None:
+    """The terminal status, the result URL's expiry, and the bulk_operations/finish webhook."""
     now = store.now()
     op.status = status
     # Recorded: a canceled operation keeps completedAt null (its counts stay where it stopped).

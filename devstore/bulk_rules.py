@@ -10,7 +10,8 @@ The rules, their messages and their order come from live-store recordings
 
 - the query must be at most 65,535 bytes, parse (``Invalid bulk query: syntax error, ...``) and
   hold only ``query`` operations; each of these stops the checks there;
-- it must be valid against the real schema (``Invalid bulk query: <graphql-ruby's message>``);
+- it must be valid against the real schema (``Invalid bulk query: <graphql-ruby's message>``, the
+  first of devstore.conformance's errors);
 - then every rule that applies is reported, in this order: a top-level ``node``/``nodes``,
   ``nodes`` instead of ``edges { node }`` on a connection, a connection inside a list field,
   connections nested deeper than 2, more than 5 connections, a nested connection whose parent
@@ -23,9 +24,7 @@ top-level ``node`` and no-connection errors; the order of the other combinations
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from graphql import (
@@ -33,7 +32,6 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
-    GraphQLError,
     GraphQLField,
     GraphQLInterfaceType,
     GraphQLList,
@@ -47,36 +45,16 @@ from graphql import (
     SelectionSetNode,
     Source,
     TokenKind,
-    build_schema,
     get_named_type,
     parse,
-    validate,
 )
 from graphql.language.lexer import Lexer
 
-REAL_SCHEMA_PATH = Path(__file__).with_name("reference") / "admin-2026-07.graphql"
+from devstore.conformance import real_schema, validation_errors
+
 MAX_CONNECTIONS = 5
 MAX_NESTING = 2
 MAX_QUERY_BYTES = 65_535  # recorded: bulk-operation-storage-byte-limit.json
-
-_schema: GraphQLSchema | None = None
-_schema_lock = threading.Lock()
-
-
-def _real_schema() -> GraphQLSchema:
-    """Shopify's 2026-07 Admin schema, built once per process (about 2 s).
-
-    graphql-core's own schema validation rejects parts of Shopify's SDL, so the SDL is taken as
-    valid and the schema marked validated, which ``validate()`` would otherwise insist on.
-    """
-    global _schema
-    with _schema_lock:
-        if _schema is None:
-            schema = build_schema(REAL_SCHEMA_PATH.read_text(encoding="utf-8"), assume_valid_sdl=True)
-            schema._validation_errors = []
-            _schema = schema
-        return _schema
-
 
 def _invalid(message: str) -> dict[str, Any]:
     return {"field": ["query"], "message": message, "code": "INVALID"}
@@ -97,10 +75,10 @@ def bulk_query_errors(query: str) -> list[dict[str, Any]]:
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if any(op.operation.value != "query" for op in operations):
         return [_invalid("Invalid operation type. Only `query` operations are supported.")]
-    schema = _real_schema()
-    errors = validate(schema, document)
+    schema = real_schema()
+    errors = validation_errors(document, schema)
     if errors:
-        return [_invalid(f"Invalid bulk query: {ruby_validation_message(errors[0])}")]
+        return [_invalid(f"Invalid bulk query: {errors[0]['message']}")]
     return [_invalid(message) for message in _shape_errors(schema, document, operations)]
 
 
@@ -152,26 +130,6 @@ def ruby_syntax_message(text: str, exc: GraphQLSyntaxError) -> str:
     if last is None:
         return "syntax error, unexpected end of file"
     return f"syntax error, unexpected end of file at [{last.line}, {last.column}]"
-
-
-def ruby_validation_message(error: GraphQLError) -> str:
-    """The common graphql-core validation messages as graphql-ruby words them."""
-    import re
-
-    message = error.message
-    m = re.match(r"Cannot query field '(\w+)' on type '(\w+)'", message)
-    if m:
-        return f"Field '{m.group(1)}' doesn't exist on type '{m.group(2)}'"
-    m = re.match(r"Unknown argument '(\w+)' on field '(\w+)\.(\w+)'", message)
-    if m:
-        return f"Field '{m.group(3)}' doesn't accept argument '{m.group(1)}'"
-    m = re.match(r"Field '(\w+)\.(\w+)' argument '(\w+)' of type '.*' is required", message)
-    if m:
-        return f"Field '{m.group(2)}' is missing required arguments: {m.group(3)}"
-    m = re.match(r"Field '(\w+)' of type '([^']+)' must have a selection of subfields", message)
-    if m:
-        return f"Field must have selections ({m.group(2)} returned by {m.group(1)})"
-    return message
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,3 +273,56 @@ def _shape_errors(
     if walk.connections == 0:
         messages.append("Bulk queries must contain at least one connection.")
     return messages
+
+
+# ---------------------------------------------------------------------------------------------
+# The mutation of a bulk mutation operation
+
+MAX_MUTATION_CONNECTIONS = 1
+# Recorded: bulkOperationRunMutation inside a bulk mutation is refused. The other bulk and
+# staged-upload roots are refused by the same reasoning (an operation cannot start operations);
+# that part is not recorded.
+DISALLOWED_MUTATIONS = frozenset(
+    {"bulkOperationRunMutation", "bulkOperationRunQuery", "bulkOperationCancel", "stagedUploadsCreate"}
+)
+
+
+def _mutation_error(message: str, code: str | None, field_path: list[str] | None) -> dict[str, Any]:
+    return {"field": field_path, "message": message, "code": code}
+
+
+def bulk_mutation_errors(mutation: str) -> list[dict[str, Any]]:
+    """The userErrors Shopify returns from ``bulkOperationRunMutation`` for the mutation alone.
+
+    Recorded (bulk-operation-run-mutation-validators.json, -user-errors.json,
+    -connection-validators.json, bulk-operation-storage-byte-limit.json): too large (field
+    ``["query"]``), unparseable and not a mutation (``INVALID_MUTATION``, no field), more than one
+    top-level field, a disallowed root, more than one connection (field ``["mutation"]``, no code).
+    Only the first that applies is reported. The staged file's checks come after these.
+    """
+    size = len(mutation.encode())
+    if size > MAX_QUERY_BYTES:
+        return [_mutation_error(f"is too large ({size} bytes; maximum is {MAX_QUERY_BYTES} bytes)",
+                                "INVALID_MUTATION", ["query"])]
+    try:
+        document = parse(mutation)
+    except GraphQLSyntaxError as exc:
+        return [_mutation_error(f"Failed to parse the mutation - {ruby_syntax_message(mutation, exc)}",
+                                "INVALID_MUTATION", None)]
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if any(op.operation.value != "mutation" for op in operations):
+        return [_mutation_error("Invalid operation type. Only `mutation` operations are supported.",
+                                "INVALID_MUTATION", None)]
+    schema = real_schema()
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    walk = _Walk(schema, fragments)
+    roots = [node.name.value for op in operations for node, _ in _fields(walk, op.selection_set, schema.mutation_type)]
+    if len(roots) != 1:
+        return [_mutation_error("You must specify a single top level mutation.", None, ["mutation"])]
+    if roots[0] in DISALLOWED_MUTATIONS:
+        return [_mutation_error("You must use an allowed mutation name.", None, ["mutation"])]
+    for op in operations:
+        _visit(walk, op.selection_set, schema.mutation_type, 0, False)
+    if walk.connections > MAX_MUTATION_CONNECTIONS:
+        return [_mutation_error("Bulk mutations cannot contain more than 1 connection.", None, ["mutation"])]
+    return []

@@ -912,6 +912,23 @@ class MutationRoot:
             raise _invalid_id(id)
         return bulk.bulk_operation_cancel(ctx=self._ctx, op_id=parsed[1])
 
+    def bulkOperationRunMutation(  # noqa: N802
+        self,
+        info: GraphQLResolveInfo,
+        mutation: str,
+        stagedUploadPath: str,  # noqa: N803
+        groupObjects: bool | None = None,  # noqa: N803 - deprecated, no effect (as on Shopify)
+        clientIdentifier: str | None = None,  # noqa: N803
+    ) -> dict[str, Any]:
+        from devstore import bulk_mutation
+
+        return bulk_mutation.bulk_operation_run_mutation(ctx=self._ctx, mutation=mutation, path=stagedUploadPath)
+
+    def stagedUploadsCreate(self, info: GraphQLResolveInfo, input: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N802, A002
+        from devstore import bulk_mutation
+
+        return bulk_mutation.staged_uploads_create(ctx=self._ctx, inputs=input)
+
     def webhookSubscriptionCreate(  # noqa: N802
         self,
         info: GraphQLResolveInfo,

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from devstore import admin_frame, oauth
 from devstore.app import DevApp, Install, Registry, scopes_text, shop_domain
@@ -349,6 +349,7 @@ _GRAPHQL = re.compile(r"^/admin/api/(?P<version>\d{4}-\d{2}|unstable)/graphql\.j
 _BULK = re.compile(r"^(?:/store/(?P<store>[a-z0-9-]+))?/bulk/(?P<op>[A-Za-z0-9_-]+)\.jsonl$")
 _STORE_APP = re.compile(r"^/store/(?P<store>[a-z0-9][a-z0-9-]*)/apps/(?P<key>[^/]+)(?P<rest>/.*)?$")
 _ADMIN_APP = re.compile(r"^/admin/apps/(?P<key>[^/]+)(?P<rest>/.*)?$")
+_STAGED = "/staged-uploads/"  # bulk mutation variables (devstore.bulk_mutation)
 _STORE_HOME = re.compile(r"^/store/(?P<store>[a-z0-9][a-z0-9-]*)/?$")
 
 
@@ -430,6 +431,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:  # noqa: N802
         self._dispatch()
 
+    def do_PUT(self) -> None:  # noqa: N802
+        self._dispatch()
+
     def do_OPTIONS(self) -> None:  # noqa: N802
         self._body()
         self._send(204, {**_cors(self.headers.get("Origin")), "Access-Control-Max-Age": "600"}, b"")
@@ -450,6 +454,15 @@ class Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         path, raw_query = parts.path, parts.query
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
+        if path.startswith(_STAGED) and self.command == "PUT":
+            # A staged upload may be over 100 MB: streamed to disk, never held in memory.
+            from devstore import bulk_mutation
+
+            self._send(*bulk_mutation.staged_upload_put(
+                key=unquote(path.removeprefix(_STAGED)), query=query,
+                length=int(self.headers.get("Content-Length") or 0), stream=self.rfile,
+            ))
+            return
         body = self._body()  # always drained, or a keep-alive connection would read it as the next request
         shop = self._shop(path, query)
         platform = self.platform
@@ -479,6 +492,12 @@ class Handler(BaseHTTPRequestHandler):
         match = _GRAPHQL.match(path)
         if match and self.command == "POST":
             self._graphql(shop, body, match.group("version"))
+            return
+        if path == _STAGED and self.command == "POST":
+            from devstore import bulk_mutation
+
+            self._send(*bulk_mutation.staged_upload_post(content_type=self.headers.get("Content-Type") or "",
+                                                         body=body))
             return
         match = _BULK.match(path)
         if match and self.command in ("GET", "HEAD"):
