@@ -1,19 +1,19 @@
-"""Bulk query operations: bulkOperationRunQuery, status progression, and the JSONL result file.
+"""Bulk operations: bulkOperationRunQuery, the operations' lifecycle, and the JSONL result file.
 
-As on Shopify (https://shopify.dev/docs/api/usage/bulk-operations/queries, API 2026-01+):
-up to five bulk query operations at once per app and shop; the query must have a connection
-at the top (``orders``/``customers``, not ``node``/``nodes``), at most five connections, nested
-two levels deep at most; the result is JSONL, one object per line, nested connections become
-their own lines carrying ``__parentId``, listed after their parent but not directly after it
-(``groupObjects`` defaults to false). Results stay downloadable for seven days through a
-signed URL on devstore's own base. Faults: ``bulk_fail`` (FAILED, partial data),
-``bulk_expire`` (seconds until the URL expires and the operation reads EXPIRED),
-``bulk_delay`` (seconds spent in CREATED/RUNNING before writing).
+A query is first held to Shopify's recorded rules (``devstore.bulk_rules``, on the real
+schema); only then does devstore compile it, for the roots it serves (``orders``, ``customers``
+and ``Customer.orders`` nested). At most five operations of a type run at once per app and
+shop; the sixth is refused with ``OPERATION_IN_PROGRESS``. A result file holds one object per
+line in Shopify's exact bytes (``shopify_escape``); nested connections become their own lines
+carrying ``__parentId``, after their parent but not directly after it unless ``groupObjects``.
+Results stay downloadable for seven days through a signed URL on devstore's own base. Faults:
+``bulk_fail`` (FAILED, partial data), ``bulk_expire`` (seconds until the URL expires and the
+operation reads EXPIRED), ``bulk_delay`` (seconds spent in CREATED/RUNNING before writing).
+Mutation operations share the registry, limits and lifecycle (``devstore.bulk_mutation``).
 
 The export is a compiled projection of the selection set over SQLite rows (not graphql-core
 per node) so 1,000,000 orders are written in seconds.
 """
-
 from __future__ import annotations
 
 import hashlib
@@ -430,8 +430,9 @@ def finish(store: ShopStore, op: BulkOp, status: str) -> None:
 
 # Shopify writes result files with Rails' JSON encoder: compact, keys in selection order,
 # non-ASCII as raw UTF-8, and "/" "<" ">" "&" U+2028 U+2029 escaped. The recordings pin "\/"
-# (every GID reads "gid:\/\/shopify\/Order\/1") and "&" as "\u0026" (a product title, in
-# the exact fileSize of bulk-operation-run-query-group-objects.json).
+# (every GID reads "gid:\/\/shopify\/Order\/1", in result bodies) and "&" as "\u0026" (the exact
+# fileSize of bulk-operation-run-query-group-objects.json matches only with both); the other
+# four follow from the same encoder.
 _ESCAPES = (
     (b"/", b"\\/"),
     (b"<", b"\\u003c"),

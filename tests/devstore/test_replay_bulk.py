@@ -28,6 +28,7 @@ import httpx
 import orjson
 import pytest
 
+from devstore.bulk import shopify_escape
 from tests.devstore.gql import Api, api_shop
 from tests.devstore.replay import differences, load_capture
 
@@ -453,3 +454,27 @@ def test_media_targets_are_refused_loudly(shop: Api, name: str) -> None:
     assert body["data"]["stagedUploadsCreate"] is None
     assert body["errors"][0]["extensions"]["code"] == "ACCESS_DENIED"
     assert "BULK_MUTATION_VARIABLES" in body["errors"][0]["message"]
+
+
+def test_staged_media_targets_of_the_parity_recording_are_refused_loudly(shop: Api) -> None:
+    # IMAGE, FILE, VIDEO and MODEL_3D targets (staged-upload-targets-parity.json): devstore keeps no media.
+    variables = load_capture("2026-04/media/staged-upload-targets-parity.json")["stagedUploadsCreate"]["variables"]
+    body = shop.gql(STAGE, variables)[1]  # the recording keeps the variables, not the document
+    assert body["data"]["stagedUploadsCreate"] is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["ACCESS_DENIED"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The bytes of a result line
+
+def test_result_lines_are_written_in_shopifys_bytes() -> None:
+    # A recorded result body, byte for byte: compact, keys in order, "/" escaped.
+    created = load_capture(BULK + "bulk-operation-run-mutation-created-status.json")["success"]
+    assert shopify_escape(orjson.dumps(created["resultRows"][0])) + b"\n" == created["result"]["body"].encode()
+    for case in load_capture(BULK + "bulk-operation-run-mutation-allowed-roots.json")["cases"].values():
+        body = case["success"]["result"]["body"].encode()
+        assert shopify_escape(orjson.dumps(orjson.loads(body))) + b"\n" == body
+    # A recorded export's fileSize: 1,456 lines re-encoded add up to it only with "/" and "&" escaped.
+    run = load_capture(BULK + "bulk-operation-run-query-group-objects.json")["runs"]["runQueryGroupObjectsTrue"]
+    size = sum(len(shopify_escape(orjson.dumps(record))) + 1 for record in run["result"]["records"])
+    assert size == int(run["terminalOperation"]["fileSize"]) == run["result"]["byteLength"]
