@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from devstore import admin_frame, oauth
+from devstore import admin_frame, journal, oauth
 from devstore.app import DevApp, Install, Registry, scopes_text, shop_domain
 from devstore.session import id_token_mint
 from devstore.store import ShopStore
@@ -547,6 +547,7 @@ class Handler(BaseHTTPRequestHandler):
         if token is None:
             self._json(401, INVALID_TOKEN_BODY)
             return
+        journal.record(self.headers.get("User-Agent"), body)
         status, headers, out = store.handle_graphql(set(token.scopes), body, app_id=platform.app.api_key)
         self._send(status, {"X-Shopify-API-Version": version, **headers}, out)
 

@@ -39,6 +39,9 @@ READ_TIMEOUT = 30.0
 # Shopify refuses any single query requesting more than this many points.
 MAX_QUERY_COST = 1000
 MAX_PAGE_SIZE = 250
+# Every request names the app, so Shopify (and devstore's journal, which the conformance guard reads)
+# can tell Tenure's requests from anyone else's.
+USER_AGENT = "Tenure (Shopify app; customer lifetime analytics)"
 # A longer Retry-After than this is waited only this long: a worker does not sleep for an hour,
 # and the retry that follows is paced again by what Shopify answers then.
 RETRY_AFTER_MAX = 60.0
@@ -70,6 +73,7 @@ def shopify_http_client(*, read_timeout: float = READ_TIMEOUT, **kwargs: Any) ->
     base = getattr(settings, "SHOPIFY_API_BASE_URL", None)
     if base:
         kwargs.setdefault("transport", BaseUrlTransport(base))
+    kwargs.setdefault("headers", {"User-Agent": USER_AGENT})
     return httpx.Client(timeout=timeout, **kwargs)
 
 

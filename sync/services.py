@@ -479,24 +479,26 @@ def bulk_phase_run(*, run: SyncRun, client: ShopifyClient, phase: str, kind: str
 _REFUND_LINES_SELECTION = "nodes { subtotalSet { shopMoney { amount } } } pageInfo { hasNextPage endCursor }"
 REFUND_LINES = f"""
 query TenureRefundLines($ids: [ID!]!) {{
-  nodes(ids: $ids) {{ ... on Refund {{ id refundLineItems(first: 10) {{ {_REFUND_LINES_SELECTION} }} }} }}
+  nodes(ids: $ids) {{ ... on Refund {{ id refundLineItems(first: 5) {{ {_REFUND_LINES_SELECTION} }} }} }}
 }}"""
 REFUND_LINES_MORE = f"""
 query TenureRefundLinesMore($id: ID!, $after: String) {{
   refund(id: $id) {{ refundLineItems(first: 250, after: $after) {{ {_REFUND_LINES_SELECTION} }} }}
 }}"""
-# Points per refund before Shopify has said: the refund (1) and a connection of 10 (2 + 10), rounded up.
-REFUND_LINES_COST_GUESS = 15.0
+# Points per refund before Shopify has said: the refund (1), its connection (2), page info (1) and five
+# lines of three objects each (15), rounded up. Most refunds have one to three lines; a refund with
+# more is paged on its own (REFUND_LINES_MORE).
+REFUND_LINES_COST_GUESS = 20.0
 REFUND_LINES_BLOCK = 5_000  # unknown refunds taken from our table at a time
 
 
 def _refund_lines_total(client: ShopifyClient, gid: str, conn: Mapping[str, Any]) -> Decimal:
-    """The subtotal of a refund's line items, paging on where the first request's ten stopped."""
+    """The subtotal of a refund's line items, paging on where the first request's five stopped."""
     total = sum((nz.refund_line_subtotal(i) for i in conn.get("nodes") or []), Decimal(0))
     info = conn.get("pageInfo") or {}
     while info.get("hasNextPage"):
         data = client.graphql(REFUND_LINES_MORE, {"id": gid, "after": info.get("endCursor")},
-                              expected_cost=253).data
+                              expected_cost=760).data
         conn = (data.get("refund") or {}).get("refundLineItems") or {}
         total += sum((nz.refund_line_subtotal(i) for i in conn.get("nodes") or []), Decimal(0))
         info = conn.get("pageInfo") or {}

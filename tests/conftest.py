@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -15,6 +16,45 @@ from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
+# Every Admin GraphQL request devstore receives during the run (devstore.journal), read by the
+# Shopify guard at the end of the session (tests/shopify_guard.py).
+JOURNAL = ROOT / "var" / f"shopify-requests-{os.getpid()}.jsonl"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    JOURNAL.parent.mkdir(parents=True, exist_ok=True)
+    JOURNAL.unlink(missing_ok=True)
+    os.environ["DEVSTORE_JOURNAL"] = str(JOURNAL)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when the app sent any document a live store would refuse, whatever devstore said."""
+    from tests.shopify_guard import journal_problems
+
+    checked, problems = journal_problems(JOURNAL)
+    JOURNAL.unlink(missing_ok=True)
+    session.config.stash[_GUARD] = (checked, problems)
+    if problems and session.exitstatus == 0:
+        session.exitstatus = 1
+
+
+_GUARD = pytest.StashKey[tuple[int, dict[str, list[str]]]]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    checked, problems = config.stash.get(_GUARD, (0, {}))
+    if not checked:
+        return
+    terminalreporter.section("Shopify guard")
+    if not problems:
+        terminalreporter.write_line(f"{checked} distinct Admin GraphQL requests the app sent: every one valid on "
+                                    "Shopify's real schema, its bulk rules and its cost cap")
+        return
+    terminalreporter.write_line(f"{len(problems)} document(s) the app sent would be refused by a live store:", red=True)
+    for document, said in problems.items():
+        terminalreporter.write_line(f"- {document}")
+        for line in said:
+            terminalreporter.write_line(f"    {line}")
 
 
 def test_database_url() -> str:

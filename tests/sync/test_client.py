@@ -18,6 +18,7 @@ from sync.client import (
     ShopifyShopPausedError,
     ShopifyTransientError,
     retry_after_seconds,
+    shopify_http_client,
 )
 
 pytestmark = pytest.mark.django_db
@@ -27,6 +28,13 @@ ORDERS_QUERY = "query { orders(first: 5) { nodes { id name } } }"
 
 def fast(shop: Shop, **kwargs):
     return ShopifyClient.for_shop(shop, backoff_base=0.01, backoff_cap=0.05, **kwargs)
+
+
+def refused(shop: Shop, **kwargs):
+    """A client for requests a test sends to see Shopify refuse them: its own User-Agent keeps them out
+    of the session's Shopify guard (tests/shopify_guard.py), which checks what the app sends."""
+    http = shopify_http_client(headers={"User-Agent": "Tenure tests: a request Shopify must refuse"})
+    return fast(shop, http=http, **kwargs)
 
 
 def test_reads_with_the_pinned_version(devshop):
@@ -142,7 +150,7 @@ def test_revoked_token_marks_the_shop_for_reauth(devshop):
 
 
 def test_bad_query_is_a_query_error(devshop):
-    with fast(devshop.shop) as client, pytest.raises(ShopifyQueryError) as info:
+    with refused(devshop.shop) as client, pytest.raises(ShopifyQueryError) as info:
         client.graphql("query { orders(first: 1) { nodes { nonsense } } }")
     assert "undefinedField" in info.value.codes
 
@@ -158,7 +166,8 @@ def test_partial_data_is_kept_with_its_errors(devshop):
 
 def test_pages_never_ask_more_than_the_cap(devshop):
     seen_costs = []
-    with fast(devshop.shop) as client:
+    # The first page (250 orders, 18,502 points) is refused MAX_COST_EXCEEDED on purpose.
+    with refused(devshop.shop) as client:
         nodes = list(client.paginate(services.ORDERS_PAGE, variables={"query": None}, connection="orders",
                                      page_size=250, on_page=lambda r: seen_costs.append(r.requested_cost)))
     assert len(nodes) == len(devshop.truth()["orders"])

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sync import outcomes, services
-from sync.client import ShopifyClient, ShopifyQueryError, ShopifyTransientError
+from sync.client import ShopifyClient, ShopifyQueryError, ShopifyTransientError, shopify_http_client
 from sync.models import Customer, Order, Refund, SyncRun
 from sync.selectors import sync_problem
 from tests.pages.conftest import Pages
@@ -37,7 +37,9 @@ def test_an_invalid_bulk_query_fails_the_run_in_words_and_writes_no_order(devsho
     real = services.bulk_query
     monkeypatch.setattr(services, "bulk_query",
                         lambda kind, search=None, **kw: CONNECTION_IN_LIST if kind == "orders" else real(kind, search))
-    outcome, run = _backfill(devshop)
+    # Sent on purpose, so under a User-Agent of its own: the session's Shopify guard checks the app's.
+    http = shopify_http_client(headers={"User-Agent": "Tenure tests: a request Shopify must refuse"})
+    outcome, run = _backfill(devshop, client_factory=lambda shop: ShopifyClient.for_shop(shop, http=http))
     assert outcome == "failed"
     assert run.status == SyncRun.Status.FAILED
     assert run.error == outcomes.CODES["INVALID"]
