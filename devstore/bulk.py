@@ -7,7 +7,8 @@ shop; the sixth is refused with ``OPERATION_IN_PROGRESS``. A result file holds o
 line in Shopify's exact bytes (``shopify_escape``); nested connections become their own lines
 carrying ``__parentId``, after their parent but not directly after it unless ``groupObjects``.
 Results stay downloadable for seven days through a signed URL on devstore's own base. Faults:
-``bulk_fail`` (FAILED, partial data), ``bulk_expire`` (seconds until the URL expires and the
+``bulk_fail`` (FAILED with partial data: ``True`` for INTERNAL_SERVER_ERROR, or the errorCode
+such as ``"TIMEOUT"``), ``bulk_expire`` (seconds until the URL expires and the
 operation reads EXPIRED), ``bulk_delay`` (seconds spent in CREATED/RUNNING before writing).
 Mutation operations share the registry, limits and lifecycle (``devstore.bulk_mutation``).
 
@@ -292,8 +293,11 @@ def bulk_operation_run_query(*, ctx: Ctx, query: str, group_objects: bool) -> di
     errors = bulk_query_errors(query)
     if errors:
         return {"bulkOperation": None, "userErrors": errors}
+    plan: Plan | None = None
     try:
         plan = compile_plan(parse(query), ctx)
+    except BulkAccessDenied:
+        pass
     except BulkQueryError as exc:
         return _user_error(str(exc), field_path=["query"])
     reg = _registry(store)
@@ -303,7 +307,8 @@ def bulk_operation_run_query(*, ctx: Ctx, query: str, group_objects: bool) -> di
             return refused
         op = new_operation(store, reg, app_id=ctx.app_id, query=query, op_type="QUERY", group_objects=group_objects)
     created = BulkOperationObj(store, op)
-    thread = threading.Thread(target=_run, args=(store, op, plan), name=f"bulk-{op.id}", daemon=True)
+    thread = threading.Thread(target=_run if plan is not None else _deny, args=(store, op, plan),
+                              name=f"bulk-{op.id}", daemon=True)
     thread.start()
     return {"bulkOperation": created, "userErrors": []}
 
@@ -369,6 +374,13 @@ def wait_to_run(store: ShopStore, op: BulkOp) -> bool:
     return True
 
 
+def _deny(store: ShopStore, op: BulkOp, plan: None) -> None:
+    """An operation on data the token may not read: it runs, and ends FAILED with ACCESS_DENIED."""
+    if wait_to_run(store, op):
+        op.error_code = "ACCESS_DENIED"
+        finish(store, op, "FAILED")
+
+
 def _run(store: ShopStore, op: BulkOp, plan: Plan) -> None:
     try:
         if not wait_to_run(store, op):
@@ -376,7 +388,8 @@ def _run(store: ShopStore, op: BulkOp, plan: Plan) -> None:
         op.path = os.path.join(store.tmp_dir, f"bulk-{op.id}.jsonl")
         op.parts = [op.path]
         plan.group_objects = op.group_objects
-        fail = bool(store.faults.get("bulk_fail"))
+        # bulk_fail: True (INTERNAL_SERVER_ERROR) or the errorCode to end with (TIMEOUT, ...).
+        fail = store.faults.get("bulk_fail")
         estimate = plan.estimate(store)
         limit = None
         if fail:
@@ -392,7 +405,7 @@ def _run(store: ShopStore, op: BulkOp, plan: Plan) -> None:
             return
         op.file_size = written
         if fail:
-            op.error_code = "INTERNAL_SERVER_ERROR"
+            op.error_code = fail if isinstance(fail, str) else "INTERNAL_SERVER_ERROR"
             op.partial = op.object_count > 0
             finish(store, op, "FAILED")
             return
@@ -494,6 +507,12 @@ def bulk_result_stream(
 
 class BulkQueryError(ValueError):
     pass
+
+
+class BulkAccessDenied(BulkQueryError):
+    """A query on data the token has no scope for. Shopify accepts it and the operation then ends
+    FAILED with errorCode ACCESS_DENIED ("execute the query as a normal non-bulk GraphQL request to
+    see more details"), not a userError."""
 
 
 @dataclass
@@ -958,7 +977,7 @@ def compile_plan(document: Any, ctx: Ctx) -> Plan:
         raise BulkQueryError(f"Bulk queries on '{name}' are not supported by devstore (use orders or customers).")
     scope = "read_orders" if name == "orders" else "read_customers"
     if not ctx.has(scope):
-        raise BulkQueryError(f"Access denied for {name} field. Required access: `{scope}` access scope.")
+        raise BulkAccessDenied(f"Access denied for {name} field. Required access: `{scope}` access scope.")
     args: dict[str, Any] = {a.name.value: value_from_ast_untyped(a.value, {}) for a in root.arguments or ()}
     node_sel = comp._node_selection(root.selection_set)
     path = [name]

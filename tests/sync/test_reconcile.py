@@ -98,3 +98,36 @@ def test_a_row_counted_gone_is_deleted_only_if_shopify_cannot_find_it(devshop, t
     order.refresh_from_db()
     assert order.created_at == truth_created  # read again from Shopify
     assert not Deletion.objects.filter(shop=devshop.shop, shopify_id=order.shopify_id).exists()
+
+
+def test_counts_size_their_requests_from_the_price_shopify_names(devshop, transactional_db, monkeypatch):
+    """With a guess far too low (a point a count), the first request asks every week's count at once
+    (over 1,000 points): Shopify answers MAX_COST_EXCEEDED naming the cost, and the requests are
+    re-sized from it."""
+    from sync.client import ShopifyClient, shopify_http_client
+
+    _backfill(devshop)
+    monkeypatch.setattr(services, "COUNT_COST_GUESS", 1.0)
+    sent: list[int] = []
+    # Sent on purpose, so under a User-Agent of its own: the session's Shopify guard checks the app's.
+    http = shopify_http_client(headers={"User-Agent": "Tenure tests: a request Shopify must refuse"})
+
+    def factory(shop):
+        client = ShopifyClient.for_shop(shop, http=http)
+        real = client.graphql
+
+        def graphql(query, variables=None, **kw):
+            sent.append(query.count("Count("))
+            return real(query, variables, **kw)
+
+        client.graphql = graphql
+        return client
+
+    run = services.reconcile_run(shop=devshop.shop, client_factory=factory, days=None)
+    assert run.status == "succeeded", run.error
+    counts = [n for n in sent if n]
+    assert counts[0] * 10 > 1000  # the refused request: both kinds' weeks
+    assert counts[0] == sum(counts[1:])  # then the same counts again, in requests Shopify accepts
+    assert max(counts[1:]) == 90  # 900 points of 10-point counts: 90% of the cap
+    for kind in ("orders", "customers"):
+        assert run.state["reconciled"][kind]["days"] == []

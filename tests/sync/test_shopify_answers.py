@@ -153,3 +153,49 @@ def test_refund_line_items_are_read_after_the_bulk_file(devshop, transactional_d
         before = c.stats["requests"]
         assert services.refund_lines_fill(shop=devshop.shop, client=c) == 0
         assert c.stats["requests"] == before
+
+
+def test_an_export_without_the_scope_fails_access_denied_and_says_what_to_do(transactional_db, settings, client):
+    """A token without read_customers: Shopify accepts the export, which then ends FAILED with
+    ACCESS_DENIED. No retry can cure that: the run stops and tells the merchant to approve again."""
+    from tests.sync.conftest import devshop_make
+
+    ds = devshop_make(scopes="read_orders,read_all_orders")
+    settings.SHOPIFY_API_BASE_URL = ds.server.base_url
+    try:
+        outcome, run = _backfill(ds)
+        assert outcome == "failed"
+        assert run.status == SyncRun.Status.FAILED
+        assert run.error == outcomes.CODES["ACCESS_DENIED"]
+        assert run.state["phases"]["customers"]["ended"][0]["errorCode"] == "ACCESS_DENIED"
+        assert not Customer.objects.filter(shop=ds.shop).exists()
+        page = _data_page(client, ds)
+        assert "Open Tenure from the Shopify admin and approve the permissions it asks for" in page
+    finally:
+        ds.server.stop()
+
+
+def test_a_timed_out_export_is_retried_and_named(devshop, transactional_db):
+    devshop.faults(bulk_fail="TIMEOUT")
+    with pytest.raises(ShopifyTransientError):
+        _backfill(devshop)
+    run = SyncRun.objects.get(shop=devshop.shop)
+    assert run.error.startswith(outcomes.CODES["TIMEOUT"])
+    assert {e["errorCode"] for e in run.state["phases"]["customers"]["ended"]} == {"TIMEOUT"}
+    devshop.faults(bulk_fail=None)
+    assert services.backfill_run(run_id=run.pk) == "succeeded"
+    assert not mismatches(devshop.shop, devshop.truth())
+
+
+@pytest.mark.parametrize(("error", "words"), [
+    (ShopifyQueryError("refused", [{"extensions": {"code": "MAX_COST_EXCEEDED", "cost": 2500}}]),
+     outcomes.CODES["MAX_COST_EXCEEDED"]),
+    (ShopifyQueryError("refused", [{"extensions": {"code": "THROTTLED"}}]), outcomes.CODES["THROTTLED"]),
+    (ShopifyQueryError("refused", [{"extensions": {"code": "INTERNAL_SERVER_ERROR"}}]),
+     outcomes.CODES["INTERNAL_SERVER_ERROR"]),
+    (ShopifyTransientError("ReadTimeout after 6 attempts"),
+     "Shopify did not answer in time (ReadTimeout after 6 attempts). " + outcomes.RETRY),
+])
+def test_each_code_reads_as_words(error, words):
+    assert outcomes.explain(error) == words
+    assert "refused" in outcomes.detail(error) or "ReadTimeout" in outcomes.detail(error)
