@@ -161,7 +161,18 @@ def settings_update(*, shop: Shop, data: dict[str, Any]) -> tuple[AnalyticsSetti
     for key, value in values.items():
         setattr(current, key, value)
     current.save()
+    _refund_lines_if_needed(shop=shop, refund_dating=current.refund_dating, basis=current.order_value_basis)
     return current, {}
+
+
+def _refund_lines_if_needed(*, shop: Shop, refund_dating: str, basis: str) -> None:
+    """Refunds dated by refund and valued at their line subtotal need each refund's line items, which
+    a bulk export cannot carry: ask sync to read the unknown ones (nothing when none is unknown)."""
+    if (refund_dating == AnalyticsSettings.RefundDating.REFUND_DATE
+            and basis == AnalyticsSettings.OrderValueBasis.SUBTOTAL):
+        from sync.services import refund_lines_later
+
+        refund_lines_later(shop=shop)
 
 
 def _date(data: dict[str, Any], key: str, errors: Errors) -> date | None:
@@ -370,6 +381,7 @@ def snapshot_refresh(*, shop: Shop, as_of: date | None = None, period_days: int 
                                             if i is not None and i not in kept]).delete()
         raise
     _prune_customer_rows(shop=shop)
+    _refund_lines_if_needed(shop=shop, refund_dating=params.refund_dating, basis=params.order_value_basis)
     return snapshot
 
 

@@ -136,6 +136,7 @@ class SyncRun(models.Model):
         BACKFILL = "backfill"
         INCREMENTAL = "incremental"
         RECONCILE = "reconcile"
+        REFUND_LINES = "refund_lines"  # refund line items a bulk file could not carry, read by id
 
     class Status(models.TextChoices):
         PENDING = "pending"

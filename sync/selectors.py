@@ -57,8 +57,11 @@ def backfill_running(*, shop: Shop) -> SyncRun | None:
 
 def sync_status(*, shop: Shop) -> dict[str, Any]:
     """Last and next sync, running backfill progress, history limit, recent webhook health."""
-    last = (SyncRun.objects.filter(shop=shop, status=SyncRun.Status.SUCCEEDED)
+    last = (SyncRun.objects.filter(shop=shop, status=SyncRun.Status.SUCCEEDED,
+                                   kind__in=[SyncRun.Kind.BACKFILL, SyncRun.Kind.INCREMENTAL, SyncRun.Kind.RECONCILE])
             .order_by("-finished_at").first())
+    refund_lines = (SyncRun.objects.filter(shop=shop, kind=SyncRun.Kind.REFUND_LINES, status=SyncRun.Status.RUNNING)
+                    .order_by("-created_at").first())
     last_backfill = (SyncRun.objects.filter(shop=shop, kind=SyncRun.Kind.BACKFILL)
                      .order_by("-created_at").first())
     running = backfill_running(shop=shop)
@@ -79,6 +82,7 @@ def sync_status(*, shop: Shop) -> dict[str, Any]:
         "last_sync_at": last.finished_at if last else None,
         "next_sync_at": next_at,
         "backfill": run_progress(run=running) if running else None,
+        "refund_lines": run_progress(run=refund_lines) if refund_lines else None,
         "backfill_done": bool(last_backfill and last_backfill.status == SyncRun.Status.SUCCEEDED),
         "history_limited": bool(last_backfill and last_backfill.history_limited)
         or "read_all_orders" not in shop.granted_scopes,
@@ -91,6 +95,7 @@ def sync_status(*, shop: Shop) -> dict[str, Any]:
 
 KIND_WORDS: dict[str, str] = {
     SyncRun.Kind.BACKFILL: "Importing the order history",
+    SyncRun.Kind.REFUND_LINES: "Reading refund line items",
     SyncRun.Kind.INCREMENTAL: "The last sync",
     SyncRun.Kind.RECONCILE: "The check against Shopify",
 }

@@ -472,9 +472,13 @@ def bulk_phase_run(*, run: SyncRun, client: ShopifyClient, phase: str, kind: str
 # --- refund line items ----------------------------------------------------------------------------
 # Shopify refuses a bulk query that selects a connection inside a list field, and `Order.refunds`
 # is a list while `Refund.refundLineItems` is a connection: bulk files carry each refund (dates,
-# total) without its line items. Such refunds are stored with an unknown subtotal (NULL) and their
-# line items read here by id, in requests sized by what Shopify says they cost. Only refunds still
-# unknown are asked for, so a resumed run picks up where it stopped and a replay writes the same.
+# total) without its line items. Such refunds are stored with an unknown subtotal (NULL). Their
+# line items are only needed where refunds are dated by refund and valued at their line subtotal
+# (a shop setting, off by default), and reading them costs points per refund (about 7 each,
+# ~2 hours for 100,000 refunds at a Standard plan's 100 points a second): so they are read on
+# demand (`refund_lines_later`, asked by analytics), by id, in slices of a worker's time, in
+# requests sized by what Shopify says they cost. Only refunds still unknown are asked for, so a
+# resumed run picks up where it stopped and a replay writes the same values.
 
 _REFUND_LINES_SELECTION = "nodes { subtotalSet { shopMoney { amount } } } pageInfo { hasNextPage endCursor }"
 REFUND_LINES = f"""
@@ -490,6 +494,8 @@ query TenureRefundLinesMore($id: ID!, $after: String) {{
 # more is paged on its own (REFUND_LINES_MORE).
 REFUND_LINES_COST_GUESS = 20.0
 REFUND_LINES_BLOCK = 5_000  # unknown refunds taken from our table at a time
+REFUND_LINES_SLICE_S = 20.0  # a worker's time per task before it queues the rest (other shops go between)
+REFUND_LINES_LOCK = LOCK_NAMESPACE + 1  # its own lock: syncs of the shop go on meanwhile
 
 
 def _refund_lines_total(client: ShopifyClient, gid: str, conn: Mapping[str, Any]) -> Decimal:
@@ -505,45 +511,126 @@ def _refund_lines_total(client: ShopifyClient, gid: str, conn: Mapping[str, Any]
     return total
 
 
-def refund_lines_fill(*, shop: Shop, client: ShopifyClient, run: SyncRun | None = None) -> int:
-    """Read the line-item subtotal of each of the shop's refunds stored without one; returns how many
-    were set. A refund Shopify no longer has (its order deleted) is left for the deletion to remove."""
+def refund_lines_unread(*, shop: Shop) -> int:
+    """How many of the shop's refunds are stored without their line-item subtotal."""
+    return Refund.objects.filter(shop=shop, subtotal_amount__isnull=True).count()
+
+
+def refund_lines_fill(*, shop: Shop, client: ShopifyClient, after: int = 0,
+                      budget_s: float | None = None) -> tuple[int, int | None]:
+    """Read the line-item subtotal of the shop's refunds stored without one, in refund id order from
+    `after`, for about `budget_s` seconds (all of them without a budget). Returns (subtotals set, the
+    id to go on after, or None once every refund was asked for). A refund Shopify no longer has (its
+    order deleted) is passed over, left for the deletion to remove."""
     unread = Refund.objects.filter(shop=shop, subtotal_amount__isnull=True)
-    ph: dict[str, Any] = {}
-    if run is not None:
-        ph = run.state.setdefault("phases", {}).setdefault("refund_lines", {"kind": "refund_lines"})
-        ph.update({"left": unread.count(), "read": int(ph.get("read", 0))})
-        _run_save(run, "state")
+    deadline = None if budget_s is None else time.monotonic() + budget_s
 
     def send(part: Sequence[int], expected_cost: int) -> GraphQLResult:
         return client.graphql(REFUND_LINES, {"ids": [f"gid://shopify/Refund/{i}" for i in part]},
                               expected_cost=expected_cost)
 
     filled = 0
-    after = 0
     while ids := list(unread.filter(shopify_id__gt=after).order_by("shopify_id")
                       .values_list("shopify_id", flat=True)[:REFUND_LINES_BLOCK]):
-        after = ids[-1]
-        for _, result in client.batched(ids, send, per_item=REFUND_LINES_COST_GUESS):
+        for part, result in client.batched(ids, send, per_item=REFUND_LINES_COST_GUESS):
             found = [n for n in result.data.get("nodes") or [] if isinstance(n, dict) and n.get("id")]
             subtotals = {nz.gid_id(n["id"]): _refund_lines_total(client, n["id"], n.get("refundLineItems") or {})
                          for n in found}
             with connection.cursor() as cursor:
+                # Only where still unknown: a webhook that wrote the subtotal meanwhile stays as it is.
                 cursor.execute(
                     "UPDATE sync_refund r SET subtotal_amount = v.subtotal "
                     "FROM unnest(%s::bigint[], %s::numeric[]) AS v(id, subtotal) "
                     "WHERE r.shop_id = %s AND r.shopify_id = v.id AND r.subtotal_amount IS NULL",
                     [list(subtotals), list(subtotals.values()), shop.pk])
                 filled += cursor.rowcount
-            if run is not None:
-                ph["read"] += len(found)
-                ph["left"] = max(0, int(ph["left"]) - len(found))
-                run.state["updated_at"] = time.time()
-                _run_save(run, "state")
-    if run is not None:
-        ph["done"] = True
-        _run_save(run, "state")
-    return filled
+            after = part[-1]
+            if deadline is not None and time.monotonic() > deadline:
+                return filled, after
+    return filled, None
+
+
+REFUND_LINES_STALL = timedelta(minutes=10)  # a running read with no slice for this long lost its worker
+
+
+def refund_lines_later(*, shop: Shop) -> bool:
+    """Queue the reading of the shop's unknown refund line items (once this transaction commits),
+    unless none is unknown, a read is under way, or one has asked for every unknown refund since the
+    last sync (a refund Shopify no longer has stays unknown: it is not asked for again and again)."""
+    if not refund_lines_unread(shop=shop):
+        return False
+    last = (SyncRun.objects.filter(shop=shop, kind=SyncRun.Kind.REFUND_LINES).order_by("-created_at").first())
+    if last is not None and last.status == SyncRun.Status.RUNNING:
+        touched = float(last.state.get("updated_at") or 0) or last.created_at.timestamp()
+        if time.time() - touched < REFUND_LINES_STALL.total_seconds():
+            return False
+    elif last is not None and last.status == SyncRun.Status.SUCCEEDED:
+        synced = (SyncRun.objects.filter(shop=shop, status=SyncRun.Status.SUCCEEDED,
+                                         kind__in=[SyncRun.Kind.BACKFILL, SyncRun.Kind.INCREMENTAL])
+                  .aggregate(m=Max("finished_at"))["m"])
+        if synced is None or (last.finished_at is not None and last.finished_at >= synced):
+            return False
+    shop_id = shop.pk
+
+    def enqueue() -> None:
+        from sync import tasks as sync_tasks
+
+        try:
+            sync_tasks.backfill_refund_lines.delay(shop_id)
+        except Exception:  # broker down: the next analytics refresh asks again
+            logger.warning("refund line reads not enqueued", exc_info=True)
+
+    transaction.on_commit(enqueue)
+    return True
+
+
+def refund_lines_run(*, shop: Shop, client_factory: ClientFactory = default_client,
+                     budget_s: float = REFUND_LINES_SLICE_S) -> str:
+    """One slice of the shop's refund-line reads, recorded as a run of its own (progress, errors on the
+    Data page): "more" when refunds are left for the next slice, else how the run ended."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [REFUND_LINES_LOCK, shop.pk])
+        if not cursor.fetchone()[0]:
+            return "locked"
+    try:
+        run = (SyncRun.objects.filter(shop=shop, kind=SyncRun.Kind.REFUND_LINES, status=SyncRun.Status.RUNNING)
+               .order_by("-created_at").first())
+        if run is None:
+            unread = refund_lines_unread(shop=shop)
+            if not unread:
+                return "nothing to do"
+            run = SyncRun.objects.create(shop=shop, kind=SyncRun.Kind.REFUND_LINES, status=SyncRun.Status.RUNNING,
+                                         started_at=timezone.now(), object_count=unread, state={"after": 0})
+        try:
+            client = client_factory(shop)
+        except (ShopifyAuthError, ShopifyShopPausedError) as exc:
+            _fail(run, exc)
+            return "failed"
+        try:
+            with log_context(shop=shop.domain, sync_run=run.pk):
+                filled, after = refund_lines_fill(shop=shop, client=client, after=int(run.state.get("after") or 0),
+                                                  budget_s=budget_s)
+            run.objects_seen += filled
+            run.objects_written += filled
+            run.state.update({"after": after, "updated_at": time.time(), "client": _client_stats(client)})
+            if after is not None:
+                _run_save(run, "objects_seen", "objects_written", "state")
+                return "more"
+            run.state["not_found"] = refund_lines_unread(shop=shop)
+            _succeed(run, high_water_mark=None)
+            return "succeeded"
+        except (ShopifyAuthError, ShopifyShopPausedError, ShopifyQueryError) as exc:
+            _fail(run, exc)
+            return "failed"
+        except ShopifyTransientError as exc:
+            _note_error(run, exc)
+            _run_save(run, "error", "state")
+            raise
+        finally:
+            client.close()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [REFUND_LINES_LOCK, shop.pk])
 
 
 def client_bulk_start(client: ShopifyClient, query: str) -> str:
@@ -630,7 +717,6 @@ def backfill_run(*, run_id: int, client_factory: ClientFactory = default_client,
             _run_save(run, "status", "started_at", "history_limited", "state")
             for phase in BACKFILL_PHASES:
                 bulk_phase_run(run=run, client=client, phase=phase, kind=phase, on_progress=on_progress)
-            refund_lines_fill(shop=shop, client=client, run=run)
             run.state["client"] = _client_stats(client)
             # Changes after the snapshot are the incremental sync's: it starts from here.
             _succeed(run, high_water_mark=_ops_created_at(client, run) or timezone.now())
@@ -881,8 +967,6 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
                 run.objects_written += rows_write(shop_id=shop.pk, currency=shop.currency,
                                                   customers=customer_rows).total
             run.objects_seen += len(customer_rows)
-    # Refunds from a bulk file, or with more lines than a page held, still need their line items.
-    refund_lines_fill(shop=shop, client=client, run=run)
     lap("changes")
     _run_save(run, "objects_seen", "objects_written", "state")
     if reconcile_on_mismatch:

@@ -46,8 +46,23 @@ def backfill_run(self, run_id: int) -> str:  # type: ignore[no-untyped-def]
     try:
         return services.backfill_run(run_id=run_id)
     except ShopifyTransientError as exc:
-        # Resumes from the committed chunk: nothing is read twice into the refund-line stage.
+        # Resumes from the committed chunk.
         raise self.retry(exc=exc, countdown=min(600, 15 * 2 ** self.request.retries)) from exc
+
+
+@shared_task(name="sync.tasks.backfill_refund_lines", bind=True, ignore_result=True, max_retries=8)
+def backfill_refund_lines(self, shop_id: int) -> str:  # type: ignore[no-untyped-def]
+    """One slice of reading refund line items a bulk file could not carry; queues the next slice."""
+    shop = Shop.objects.filter(pk=shop_id).first()
+    if shop is None or shop.state != Shop.State.INSTALLED or shop.paused_reason:
+        return "skipped"
+    try:
+        outcome = services.refund_lines_run(shop=shop)
+    except ShopifyTransientError as exc:
+        raise self.retry(exc=exc, countdown=min(600, 15 * 2 ** self.request.retries)) from exc
+    if outcome == "more":
+        backfill_refund_lines.delay(shop_id)
+    return outcome
 
 
 @shared_task(name="sync.tasks.backfill_resume_stale", ignore_result=True, expires=55)

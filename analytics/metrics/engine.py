@@ -113,7 +113,9 @@ def _value_sql(params: ReportParams) -> tuple[str, str]:
     """(order value column, refund amount column) for the basis and dating."""
     if params.refund_dating == "refund_date":
         if params.order_value_basis == "subtotal":
-            return "o.subtotal", "r.subtotal_amount"
+            # A refund whose line items are not read yet (bulk exports cannot carry them; sync reads
+            # them by id) counts at its total until they are.
+            return "o.subtotal", "coalesce(r.subtotal_amount, r.amount)"
         return "o.total", "r.amount"
     return ("o.current_subtotal", "") if params.order_value_basis == "subtotal" else ("o.current_total", "")
 

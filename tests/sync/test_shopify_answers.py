@@ -137,22 +137,55 @@ def test_a_sixth_export_waits_for_a_free_slot(devshop, transactional_db, monkeyp
     assert not mismatches(devshop.shop, devshop.truth())
 
 
-def test_refund_line_items_are_read_after_the_bulk_file(devshop, transactional_db):
-    """The bulk file holds refunds without line items; they are read by id and every subtotal is set."""
+def test_refund_line_items_are_read_by_id_in_slices_when_asked(devshop, transactional_db, client, monkeypatch):
+    """The bulk file holds refunds without line items: their subtotal stays unknown until read. The
+    reads run in slices (a worker's time each), resume where the last one stopped, and set every
+    subtotal exactly; a replay reads nothing again."""
     outcome, run = _backfill(devshop)
     assert outcome == "succeeded", run.error
     refunds = Refund.objects.filter(shop=devshop.shop)
-    assert refunds.count() > 5
-    assert not refunds.filter(subtotal_amount__isnull=True).exists()
-    ph = run.state["phases"]["refund_lines"]
-    assert ph["done"] is True
-    assert ph["read"] == refunds.count()
-    assert not mismatches(devshop.shop, devshop.truth())
-    # A replay reads nothing again: only refunds still unknown are asked for.
-    with ShopifyClient.for_shop(devshop.shop) as c:
-        before = c.stats["requests"]
-        assert services.refund_lines_fill(shop=devshop.shop, client=c) == 0
-        assert c.stats["requests"] == before
+    n = refunds.count()
+    assert n > 5
+    assert services.refund_lines_unread(shop=devshop.shop) == n
+    assert mismatches(devshop.shop, devshop.truth()) == []  # unknown is not wrong
+    assert mismatches(devshop.shop, devshop.truth(), strict=True)  # but it is not read either
+    # A zero budget stops after the first request (of two refunds: the guess is set high), then "more".
+    monkeypatch.setattr(services, "REFUND_LINES_COST_GUESS", 400.0)
+    assert services.refund_lines_run(shop=devshop.shop, budget_s=0) == "more"
+    running = SyncRun.objects.get(shop=devshop.shop, kind=SyncRun.Kind.REFUND_LINES)
+    assert running.objects_seen == 2
+    assert running.object_count == n
+    assert 'data-testid="refund-lines"' in _data_page(client, devshop)
+    assert services.refund_lines_run(shop=devshop.shop) == "succeeded"
+    done = SyncRun.objects.get(pk=running.pk)
+    assert (done.status, done.objects_seen, done.state["not_found"]) == (SyncRun.Status.SUCCEEDED, n, 0)
+    assert services.refund_lines_unread(shop=devshop.shop) == 0
+    assert mismatches(devshop.shop, devshop.truth(), strict=True) == []
+    # Nothing left: no request, no new run; and nothing queued again until the next sync.
+    assert services.refund_lines_run(shop=devshop.shop) == "nothing to do"
+    assert services.refund_lines_later(shop=devshop.shop) is False
+
+
+def test_refund_lines_are_asked_for_only_where_a_setting_needs_them(devshop, transactional_db, monkeypatch):
+    from analytics import services as analytics_services
+
+    asked: list[int] = []
+    monkeypatch.setattr("sync.tasks.backfill_refund_lines.delay", lambda shop_id: asked.append(shop_id))
+    _backfill(devshop)
+    analytics_services.snapshot_refresh(shop=devshop.shop, predictive=False)
+    assert asked == []  # refunds on the order's date (the default): the line items are not needed
+    saved, errors = analytics_services.settings_update(shop=devshop.shop, data={"refund_dating": "refund_date"})
+    assert errors == {}
+    assert asked == [devshop.shop.pk]
+    # A refund Shopify no longer has stays unknown; once a read asked for it, it is not asked again
+    # until the next sync.
+    assert services.refund_lines_run(shop=devshop.shop) == "succeeded"
+    ghost = Refund.objects.filter(shop=devshop.shop).first()
+    Refund.objects.filter(pk=ghost.pk).update(subtotal_amount=None, shopify_id=1)
+    assert services.refund_lines_run(shop=devshop.shop) == "succeeded"
+    assert SyncRun.objects.filter(kind=SyncRun.Kind.REFUND_LINES).latest("created_at").state["not_found"] == 1
+    analytics_services.snapshot_refresh(shop=devshop.shop, predictive=False)
+    assert asked == [devshop.shop.pk]
 
 
 def test_an_export_without_the_scope_fails_access_denied_and_says_what_to_do(transactional_db, settings, client):
