@@ -18,6 +18,10 @@ Prints one JSON line:
 - orders_ingest_cpu: CPU seconds of the worker, of devstore (serving the file) and of this
   database's PostgreSQL backends during the orders ingest (sampled every 100 ms);
 - peak_worker_rss_mb: the worker process's peak resident memory (sampled every 100 ms);
+- parse_shopify_bytes_ms / parse_plain_bytes_ms / parse_shopify_bytes_before_ms: the orders parser
+  on 200,000 lines of the result file in Shopify's bytes (devstore writes them: `\\/` escapes and
+  all), on the same lines unescaped, and under the rule before (any backslash sent a chunk through
+  the escaping pass); escaping_pass_taken says whether Shopify's bytes still need it;
 - naive_orders_per_s and naive_ratio: the same order lines written by a per-row ORM
   `update_or_create` loop on a sample (--naive-sample), ratio = orders_per_s / naive_orders_per_s;
 - incremental_1000_s: an incremental sync after live trading changed >= 1,000 orders (task
@@ -219,6 +223,7 @@ def main() -> None:  # noqa: PLR0915
             "orders_ingest_cpu": sampler.cpu_between(orders_ph["ready_at"], orders_ph["ingested_at"]),
             "peak_worker_rss_mb": round(sampler.peak / 2**20, 1),
         })
+        out.update(parse_on_shopify_bytes(shop=shop, op_id=orders_ph["op"]))
         if not args.backfill_only:
             out.update(naive_baseline(shop=shop, op_id=orders_ph["op"], sample=args.naive_sample))
             out["naive_ratio"] = round(float(out["orders_per_s"]) / float(out["naive_orders_per_s"]), 1)  # type: ignore[arg-type]
@@ -239,6 +244,46 @@ def main() -> None:  # noqa: PLR0915
     out["load_avg_1m"] = round(os.getloadavg()[0], 2)
     out["cpus"] = os.cpu_count()
     print(json.dumps(out))  # noqa: T201
+
+
+def parse_on_shopify_bytes(*, shop: object, op_id: str, lines: int = 200_000, runs: int = 3) -> dict[str, object]:
+    """The orders parser on the first `lines` of the result file as Shopify writes it (every `/` as
+    `\\/`, `&` as `\\u0026`...), on the same lines unescaped, and with the rule it had before
+    (any backslash sends a chunk through the escaping pass): best of `runs`, in milliseconds."""
+    from sync import normalize as nz
+    from sync.client import ShopifyClient
+
+    client = ShopifyClient.for_shop(shop)  # type: ignore[arg-type]
+    url = client.bulk_get(op_id)["url"]
+    taken = []
+    for line in client.bulk_lines(url):
+        taken.append(line if line.endswith(b"\n") else line + b"\n")
+        if len(taken) >= lines:
+            break
+    client.close()
+    shopify = b"".join(taken)
+    plain = shopify
+    for escaped, raw in ((b"\\/", b"/"), (b"\\u0026", b"&"), (b"\\u003c", b"<"), (b"\\u003e", b">")):
+        plain = plain.replace(escaped, raw)
+
+    def best(data: bytes) -> float:
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            nz.bulk_orders_parse(data, shop_id=1)
+            times.append(time.perf_counter() - started)
+        return round(min(times) * 1000, 1)
+
+    shopify_ms, plain_ms = best(shopify), best(plain)
+    current = nz._needs_escaping
+    nz._needs_escaping = lambda data: b"\\" in data  # type: ignore[assignment]  # the rule before
+    try:
+        before_ms = best(shopify)
+    finally:
+        nz._needs_escaping = current  # type: ignore[assignment]
+    return {"parse_lines": len(taken), "parse_shopify_bytes_ms": shopify_ms, "parse_plain_bytes_ms": plain_ms,
+            "parse_shopify_bytes_before_ms": before_ms,
+            "parse_escape_ratio": round(shopify_ms / plain_ms, 2), "escaping_pass_taken": nz._needs_escaping(shopify)}
 
 
 def naive_baseline(*, shop: object, op_id: str, sample: int) -> dict[str, object]:
@@ -268,7 +313,6 @@ def naive_baseline(*, shop: object, op_id: str, sample: int) -> dict[str, object
             Order.objects.update_or_create(shop=naive, shopify_id=shopify_id, defaults=row)
             for refund in obj.get("refunds") or []:
                 r = dict(zip(nz.REFUND_COLUMNS, nz.refund_from_graphql(refund, shopify_id), strict=True))
-                r["subtotal_amount"] = r["subtotal_amount"] or 0
                 Refund.objects.update_or_create(shop=naive, shopify_id=r.pop("shopify_id"), defaults=r)
         n += 1
         if n >= sample:

@@ -9,6 +9,7 @@ parses them in COPY); nothing here touches the database.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -492,20 +493,18 @@ def _refund_line(shop: str, refund_id: int, order_id: int, r: BulkRefund) -> str
             f"{_amount(r.total_refunded_set)}\t{r.updated_at or created}\n")
 
 
-# Escapes Shopify's result files use for characters that need none in COPY text: every "/" (each
-# GID reads "gid:\/\/shopify\/Order\/1"), "<", ">", "&", and the two JSON-unsafe line separators.
-_HARMLESS_ESCAPES = (b"\\/", b"\\u003c", b"\\u003e", b"\\u0026", b"\\u2028", b"\\u2029")
+# A backslash that begins none of the escapes Shopify's result files use for characters that need
+# none in COPY text: every "/" (each GID reads "gid:\/\/shopify\/Order\/1"), "&", "<", ">", and the
+# two JSON-unsafe line separators. An escaped backslash ("\\") matches at its first backslash.
+_ESCAPE_THAT_MATTERS = re.compile(rb"\\(?!/|u00(?:26|3[cCeE])|u202[89])")
 
 
 def _needs_escaping(data: bytes) -> bool:
     """Whether a chunk's strings may hold a character COPY text must escape. JSON carries a quote,
-    tab, newline or backslash inside a string only as a backslash escape, so a chunk without any
-    other backslash than Shopify's harmless escapes goes through the plain formatters."""
-    if b"\\" not in data:
-        return False
-    for escaped in _HARMLESS_ESCAPES:
-        data = data.replace(escaped, b"")
-    return b"\\" in data
+    tab, newline or backslash inside a string only as a backslash escape, so a chunk whose every
+    backslash begins one of Shopify's harmless escapes goes through the plain formatters. One regex
+    pass over the bytes (~1 ms a MB): counting or replacing each escape took four times as long."""
+    return _ESCAPE_THAT_MATTERS.search(data) is not None
 
 
 def bulk_customers_parse(data: bytes, *, shop_id: int) -> BulkChunk:
