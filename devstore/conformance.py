@@ -24,8 +24,9 @@ import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import orjson
 from graphql import (
     ArgumentNode,
     DirectiveNode,
@@ -34,17 +35,27 @@ from graphql import (
     FragmentDefinitionNode,
     GraphQLEnumType,
     GraphQLError,
+    GraphQLInputObjectType,
+    GraphQLInputType,
+    GraphQLList,
+    GraphQLNonNull,
     GraphQLSchema,
     ObjectFieldNode,
     OperationDefinitionNode,
+    Undefined,
     VariableDefinitionNode,
     build_ast_schema,
     get_named_type,
+    get_nullable_type,
+    is_input_type,
+    is_leaf_type,
     parse,
     print_ast,
+    type_from_ast,
     validate,
 )
 from graphql.language import Node as AstNode
+from graphql.utilities.validate_input_value import validate_input_value
 
 REAL_SCHEMA_PATH = Path(__file__).with_name("reference") / "admin-2026-07.graphql"
 
@@ -465,63 +476,94 @@ def variable_errors(
 ) -> list[dict[str, Any]]:
     """Shopify's INVALID_VARIABLE answers to variable values that do not fit their declared types.
 
-    As recorded (bulk-operation-status-catalog-cancel.json, ``malformedId``): an ``ID`` variable
-    must hold a global id (``gid://shopify/...``), else "Invalid global id '<value>'".
+    graphql-ruby lists each problem with its path inside the value and names the nested ones in
+    the message ("... was provided invalid value for 0.resource (Expected "BANANA" to be one
+    of: ...)", media-staged-uploads-create-validation.json). An ``ID`` variable must hold a
+    global id, else "Invalid global id '<value>'" (bulk-operation-status-catalog-cancel.json).
     """
-    from graphql.execution.values import get_variable_values
-
-    definitions = list(operation.variable_definitions or ())
+    schema = schema or real_schema()
     out: list[dict[str, Any]] = []
-    coerced = get_variable_values(schema or real_schema(), definitions, dict(variables))
-    failed: set[str] = set()
-    if isinstance(coerced, list):
-        for error in coerced:
-            m = re.search(r"\$(\w+)", error.message)
-            var_def = next((d for d in definitions if m and d.variable.name.value == m.group(1)), None)
-            if var_def is None:
-                out.append({"message": error.message, "locations": _locations(error)})
-                continue
-            name = var_def.variable.name.value
-            failed.add(name)
-            value = variables.get(name)
-            enum = (schema or real_schema()).get_type(_named_type_text(var_def))
-            out.append(_invalid_variable(var_def, value, _explanation(error.message, value, enum)))
-    for var_def in definitions:
+    for var_def in operation.variable_definitions or ():
         name = var_def.variable.name.value
-        if name in failed or name not in variables or _named_type_text(var_def) != "ID":
+        var_type = type_from_ast(schema, var_def.type)
+        if not is_input_type(var_type):
+            continue  # refused by validation already (variableRequiresValidType)
+        provided = name in variables
+        if not provided and (var_def.default_value is not None or not isinstance(var_type, GraphQLNonNull)):
             continue
-        values = variables[name] if isinstance(variables[name], list) else [variables[name]]
-        bad = next((v for v in values if isinstance(v, str) and not v.startswith("gid://")), None)
-        if bad is not None:
-            out.append(_invalid_variable(var_def, variables[name], f"Invalid global id '{bad}'"))
+        value = variables.get(name)
+
+        found = _input_problems(value if provided else Undefined, cast("GraphQLInputType", var_type))
+        problems = [_problem(e.message, var_type, path, value) for e, path in found]
+        if not problems and get_named_type(var_type).name == "ID":
+            values = value if isinstance(value, list) else [value]
+            bad = next((v for v in values if isinstance(v, str) and not v.startswith("gid://")), None)
+            if bad is not None:
+                explanation = f"Invalid global id '{bad}'"
+                problems.append({"path": [], "explanation": explanation, "message": explanation})
+        if problems:
+            out.append(_invalid_variable(var_def, value, problems))
     return out
 
 
-def _named_type_text(var_def: VariableDefinitionNode) -> str:
-    return print_ast(var_def.type).strip("[]!")
+def _input_problems(value: Any, input_type: GraphQLInputType) -> list[tuple[GraphQLError, list[str | int]]]:
+    found: list[tuple[GraphQLError, list[str | int]]] = []
+    validate_input_value(value, input_type, lambda error, path: found.append((error, list(path))))
+    return found
 
 
-def _invalid_variable(var_def: VariableDefinitionNode, value: Any, explanation: str) -> dict[str, Any]:
+def _invalid_variable(var_def: VariableDefinitionNode, value: Any, problems: list[dict[str, Any]]) -> dict[str, Any]:
     location = var_def.loc.source.get_location(var_def.loc.start) if var_def.loc else None
-    name = var_def.variable.name.value
+    message = f"Variable ${var_def.variable.name.value} of type {print_ast(var_def.type)} was provided invalid value"
+    nested = [f"{'.'.join(str(p) for p in problem['path'])} ({problem['explanation']})"
+              for problem in problems if problem["path"]]
+    if nested:
+        message += f" for {', '.join(nested)}"
     return {
-        "message": f"Variable ${name} of type {print_ast(var_def.type)} was provided invalid value",
+        "message": message,
         "locations": [{"line": location.line, "column": location.column}] if location else [],
-        "extensions": {
-            "code": "INVALID_VARIABLE",
-            "value": value,
-            "problems": [{"path": [], "explanation": explanation, "message": explanation}],
-        },
+        "extensions": {"code": "INVALID_VARIABLE", "value": value, "problems": problems},
     }
 
 
-def _explanation(message: str, value: Any, named: Any) -> str:
-    if value is None:
-        return "Expected value to not be null"
-    if isinstance(named, GraphQLEnumType) and not isinstance(value, (list, dict)):
-        return f'Expected "{value}" to be one of: {", ".join(named.values)}'
-    m = re.search(r"cannot represent[^:]*: (.*)$", message)
+def _type_at(var_type: Any, path: list[str | int]) -> Any:
+    """The input type found at a path inside a variable's value."""
+    current = var_type
+    for step in path:
+        current = get_nullable_type(current)
+        if isinstance(current, GraphQLList):
+            current = current.of_type
+        elif isinstance(current, GraphQLInputObjectType) and isinstance(step, str) and step in current.fields:
+            current = current.fields[step].type
+        else:
+            return None
+    return current
+
+
+def _problem(message: str, var_type: Any, path: list[str | int], value: Any) -> dict[str, Any]:
+    """One graphql-ruby problem (its path and explanation) from graphql-core's message."""
+    m = re.search(r"not to include unknown field '(\w+)'", message)
     if m:
-        target = re.search(r"(\w+) cannot represent", message)
-        return f"Could not coerce value {m.group(1)} to {target.group(1) if target else 'the type'}"
-    return message.split("; ", 1)[-1]
+        named = get_named_type(_type_at(var_type, path))
+        return {"path": [*path, m.group(1)], "explanation": f"Field is not defined on {named.name}"}
+    return {"path": path, "explanation": _explanation(message, var_type, path, value)}
+
+
+def _explanation(message: str, var_type: Any, path: list[str | int], value: Any) -> str:
+    """graphql-ruby's explanation of one problem, from graphql-core's message."""
+    target = _type_at(var_type, path)
+    here: Any = value
+    for step in path:
+        if isinstance(here, list) and isinstance(step, int) and step < len(here):
+            here = here[step]
+        else:
+            here = here.get(step) if isinstance(here, dict) else None
+    if "non-null" in message or "not to be null" in message or "non-nullable" in message:
+        return "Expected value to not be null"
+    named = get_named_type(target) if target is not None else None
+    if isinstance(named, GraphQLEnumType):
+        return f'Expected "{here}" to be one of: {", ".join(named.values)}'
+    if named is not None and is_leaf_type(named):
+        shown = orjson.dumps(here).decode() if not isinstance(here, (list, dict)) else here
+        return f"Could not coerce value {shown} to {named.name}"
+    return message

@@ -434,10 +434,7 @@ MEDIA = {
 
 
 @pytest.mark.parametrize("name", [
-    "videoMissingFileSize", "imageUnsupportedMime", "model3dMissingFileSize",
-    pytest.param("unknownResource", marks=pytest.mark.xfail(strict=True, reason=(
-        "devstore.conformance words a bad enum inside a list variable without Shopify's "
-        "'for 0.resource (Expected ...)' detail"))),
+    "videoMissingFileSize", "imageUnsupportedMime", "model3dMissingFileSize", "unknownResource",
 ])
 def test_staged_upload_validations_answer_as_recorded(shop: Api, name: str) -> None:
     case = MEDIA[name]

@@ -148,8 +148,22 @@ def test_variable_of_the_wrong_type(shop: Api) -> None:
     assert body["errors"][0]["message"] == "Type mismatch on variable $n and argument first (String / Int)"
     status, body = shop.gql("query Q($n: Int) { orders(first: $n) { nodes { id } } }", {"n": "ten"})
     assert body["errors"][0]["message"] == "Variable $n of type Int was provided invalid value"
-    assert body["errors"][0]["extensions"]["code"] == "INVALID_VARIABLE"
+    assert body["errors"][0]["extensions"] == {
+        "code": "INVALID_VARIABLE",
+        "value": "ten",
+        "problems": [{"path": [], "explanation": 'Could not coerce value "ten" to Int'}],
+    }
     assert "data" not in body
+    # A problem inside an input object is named in the message with its path, as graphql-ruby does.
+    status, body = shop.gql(
+        "mutation M($s: WebhookSubscriptionInput!) { webhookSubscriptionCreate(topic: ORDERS_CREATE, "
+        "webhookSubscription: $s) { userErrors { message } } }",
+        {"s": {"uri": 2}},
+    )
+    assert body["errors"][0]["message"] == (
+        "Variable $s of type WebhookSubscriptionInput! was provided invalid value for uri "
+        "(Could not coerce value 2 to String)"
+    )
 
 
 def test_refund_processed_at_is_non_null_and_served(shop: Api) -> None:
