@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import os
 import queue
 import threading
@@ -982,7 +983,10 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
         differ = [kind for kind, ours, theirs in (("orders", ours_o, theirs_o), ("customers", ours_c, theirs_c))
                   if ours != theirs]
         if differ:
-            touched.update(reconcile_kinds(shop=shop, client=client, run=run, kinds=differ, until=until))
+            # The totals say how many rows differ at least: that sizes the first level's blocks.
+            expected = {"orders": abs(ours_o - theirs_o), "customers": abs(ours_c - theirs_c)}
+            touched.update(reconcile_kinds(shop=shop, client=client, run=run, kinds=differ, until=until,
+                                           expected=expected))
         lap("reconcile")
     # Orders deleted by webhook since the last sync: their customers' counts moved too.
     touched.update(i for i in Deletion.objects.filter(
@@ -1008,7 +1012,10 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
 # and a row we lack in the same week cancel out (until either changes again); Shopify's rows
 # created during the check are left for the next one (`until`).
 
-RECONCILE_BLOCK_DAYS = 7  # the first level: one count per week
+RECONCILE_BLOCK_DAYS = 7  # the first level: one count per week, unless the expected differences say otherwise
+# Halving a range of n of Shopify's rows down to one row costs a count (10 points) per level, about
+# 10 * log2(n) points; listing the range's ids costs 2 + n. Below this many, the ids are listed.
+RECONCILE_LIST_AT_MOST = 50
 # What a count field costs before Shopify has said: 10 points, as live stores charge for
 # `customersCount` (a guess that errs high; the requests size themselves from the answers).
 COUNT_COST_GUESS = 10.0
@@ -1190,9 +1197,19 @@ def _ids_batched(client: ShopifyClient, kind: str, ranges: list[tuple[str, int]]
     return out
 
 
-def _differing_days(bounds: list[int], ours: list[int]) -> Generator[list[str], list[int], dict[int, int]]:
+def _block_days(span: int, expected: int | None) -> int:
+    """Days per first-level count. Counting S days in blocks of B costs S / B counts, and narrowing
+    each of D differences down to its day about log2(B) more: S / B + D log2(B) is least at
+    B = S ln 2 / D. Without an expected number (the daily check), a week."""
+    if not expected:
+        return RECONCILE_BLOCK_DAYS
+    return max(1, min(span, round(span * math.log(2) / expected)))
+
+
+def _differing_days(bounds: list[int], ours: list[int],
+                    block: int = RECONCILE_BLOCK_DAYS) -> Generator[list[str], list[int], dict[int, int]]:
     """Day index -> Shopify's count, for the days whose count differs from ours (`bounds`: the
-    epoch second each day starts, then where the last one ends)."""
+    epoch second each day starts, then where the last one ends), counted `block` days at a time first."""
     prefix = [0]
     for n in ours:
         prefix.append(prefix[-1] + n)
@@ -1201,7 +1218,7 @@ def _differing_days(bounds: list[int], ours: list[int]) -> Generator[list[str], 
         return _epoch_between(bounds[i], bounds[j])
 
     out: dict[int, int] = {}
-    blocks = [(i, min(i + RECONCILE_BLOCK_DAYS, len(ours))) for i in range(0, len(ours), RECONCILE_BLOCK_DAYS)]
+    blocks = [(i, min(i + block, len(ours))) for i in range(0, len(ours), block)]
     counts = (yield [search(i, j) for i, j in blocks]) if blocks else []
     level = [(i, j, n) for (i, j), n in zip(blocks, counts, strict=True)]
     while level:
@@ -1225,7 +1242,8 @@ def _differing_ranges(days: dict[date, tuple[int, int, int]], ours: dict[date, l
                       ) -> Generator[list[str], list[int], list[tuple[int, int, int]]]:
     """Within differing days (day -> its start, end and Shopify's count): the (start, end,
     Shopify's count) ranges where Shopify has none of ours (ours there are gone), none of ours
-    but some of its own (we lack those), or one second left; halved at the median of our rows."""
+    but some of its own (we lack those), few enough rows to list (RECONCILE_LIST_AT_MOST), or one
+    second left; halved at the median of our rows."""
 
     def bounds(day: date, a: int, b: int) -> tuple[int, int]:
         rows = ours[day]
@@ -1239,7 +1257,7 @@ def _differing_ranges(days: dict[date, tuple[int, int, int]], ours: dict[date, l
             lo, hi = bounds(day, a, b)
             if theirs == hi - lo:
                 continue
-            if theirs == 0 or hi == lo or b - a <= 1:
+            if theirs == 0 or hi == lo or b - a <= 1 or theirs <= RECONCILE_LIST_AT_MOST:
                 leaves.append((a, b, theirs))
                 continue
             mid = ours[day][(lo + hi) // 2][0] if hi - lo >= 2 else a
@@ -1255,7 +1273,8 @@ def _differing_ranges(days: dict[date, tuple[int, int, int]], ours: dict[date, l
 
 
 def reconcile_kinds(*, shop: Shop, client: ShopifyClient, run: SyncRun, kinds: Iterable[str],
-                    days: int | None = None, until: datetime | None = None) -> set[int]:
+                    days: int | None = None, until: datetime | None = None,
+                    expected: Mapping[str, int] | None = None) -> set[int]:
     """Compare our counts with Shopify's (`ordersCount`/`customersCount` by created_at, days in the
     shop's zone), find the rows that differ and fix them: ours that Shopify no longer has are
     deleted (with a tombstone), Shopify's that we lack are read and written. The kinds go side by
@@ -1263,11 +1282,13 @@ def reconcile_kinds(*, shop: Shop, client: ShopifyClient, run: SyncRun, kinds: I
 
     With `days` only the most recent days are checked. Shopify's rows created from `until` on
     (default: now) are left for the next check, so orders placed meanwhile cannot hide a deletion;
-    every row we hold is checked, whatever its time. Returns the customers whose orders changed.
+    every row we hold is checked, whatever its time. `expected` (kind -> how many rows differ at
+    least, from the totals) sizes the first level's blocks. Returns the customers whose orders changed.
     """
     tallies = {kind: _Tally() for kind in kinds}
     steps = {kind: _reconcile_steps(shop=shop, client=client, run=run, kind=kind, days=days, until=until,
-                                    tally=tallies[kind]) for kind in tallies}
+                                    tally=tallies[kind], expected=(expected or {}).get(kind))
+             for kind in tallies}
     touched: set[int] = set()
     for found in _counts_together(client, steps, tallies).values():
         touched |= found
@@ -1275,7 +1296,8 @@ def reconcile_kinds(*, shop: Shop, client: ShopifyClient, run: SyncRun, kinds: I
 
 
 def _reconcile_steps(*, shop: Shop, client: ShopifyClient, run: SyncRun, kind: str, days: int | None,
-                     until: datetime | None, tally: _Tally) -> Generator[list[str], list[int], set[int]]:
+                     until: datetime | None, tally: _Tally,
+                     expected: int | None = None) -> Generator[list[str], list[int], set[int]]:
     """One kind's reconciliation (see reconcile_kinds); its counts go through the caller."""
     tz = ZoneInfo(shop.iana_timezone or "UTC")
     clock = time.perf_counter()
@@ -1291,7 +1313,8 @@ def _reconcile_steps(*, shop: Shop, client: ShopifyClient, run: SyncRun, kind: s
         first = max(first, last - timedelta(days=HISTORY_DAYS - 1))
     span = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     bounds = [int(_day_bounds(d, tz)[0].timestamp()) for d in span] + [int(until.timestamp())]
-    by_index = yield from _differing_days(bounds, [ours_by_day.get(d, 0) for d in span])
+    by_index = yield from _differing_days(bounds, [ours_by_day.get(d, 0) for d in span],
+                                          _block_days(len(span), expected))
     differing = {span[i]: (bounds[i], bounds[i + 1], theirs) for i, theirs in by_index.items()}
     touched: set[int] = set()
     removed = added = 0
