@@ -1035,29 +1035,40 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def required_scope(parent_type: str, field_name: str, *, mutation: bool) -> str:
-    """The access scope Shopify names when an app may not read (or write) a field."""
+def required_scope(parent_type: str, field_name: str, *, mutation: bool) -> str | None:
+    """The access scope Shopify names when an app may not read (or write) a field, if known.
+
+    A root field's scope follows its resource (products -> read_products); a nested field takes
+    its own resource's or its parent's scope when devstore knows it, else none is invented.
+    """
     action = "write" if mutation else "read"
     resource = _resource(field_name)
     scope = _SCOPE_RESOURCES.get(resource)
-    if scope is None and parent_type not in {"QueryRoot", "Mutation"}:
-        scope = _SCOPE_RESOURCES.get(parent_type[:1].lower() + parent_type[1:])
-    if scope is None:
-        scope = _snake(resource) + ("" if resource.endswith("s") else "s")
-    return f"{action}_{scope}"
+    if parent_type in {"QueryRoot", "Mutation"}:
+        scope = scope or _snake(resource) + ("" if resource.endswith("s") else "s")
+    else:
+        scope = scope or _SCOPE_RESOURCES.get(parent_type[:1].lower() + parent_type[1:])
+    return f"{action}_{scope}" if scope else None
 
 
 def _unserved(info: GraphQLResolveInfo) -> GraphQLError:
     """A real-schema field devstore has no data for: Shopify's answer to an app without the scope.
 
     Never silent: ACCESS_DENIED at the field (null, propagated as the real schema's
-    non-null types propagate it), naming the scope Shopify would ask for; ``devstoreUnserved``
-    says which field devstore lacks, since an app that holds the scope would get data from Shopify.
+    non-null types propagate it), naming the scope Shopify would ask for where devstore knows
+    it; ``devstoreUnserved`` says which field devstore lacks, since an app that holds the scope
+    would get data from Shopify.
     """
     parent = info.parent_type.name
     scope = required_scope(parent, info.field_name, mutation=parent == "Mutation")
-    error = _access_denied(info.field_name, scope)
-    assert error.extensions is not None  # noqa: S101 - _access_denied always sets them
+    if scope is not None:
+        error = _access_denied(info.field_name, scope)
+    else:
+        error = GraphQLError(
+            f"Access denied for {info.field_name} field.",
+            extensions={"code": "ACCESS_DENIED", "documentation": "https://shopify.dev/api/usage/access-scopes"},
+        )
+    assert error.extensions is not None  # noqa: S101 - both branches set them
     error.extensions["devstoreUnserved"] = f"{parent}.{info.field_name}"
     return error
 

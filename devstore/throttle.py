@@ -225,14 +225,15 @@ class CostCalculator:
             elif named.name.endswith("Connection") and isinstance(named, GraphQLObjectType):
                 total += 2 + self._connection_cost(field, named, value, actual)
             elif _is_list(fdef.type):
+                # A list is not sized by the ids it is given (recorded: nodes(ids:) with four ids,
+                # three found, costs 1 requested and 1 actual), only by first/last where it takes them.
+                sized = self._arg(field, "first") or self._arg(field, "last")
                 if actual:
-                    items: list[Any] = value or []
-                    total += sum(1 + self._object_cost(field.selection_set, named, item, True) for item in items)
+                    costs = [1 + self._object_cost(field.selection_set, named, item, True)
+                             for item in (value or []) if item is not None]
+                    total += sum(costs) if sized else max(costs, default=0)
                 else:
-                    # A list is not sized by the ids it is given (recorded: nodes(ids:) with four
-                    # ids costs 1), only by first/last where it takes them.
-                    size = self._arg(field, "first") or self._arg(field, "last") or 1
-                    total += int(size) * (1 + self._object_cost(field.selection_set, named, None, False))
+                    total += int(sized or 1) * (1 + self._object_cost(field.selection_set, named, None, False))
             else:
                 total += 1 + self._object_cost(field.selection_set, named, value, actual)
         return total

@@ -205,6 +205,16 @@ def test_unserved_nested_field_is_null_with_an_error(shop: Api) -> None:
     assert {e["extensions"]["requiredAccess"] for e in body["errors"]} == {"`read_orders` access scope."}
 
 
+def test_unserved_field_without_a_known_scope_names_none(shop: Api) -> None:
+    status, body = shop.gql("{ shop { name contactEmail } }")
+    # contactEmail is String! and shop is Shop!: the null reaches the root.
+    assert body["data"] is None
+    (error,) = body["errors"]
+    assert error["message"] == "Access denied for contactEmail field."
+    assert "requiredAccess" not in error["extensions"]
+    assert error["extensions"]["devstoreUnserved"] == "Shop.contactEmail"
+
+
 def test_unserved_mutation_asks_for_the_write_scope(shop: Api) -> None:
     status, body = shop.gql(
         'mutation { productCreate(product: {title: "x"}) { product { id } userErrors { message } } }'
@@ -212,6 +222,15 @@ def test_unserved_mutation_asks_for_the_write_scope(shop: Api) -> None:
     assert body["errors"][0]["extensions"]["requiredAccess"] == "`write_products` access scope."
     assert body["data"] == {"productCreate": None}
     assert body["extensions"]["cost"]["requestedQueryCost"] == 10
+
+
+def test_nodes_cost_one_object_whatever_the_number_of_ids(shop: Api) -> None:
+    # Recorded (bulk-operation-status-catalog-cancel.json, nodeReads/mixed): four ids, one unknown, 1 and 1.
+    ids = [f"gid://shopify/Order/{o['shopify_id']}" for o in shop.store.ground_truth()["orders"][:3]]
+    status, body = shop.gql("query N($ids: [ID!]!) { nodes(ids: $ids) { __typename ... on Order { id name } } }",
+                            {"ids": [*ids, "gid://shopify/Order/1"]})
+    assert [n and n["id"] for n in body["data"]["nodes"]] == [*ids, None]
+    assert (body["extensions"]["cost"]["requestedQueryCost"], body["extensions"]["cost"]["actualQueryCost"]) == (1, 1)
 
 
 # ---------------------------------------------------------------------------------------------
