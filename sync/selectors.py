@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from shops.models import Shop, WebhookEvent
@@ -49,10 +49,14 @@ def run_progress(*, run: SyncRun) -> dict[str, Any]:
     }
 
 
-def backfill_running(*, shop: Shop) -> SyncRun | None:
-    return (SyncRun.objects.filter(shop=shop, kind=SyncRun.Kind.BACKFILL,
-                                   status__in=[SyncRun.Status.PENDING, SyncRun.Status.RUNNING])
-            .order_by("-created_at").first())
+def runs_open(*, shop: Shop) -> dict[str, SyncRun]:
+    """The newest pending or running backfill and refund-line read of the shop, by kind (one query)."""
+    out: dict[str, SyncRun] = {}
+    for run in (SyncRun.objects.filter(shop=shop, status__in=[SyncRun.Status.PENDING, SyncRun.Status.RUNNING],
+                                       kind__in=[SyncRun.Kind.BACKFILL, SyncRun.Kind.REFUND_LINES])
+                .order_by("-created_at")):
+        out.setdefault(run.kind, run)
+    return out
 
 
 def sync_status(*, shop: Shop) -> dict[str, Any]:
@@ -60,11 +64,11 @@ def sync_status(*, shop: Shop) -> dict[str, Any]:
     last = (SyncRun.objects.filter(shop=shop, status=SyncRun.Status.SUCCEEDED,
                                    kind__in=[SyncRun.Kind.BACKFILL, SyncRun.Kind.INCREMENTAL, SyncRun.Kind.RECONCILE])
             .order_by("-finished_at").first())
-    refund_lines = (SyncRun.objects.filter(shop=shop, kind=SyncRun.Kind.REFUND_LINES, status=SyncRun.Status.RUNNING)
-                    .order_by("-created_at").first())
     last_backfill = (SyncRun.objects.filter(shop=shop, kind=SyncRun.Kind.BACKFILL)
                      .order_by("-created_at").first())
-    running = backfill_running(shop=shop)
+    open_runs = runs_open(shop=shop)
+    running = open_runs.get(SyncRun.Kind.BACKFILL)
+    refund_lines = open_runs.get(SyncRun.Kind.REFUND_LINES)
     every: timedelta = settings.SYNC_INCREMENTAL_EVERY
     next_at: datetime | None = (last.finished_at + every) if last and last.finished_at else None
     day_ago = timezone.now() - timedelta(days=1)
@@ -102,12 +106,13 @@ KIND_WORDS: dict[str, str] = {
 
 
 def sync_problem(*, shop: Shop) -> dict[str, Any] | None:
-    """What Shopify last refused, in words, while no run has succeeded since: the newest run that
-    failed, or is running and retrying after an error."""
-    run = SyncRun.objects.filter(shop=shop).exclude(error="").order_by("-created_at").first()
-    if run is None or run.status in (SyncRun.Status.SUCCEEDED, SyncRun.Status.CANCELLED):
-        return None
-    if SyncRun.objects.filter(shop=shop, status=SyncRun.Status.SUCCEEDED, created_at__gt=run.created_at).exists():
+    """What Shopify last refused, in words, while no run of the same kind has succeeded since: the
+    newest run that failed, or is running and retrying after an error (one query)."""
+    healed = SyncRun.objects.filter(shop=shop, kind=OuterRef("kind"), status=SyncRun.Status.SUCCEEDED,
+                                    created_at__gt=OuterRef("created_at"))
+    run = (SyncRun.objects.filter(shop=shop).exclude(error="").annotate(healed=Exists(healed))
+           .order_by("-created_at").first())
+    if run is None or run.status in (SyncRun.Status.SUCCEEDED, SyncRun.Status.CANCELLED) or run.healed:
         return None
     failed = run.status == SyncRun.Status.FAILED
     return {

@@ -72,17 +72,18 @@ def worker_heartbeat_record(*, queue: str, hostname: str, now: datetime) -> Work
 
 
 @contextmanager
-def shop_lock(*, shop_id: int) -> Iterator[bool]:
-    """Yields True when this connection now holds the shop's sync lock (False: someone else does)."""
+def shop_lock(*, shop_id: int, namespace: int = LOCK_NAMESPACE) -> Iterator[bool]:
+    """Yields True when this connection now holds the shop's sync lock (False: someone else does);
+    another `namespace` is another lock of the same shop."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, shop_id])
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [namespace, shop_id])
         got = bool(cursor.fetchone()[0])
     try:
         yield got
     finally:
         if got:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, shop_id])
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace, shop_id])
 
 
 def shop_lock_held(*, shop_id: int) -> bool:
@@ -589,11 +590,9 @@ def refund_lines_run(*, shop: Shop, client_factory: ClientFactory = default_clie
                      budget_s: float = REFUND_LINES_SLICE_S) -> str:
     """One slice of the shop's refund-line reads, recorded as a run of its own (progress, errors on the
     Data page): "more" when refunds are left for the next slice, else how the run ended."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [REFUND_LINES_LOCK, shop.pk])
-        if not cursor.fetchone()[0]:
+    with shop_lock(shop_id=shop.pk, namespace=REFUND_LINES_LOCK) as got:
+        if not got:
             return "locked"
-    try:
         run = (SyncRun.objects.filter(shop=shop, kind=SyncRun.Kind.REFUND_LINES, status=SyncRun.Status.RUNNING)
                .order_by("-created_at").first())
         if run is None:
@@ -629,9 +628,6 @@ def refund_lines_run(*, shop: Shop, client_factory: ClientFactory = default_clie
             raise
         finally:
             client.close()
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [REFUND_LINES_LOCK, shop.pk])
 
 
 def client_bulk_start(client: ShopifyClient, query: str) -> str:
