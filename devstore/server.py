@@ -703,6 +703,10 @@ class Server:
         self._thread: threading.Thread | None = None
 
     def start(self) -> Server:
+        from devstore.conformance import real_schema
+
+        # Shopify's schema takes about a second to build: start on it now, not in the first request.
+        threading.Thread(target=real_schema, name="devstore-schema", daemon=True).start()
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="devstore-http", daemon=True)
         self._thread.start()
