@@ -85,7 +85,12 @@ class ShopifyError(Exception):
 
 
 class ShopifyTransientError(ShopifyError):
-    """Timeouts, 5xx, 429 or THROTTLED that outlasted the retries: try again later."""
+    """Timeouts, 5xx, 429 or THROTTLED that outlasted the retries: try again later. `code` is
+    Shopify's, where it gave one (THROTTLED, INTERNAL_SERVER_ERROR)."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ShopifyAuthError(ShopifyError):
@@ -398,7 +403,7 @@ class ShopifyClient:
                 throttles += 1
                 self.stats["throttled"] += 1
                 if throttles > self.max_throttle_waits:
-                    raise ShopifyTransientError("still THROTTLED after waiting")
+                    raise ShopifyTransientError("still THROTTLED after waiting", code="THROTTLED")
                 need = min(float(requested or expected_cost), self._bucket.maximum)
                 available = self._bucket.available
                 rate = self._bucket.restore_rate or 50.0
@@ -410,7 +415,7 @@ class ShopifyClient:
             if "INTERNAL_SERVER_ERROR" in codes and payload.get("data") is None:
                 transient += 1
                 if transient >= self.max_attempts:
-                    raise ShopifyTransientError("INTERNAL_SERVER_ERROR after retries")
+                    raise ShopifyTransientError("INTERNAL_SERVER_ERROR after retries", code="INTERNAL_SERVER_ERROR")
                 self._backoff(transient)
                 continue
             data = payload.get("data")

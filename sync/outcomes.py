@@ -78,6 +78,8 @@ def explain(exc: BaseException) -> str:
                 return CODES[code]
         return f"Shopify refused a request ({exc}). This is recorded for the Tenure team."
     if isinstance(exc, ShopifyTransientError):
+        if exc.code in CODES:
+            return CODES[exc.code]
         return f"Shopify did not answer in time ({exc}). {RETRY}"
     if isinstance(exc, ShopifyError):
         return f"Shopify answered unexpectedly ({exc}). {RETRY}"
@@ -86,5 +88,5 @@ def explain(exc: BaseException) -> str:
 
 def detail(exc: BaseException) -> str:
     """The technical line kept beside the sentence (class, message, Shopify's codes)."""
-    codes = sorted(c for c in getattr(exc, "codes", set()) if c)
+    codes = sorted(c for c in {*getattr(exc, "codes", set()), getattr(exc, "code", None)} if c)
     return f"{exc.__class__.__name__}: {exc}" + (f" [{', '.join(codes)}]" if codes else "")

@@ -1008,13 +1008,13 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
 # and a row we lack in the same week cancel out (until either changes again); Shopify's rows
 # created during the check are left for the next one (`until`).
 
-RECONCILE_BLOCK_DAYS = 7  # the first level: one count per week, unless the expected differences say otherwise
-# Halving a range of n of Shopify's rows down to one row costs a count (10 points) per level, about
-# 10 * log2(n) points; listing the range's ids costs 2 + n. Below this many, the ids are listed.
-RECONCILE_LIST_AT_MOST = 50
 # What a count field costs before Shopify has said: 10 points, as live stores charge for
 # `customersCount` (a guess that errs high; the requests size themselves from the answers).
 COUNT_COST_GUESS = 10.0
+RECONCILE_BLOCK_DAYS = 7  # the first level: one count per week, unless the expected differences say otherwise
+# Listing a range's ids costs 2 + n points for its n rows; halving it costs a count (10 points) and
+# then the half that differs: halving pays while 10 + n / 2 < n, so ranges of 20 rows or fewer are listed.
+RECONCILE_LIST_AT_MOST = int(2 * COUNT_COST_GUESS)
 DETAIL_ROWS = 100_000  # our (created_at, id) pairs of differing days held at once
 IDS_PAGE_MAX = 250
 HISTORY_DAYS = 60  # without read_all_orders Shopify shows only the orders of the last 60 days

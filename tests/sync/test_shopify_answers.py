@@ -220,15 +220,35 @@ def test_a_timed_out_export_is_retried_and_named(devshop, transactional_db):
     assert not mismatches(devshop.shop, devshop.truth())
 
 
+def test_throttled_past_the_clients_patience_is_retried_and_named(devshop, transactional_db):
+    """A bucket that refills at a point a minute: the backfill's first requests drain it and Shopify
+    answers THROTTLED; a client that may wait only once gives up, and the run says why."""
+    devshop.faults(throttle_bucket_size=12, throttle_restore_rate=0.02)
+
+    def impatient(shop):
+        return ShopifyClient.for_shop(shop, max_throttle_waits=1, sleep=lambda s: None)
+
+    with pytest.raises(ShopifyTransientError) as raised:
+        _backfill(devshop, client_factory=impatient)
+    assert raised.value.code == "THROTTLED"
+    run = SyncRun.objects.get(shop=devshop.shop)
+    assert run.status == SyncRun.Status.RUNNING  # retried by Celery later
+    assert run.error == outcomes.CODES["THROTTLED"]
+    assert "THROTTLED" in run.state["error_detail"]
+    devshop.faults(throttle_bucket_size=None, throttle_restore_rate=None)
+
+
 @pytest.mark.parametrize(("error", "words"), [
     (ShopifyQueryError("refused", [{"extensions": {"code": "MAX_COST_EXCEEDED", "cost": 2500}}]),
      outcomes.CODES["MAX_COST_EXCEEDED"]),
     (ShopifyQueryError("refused", [{"extensions": {"code": "THROTTLED"}}]), outcomes.CODES["THROTTLED"]),
     (ShopifyQueryError("refused", [{"extensions": {"code": "INTERNAL_SERVER_ERROR"}}]),
      outcomes.CODES["INTERNAL_SERVER_ERROR"]),
+    (ShopifyTransientError("INTERNAL_SERVER_ERROR after retries", code="INTERNAL_SERVER_ERROR"),
+     outcomes.CODES["INTERNAL_SERVER_ERROR"]),
     (ShopifyTransientError("ReadTimeout after 6 attempts"),
      "Shopify did not answer in time (ReadTimeout after 6 attempts). " + outcomes.RETRY),
 ])
 def test_each_code_reads_as_words(error, words):
     assert outcomes.explain(error) == words
-    assert "refused" in outcomes.detail(error) or "ReadTimeout" in outcomes.detail(error)
+    assert outcomes.detail(error).startswith(f"{error.__class__.__name__}: {error}")
