@@ -23,6 +23,14 @@ import orjson
 from sync.client import MAX_QUERY_COST, USER_AGENT
 
 
+def refused_http() -> Any:
+    """An HTTP client for requests a test sends to see Shopify refuse them: its own User-Agent keeps
+    them out of the session guard, which checks what the app sends."""
+    from sync.client import shopify_http_client
+
+    return shopify_http_client(headers={"User-Agent": "Tenure tests: a request Shopify must refuse"})
+
+
 def document_problems(query: str, variables: Mapping[str, Any] | None = None,
                       operation_name: str | None = None) -> list[str]:
     """What a live store would refuse in one request: [] when it would run it."""

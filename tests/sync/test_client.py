@@ -18,8 +18,8 @@ from sync.client import (
     ShopifyShopPausedError,
     ShopifyTransientError,
     retry_after_seconds,
-    shopify_http_client,
 )
+from tests.shopify_guard import refused_http
 
 pytestmark = pytest.mark.django_db
 
@@ -31,10 +31,8 @@ def fast(shop: Shop, **kwargs):
 
 
 def refused(shop: Shop, **kwargs):
-    """A client for requests a test sends to see Shopify refuse them: its own User-Agent keeps them out
-    of the session's Shopify guard (tests/shopify_guard.py), which checks what the app sends."""
-    http = shopify_http_client(headers={"User-Agent": "Tenure tests: a request Shopify must refuse"})
-    return fast(shop, http=http, **kwargs)
+    """A client for requests a test sends to see Shopify refuse them (tests/shopify_guard.py)."""
+    return fast(shop, http=refused_http(), **kwargs)
 
 
 def test_reads_with_the_pinned_version(devshop):

@@ -104,13 +104,14 @@ def test_counts_size_their_requests_from_the_price_shopify_names(devshop, transa
     """With a guess far too low (a point a count), the first request asks every week's count at once
     (over 1,000 points): Shopify answers MAX_COST_EXCEEDED naming the cost, and the requests are
     re-sized from it."""
-    from sync.client import ShopifyClient, shopify_http_client
+    from sync.client import ShopifyClient
+    from tests.shopify_guard import refused_http
 
     _backfill(devshop)
     monkeypatch.setattr(services, "COUNT_COST_GUESS", 1.0)
     sent: list[int] = []
     # Sent on purpose, so under a User-Agent of its own: the session's Shopify guard checks the app's.
-    http = shopify_http_client(headers={"User-Agent": "Tenure tests: a request Shopify must refuse"})
+    http = refused_http()
 
     def factory(shop):
         client = ShopifyClient.for_shop(shop, http=http)

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from sync import outcomes, services
-from sync.client import ShopifyClient, ShopifyQueryError, ShopifyTransientError, shopify_http_client
+from sync.client import ShopifyClient, ShopifyQueryError, ShopifyTransientError
 from sync.models import Customer, Order, Refund, SyncRun
 from sync.selectors import sync_problem
 from tests.pages.conftest import Pages
+from tests.shopify_guard import refused_http
 from tests.sync.exact import mismatches
 
 # The orders bulk query as the app sent it before it knew Shopify's bulk rules: refund line items
@@ -38,7 +39,7 @@ def test_an_invalid_bulk_query_fails_the_run_in_words_and_writes_no_order(devsho
     monkeypatch.setattr(services, "bulk_query",
                         lambda kind, search=None, **kw: CONNECTION_IN_LIST if kind == "orders" else real(kind, search))
     # Sent on purpose, so under a User-Agent of its own: the session's Shopify guard checks the app's.
-    http = shopify_http_client(headers={"User-Agent": "Tenure tests: a request Shopify must refuse"})
+    http = refused_http()
     outcome, run = _backfill(devshop, client_factory=lambda shop: ShopifyClient.for_shop(shop, http=http))
     assert outcome == "failed"
     assert run.status == SyncRun.Status.FAILED
