@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from graphql import (
-    DocumentNode,
     FragmentDefinitionNode,
     GraphQLError,
     GraphQLInterfaceType,
@@ -989,14 +988,6 @@ class MutationRoot:
             "userErrors": [{"field": ["id"], "message": "Webhook subscription does not exist"}],
         }
 
-
-# ---------------------------------------------------------------------------------------------
-# Errors in Shopify's (graphql-ruby's) shapes
-
-
-def _ruby_error(error: GraphQLError, document: DocumentNode) -> dict[str, Any]:
-    """A graphql-core validation error in graphql-ruby's words (kept for devstore.bulk)."""
-    return conformance.ruby_error(error, document, SCHEMA)
 
 
 # Resources whose access scope is not simply the plural of the field's resource.
