@@ -26,6 +26,7 @@ from shops.models import CustomerDataReport, Shop, ShopCredential, WebhookEvent
 from shops.security import scopes_cover
 from sync.client import ShopifyAuthError, ShopifyClient, ShopifyError, shopify_http_client
 from sync.models import SyncRun
+from sync.normalize import Refused
 from sync.services import backfill_create
 
 logger = logging.getLogger(__name__)
@@ -755,6 +756,11 @@ def webhook_event_process(*, event_id: int) -> str | None:
                     with transaction.atomic():
                         event.outcome = handler(shop, event, event.payload or {})
                     event.status = WebhookEvent.Status.PROCESSED
+                except Refused as exc:
+                    # A value Shopify cannot send: nothing was written, and a retry would refuse it again.
+                    event.status = WebhookEvent.Status.REJECTED
+                    event.outcome = f"rejected: {exc}"[:2000]
+                    logger.warning("webhook rejected: %s", exc)
                 except Exception as exc:  # recorded on the event; the sweep retries a bounded number of times
                     event.status = WebhookEvent.Status.FAILED
                     event.outcome = f"{exc.__class__.__name__}: {exc}"[:2000]

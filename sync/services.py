@@ -182,19 +182,26 @@ def webhook_apply(*, shop: Shop, topic: str, payload: dict[str, Any]) -> None:
     """Apply one REST webhook payload through the same guarded upsert as the syncs.
 
     A duplicate or an older delivery than what we hold changes nothing (the `updated_at`
-    guard); a delete leaves a tombstone so a late update cannot bring the row back.
+    guard); a delete leaves a tombstone so a late update cannot bring the row back. A payload
+    holding a value Shopify cannot send raises nz.Refused before anything is written.
     """
     with log_context(shop=shop.domain, topic=topic), transaction.atomic():
         if topic in ORDER_TOPICS:
             if "order_edit" in payload or "id" not in payload:
                 return  # orders/edited carries the edit, not the order; orders/updated follows it
+            order = nz.order_from_rest(payload)
             refunds = [nz.refund_from_rest(r, shop.currency or str(payload.get("currency") or ""))
                        for r in payload.get("refunds") or []]
-            rows_write(shop_id=shop.pk, currency=shop.currency, orders=[nz.order_from_rest(payload)],
-                       refunds=refunds)
+            for refund in refunds:
+                nz.refund_within_order(refund, order[13])
+            rows_write(shop_id=shop.pk, currency=shop.currency, orders=[order], refunds=refunds)
         elif topic == "refunds/create":
-            rows_write(shop_id=shop.pk, currency=shop.currency,
-                       refunds=[nz.refund_from_rest(payload, shop.currency)])
+            refund = nz.refund_from_rest(payload, shop.currency)
+            # The order came first (Shopify sends orders/create before its refunds): compare with
+            # the total we hold; an order we do not hold yet is checked when a sync brings both.
+            nz.refund_within_order(refund, Order.objects.filter(shop=shop, shopify_id=refund[1])
+                                   .values_list("total", flat=True).first())
+            rows_write(shop_id=shop.pk, currency=shop.currency, refunds=[refund])
         elif topic in CUSTOMER_TOPICS:
             rows_write(shop_id=shop.pk, currency=shop.currency, customers=[nz.customer_from_rest(payload)])
         elif topic == "orders/delete":
@@ -348,6 +355,7 @@ def bulk_ingest(*, run: SyncRun, client: ShopifyClient, phase: str, url: str | N
                     ph["db_s"] = round(float(ph.get("db_s", 0)) + time.perf_counter() - started, 3)
                     ph["chunks"] = int(ph.get("chunks", 0)) + 1
                     ph["direct"] = int(ph.get("direct", 0)) + written.direct
+                    parsed.rejected.merge_into(run.state)
                     run.objects_seen += n_lines
                     run.objects_written += written.total
                     run.state["updated_at"] = time.time()
@@ -824,31 +832,56 @@ def _last_started(shop: Shop, *, before: SyncRun) -> datetime:
 
 
 def _order_rows_from_nodes(
-    nodes: Iterable[Mapping[str, Any]],
+    nodes: Iterable[Mapping[str, Any]], *, run: SyncRun,
 ) -> tuple[list[nz.Row], list[nz.Row], list[nz.Row], set[int]]:
-    """Orders, their refunds, their customers (when read whole) and the customers read as an id only."""
+    """Orders, their refunds, their customers (when read whole) and the customers read as an id only.
+    An order holding a value Shopify cannot send is left out with its refunds and recorded on `run`."""
     orders: list[nz.Row] = []
     refunds: list[nz.Row] = []
     customers: list[nz.Row] = []
     stale: set[int] = set()
+    rejected = nz.Rejected()
     for node in nodes:
-        row = nz.order_from_graphql(node)
+        try:
+            row = nz.order_from_graphql(node)
+            customer = node.get("customer")
+            whole = (nz.customer_from_graphql(customer)
+                     if isinstance(customer, Mapping) and "updatedAt" in customer else None)
+            its_refunds = []
+            for refund in node.get("refunds") or []:
+                r = nz.refund_from_graphql(refund, row[0])
+                nz.refund_within_order(r, row[13])
+                items = refund.get("refundLineItems") or {}
+                if (items.get("pageInfo") or {}).get("hasNextPage"):
+                    r = (*r[:5], None, r[6])  # not all lines seen: keep the subtotal we have
+                its_refunds.append(r)
+        except nz.Refused as exc:
+            rejected.add(f"order {node.get('id')}", str(exc))
+            continue
         orders.append(row)
-        customer = node.get("customer")
-        if isinstance(customer, Mapping) and "updatedAt" in customer:
-            customers.append(nz.customer_from_graphql(customer))
+        refunds.extend(its_refunds)
+        if whole is not None:
+            customers.append(whole)
         elif row[2] is not None:
             stale.add(row[2])
-        for refund in node.get("refunds") or []:
-            r = nz.refund_from_graphql(refund, row[0])
-            items = refund.get("refundLineItems") or {}
-            if (items.get("pageInfo") or {}).get("hasNextPage"):
-                r = (*r[:5], None, r[6])  # not all lines seen: keep the subtotal we have
-            refunds.append(r)
+    rejected.merge_into(run.state)
     return orders, refunds, customers, stale
 
 
-def customers_refresh(*, shop: Shop, client: ShopifyClient, ids: Iterable[int]) -> int:
+def _customer_rows(nodes: Iterable[Mapping[str, Any]], *, run: SyncRun) -> list[nz.Row]:
+    """Customer rows; one holding a value Shopify cannot send is left out and recorded on `run`."""
+    rows = []
+    rejected = nz.Rejected()
+    for node in nodes:
+        try:
+            rows.append(nz.customer_from_graphql(node))
+        except nz.Refused as exc:
+            rejected.add(f"customer {node.get('id')}", str(exc))
+    rejected.merge_into(run.state)
+    return rows
+
+
+def customers_refresh(*, shop: Shop, client: ShopifyClient, ids: Iterable[int], run: SyncRun) -> int:
     """Re-read customers whose stats moved without their `updated_at` moving (orders, refunds)."""
     ids = sorted(set(ids))
     written = 0
@@ -866,8 +899,7 @@ def customers_refresh(*, shop: Shop, client: ShopifyClient, ids: Iterable[int]) 
         start += len(batch)
         nodes = [n for n in result.data.get("nodes") or [] if isinstance(n, dict) and n.get("id")]
         with transaction.atomic():
-            w = rows_write(shop_id=shop.pk, currency=shop.currency,
-                           customers=[nz.customer_from_graphql(n) for n in nodes])
+            w = rows_write(shop_id=shop.pk, currency=shop.currency, customers=_customer_rows(nodes, run=run))
         written += w.customers
     return written
 
@@ -932,7 +964,7 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
 
         def flush_orders() -> None:
             nonlocal hwm
-            orders, refunds, customers, stale = _order_rows_from_nodes(buffer)
+            orders, refunds, customers, stale = _order_rows_from_nodes(buffer, run=run)
             touched.update(stale)
             with transaction.atomic():
                 w = rows_write(shop_id=shop.pk, currency=shop.currency, orders=orders, refunds=refunds,
@@ -951,8 +983,9 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
         customer_rows = []
         for node in client.paginate(CUSTOMERS_PAGE, variables={"query": search}, connection="customers",
                                     page_size=100):
-            customer_rows.append(nz.customer_from_graphql(node))
-            hwm = max(hwm, _parse_time(node.get("updatedAt")))
+            for row in _customer_rows([node], run=run):
+                customer_rows.append(row)
+                hwm = max(hwm, _parse_time(row[2]))
             if len(customer_rows) >= PAGE_CHANGED_MAX:
                 with transaction.atomic():
                     run.objects_written += rows_write(shop_id=shop.pk, currency=shop.currency,
@@ -991,7 +1024,7 @@ def _incremental(*, run: SyncRun, shop: Shop, client: ShopifyClient, since: date
     touched -= set(Deletion.objects.filter(shop=shop, kind=Deletion.Kind.CUSTOMER)
                    .values_list("shopify_id", flat=True))
     if touched:
-        run.state["customers_refreshed"] = customers_refresh(shop=shop, client=client, ids=touched)
+        run.state["customers_refreshed"] = customers_refresh(shop=shop, client=client, ids=touched, run=run)
     lap("customers_refresh")
     run.state["client"] = _client_stats(client)
     _succeed(run, high_water_mark=hwm)
@@ -1338,7 +1371,8 @@ def _reconcile_steps(*, shop: Shop, client: ShopifyClient, run: SyncRun, kind: s
         gone -= _still_there(client, kind, gone, tally)
         removed += len(gone)
         added += len(missing)
-        touched |= _reconcile_apply(shop=shop, client=client, kind=kind, gone=gone, missing=missing, tally=tally)
+        touched |= _reconcile_apply(shop=shop, client=client, kind=kind, gone=gone, missing=missing, tally=tally,
+                                    run=run)
     run.state.setdefault("reconciled", {})[kind] = {
         "days": [d.isoformat() for d in sorted(differing)], "removed": removed, "added": added,
         "requests": tally.requests, "points": round(tally.points), "read_points": tally.read_points,
@@ -1366,7 +1400,7 @@ def _still_there(client: ShopifyClient, kind: str, ids: set[int], tally: _Tally)
 
 
 def _reconcile_apply(*, shop: Shop, client: ShopifyClient, kind: str, gone: set[int], missing: set[int],
-                     tally: _Tally) -> set[int]:
+                     tally: _Tally, run: SyncRun) -> set[int]:
     """Delete ours that Shopify no longer has, read and write Shopify's that we lack."""
     touched = rows_gone(shop=shop, kind=kind, ids=gone) if gone else set()
     ids = sorted(missing)
@@ -1380,13 +1414,12 @@ def _reconcile_apply(*, shop: Shop, client: ShopifyClient, kind: str, gone: set[
         nodes = [n for n in result.data.get("nodes") or [] if isinstance(n, dict) and n.get("id")]
         with transaction.atomic():
             if kind == "orders":
-                orders, refunds, customers, stale = _order_rows_from_nodes(nodes)
+                orders, refunds, customers, stale = _order_rows_from_nodes(nodes, run=run)
                 touched |= stale
                 rows_write(shop_id=shop.pk, currency=shop.currency, orders=orders, refunds=refunds,
                            customers=customers)
             else:
-                rows_write(shop_id=shop.pk, currency=shop.currency,
-                           customers=[nz.customer_from_graphql(n) for n in nodes])
+                rows_write(shop_id=shop.pk, currency=shop.currency, customers=_customer_rows(nodes, run=run))
     return touched
 
 
@@ -1404,7 +1437,7 @@ def reconcile_run(*, shop: Shop, client_factory: ClientFactory = default_client,
                 touched = reconcile_kinds(shop=shop, client=client, run=run, kinds=("orders", "customers"),
                                           days=days)
                 if touched:
-                    customers_refresh(shop=shop, client=client, ids=touched)
+                    customers_refresh(shop=shop, client=client, ids=touched, run=run)
             finally:
                 client.close()
         except ShopifyError as exc:
