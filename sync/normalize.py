@@ -231,7 +231,8 @@ def order_from_graphql(node: Mapping[str, Any]) -> Row:
 
 
 def refund_line_subtotal(item: Mapping[str, Any]) -> Decimal:
-    return Decimal(_shop_money(item.get("subtotalSet")) or "0")
+    """A refund line item's subtotal; Refused if it is not a non-negative amount."""
+    return Decimal(_money(item.get("subtotalSet"), "refundLineItems.subtotalSet"))
 
 
 def refund_from_graphql(node: Mapping[str, Any], order_id: int) -> Row:
@@ -243,8 +244,7 @@ def refund_from_graphql(node: Mapping[str, Any], order_id: int) -> Row:
         nodes = items.get("nodes")
         if nodes is None:
             nodes = [e.get("node") or {} for e in items.get("edges") or []]
-        subtotal = money_checked(str(sum((Decimal(_money(i.get("subtotalSet"), "refundLineItems.subtotalSet"))
-                                          for i in nodes), Decimal(0))), "refund subtotal")
+        subtotal = money_checked(str(sum((refund_line_subtotal(i) for i in nodes), Decimal(0))), "refund subtotal")
     updated = _time_or_none(node.get("updatedAt"), "updatedAt")
     created = _time_or_none(node.get("createdAt"), "createdAt") or updated
     return (
