@@ -197,6 +197,36 @@ def _record(params: dict[str, Any]) -> tuple[int, str] | None:
     return None if row is None else (int(row[0]), str(row[1]))
 
 
+# Shopify's payloads nest about eight levels (refund > line item > tax line > price set > money);
+# orjson writes at most 255 and the recursive PII strip would hit Python's limit near 1,000.
+MAX_JSON_DEPTH = 64
+
+
+def _json_unstorable(value: Any) -> str | None:
+    """Why a parsed body cannot be stored and handled, or None.
+
+    Walked with a stack, not recursion, so the walk itself has no depth limit. PostgreSQL's
+    jsonb refuses a NUL character (\\u0000) in any string, key or value.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return "a string holds a NUL character"
+            continue
+        if isinstance(node, dict):
+            children: list[Any] = [*node.keys(), *node.values()]
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            return f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        stack.extend((child, depth + 1) for child in children)
+    return None
+
+
 def webhook_accept(delivery: Delivery) -> tuple[int, str]:
     """Verify, record and enqueue one delivery; the HTTP status and text to answer with."""
     # Nothing from the request is trusted or parsed before the signature checks out.
@@ -221,6 +251,8 @@ def webhook_accept(delivery: Delivery) -> tuple[int, str]:
     else:
         if not isinstance(parsed, dict):
             status, outcome = "rejected", "body is not a JSON object"
+        elif (problem := _json_unstorable(parsed)) is not None:
+            status, outcome = "rejected", problem
         else:
             payload = orjson.dumps(payload_strip_pii(parsed))
             if topic not in HANDLERS:

@@ -200,3 +200,30 @@ def test_lean_path_recovers_from_a_dropped_database_connection(shop_a, caplog, m
     assert any(r.getMessage() == "webhook endpoint failed" for r in caplog.records)
     assert deliver("w-retry") == 200
     assert set(WebhookEvent.objects.values_list("webhook_id", flat=True)) == {"w-before", "w-retry"}
+
+
+@pytest.mark.parametrize("depth", [65, 255, 1000, 1024])
+def test_deeply_nested_json_is_400_and_recorded_rejected(client, shop_a, depth: int) -> None:
+    """Issue 14: nesting orjson cannot write back (255+) or the PII strip cannot recurse through
+    was a 500, never recorded, so Shopify retried it for four hours."""
+    body = b'{"id": 1, "a": ' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+    response = post_webhook(client, None, raw=body, topic="orders/create", shop=shop_a.domain, webhook_id="w-deep")
+    assert response.status_code == 400
+    event = WebhookEvent.objects.get(webhook_id="w-deep")
+    assert (event.status, event.payload, event.outcome) == ("rejected", None, "JSON nested deeper than 64 levels")
+
+
+def test_json_nested_as_deep_as_allowed_is_recorded(client, shop_a) -> None:
+    body = b'{"id": 1, "a": ' + b"[" * 63 + b"]" * 63 + b"}"
+    assert post_webhook(client, None, raw=body, topic="orders/create", shop=shop_a.domain,
+                        webhook_id="w-64").status_code == 200
+    assert WebhookEvent.objects.get(webhook_id="w-64").status == "received"
+
+
+@pytest.mark.parametrize("raw", [b'{"id": 1, "note_x": "a\\u0000b"}', b'{"id": 1, "k\\u0000": 1}'])
+def test_nul_character_in_json_is_400_and_recorded_rejected(client, shop_a, raw: bytes) -> None:
+    """PostgreSQL's jsonb cannot hold U+0000: storing it was a 500 (and Shopify's retries)."""
+    response = post_webhook(client, None, raw=raw, topic="orders/create", shop=shop_a.domain, webhook_id="w-nul")
+    assert response.status_code == 400
+    event = WebhookEvent.objects.get(webhook_id="w-nul")
+    assert (event.status, event.payload, event.outcome) == ("rejected", None, "a string holds a NUL character")
