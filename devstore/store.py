@@ -457,6 +457,7 @@ class ShopStore:
         now: int | None = None,
     ) -> ShopStore:
         """A shop loaded from a transactions CSV or Shopify's Orders export (detected by header)."""
+        _utf8_check(Path(path))
         with open(path, newline="", encoding="utf-8-sig") as fh:
             header = fh.readline()
         loader = _load_shopify_export if header.startswith("Name,Email,Financial Status") else _load_transactions
@@ -1060,6 +1061,59 @@ class _LoadedRows:
 
 
 UTC_ZONE = ZoneInfo("UTC")
+# Far above any real order (Shopify's money columns hold 16 digits before the point), and low enough
+# that a shop's sums in minor units stay within SQLite's 64-bit integers.
+MAX_AMOUNT = Decimal(10) ** 12
+# Moments the store can print back as dates: from 1970 to the end of 9999, UTC.
+TIME_RANGE = (0, int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()))
+
+
+def _shown(value: str) -> str:
+    """A field's value for an error message: a 1,000,000-character field must not make a 1 MB message."""
+    return repr(value) if len(value) <= 40 else f"{value[:40]!r}... ({len(value):,} characters)"
+
+
+def _utf8_check(path: Path) -> None:
+    """Fail with the line of the first byte that is not UTF-8 text (a BOM is allowed).
+
+    Read line by line in binary: a UTF-8 sequence never holds a newline byte, so each line
+    decodes on its own and a large file is never held in memory.
+    """
+    with open(path, "rb") as fh:
+        if fh.read(2) in (b"\xff\xfe", b"\xfe\xff"):
+            raise DataFileError(path, 1, "the file is UTF-16 text; save it as CSV UTF-8")
+        fh.seek(0)
+        for number, raw in enumerate(fh, start=1):
+            # UTF-16 without its BOM: every ASCII character comes with a NUL byte.
+            if b"\x00" in raw:
+                raise DataFileError(path, number, "a NUL byte (is the file UTF-16?); save it as CSV UTF-8")
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataFileError(
+                    path, number, f"byte 0x{raw[exc.start]:02x} at column {exc.start + 1} is not UTF-8 "
+                    "(is the file Latin-1 or Windows-1252?); save it as CSV UTF-8") from exc
+
+
+def _csv_rows(reader: csv.DictReader[str], path: Path) -> Iterator[dict[str, Any]]:
+    """The reader's rows; a line the csv module refuses (a field over its size limit) is a DataFileError."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise DataFileError(path, reader.line_num + 1, _csv_problem(exc)) from exc
+
+
+def _csv_fieldnames(reader: csv.DictReader[str], path: Path) -> list[str]:
+    try:
+        return list(reader.fieldnames or [])
+    except csv.Error as exc:
+        raise DataFileError(path, reader.line_num + 1, _csv_problem(exc)) from exc
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    if "field limit" in str(exc):
+        return f"a field is longer than {csv.field_size_limit():,} characters"
+    return f"not a CSV line: {exc}"
 
 
 def _parse_time(value: str, *, path: Path, line: int, column: str, tz: ZoneInfo = UTC_ZONE) -> int:
@@ -1071,20 +1125,26 @@ def _parse_time(value: str, *, path: Path, line: int, column: str, tz: ZoneInfo 
             dt = datetime.strptime(text, "%Y-%m-%d %H:%M:%S %z")
         else:
             dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise DataFileError(path, line, f"{column}: not a date/time: {value!r}") from exc
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=tz)
-    return int(dt.timestamp())
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=tz)
+        # Near year 1 or 9999 a zone offset moves the moment out of datetime's range.
+        ts = int(dt.timestamp())
+    except (ValueError, OverflowError) as exc:
+        raise DataFileError(path, line, f"{column}: not a date/time: {_shown(value)}") from exc
+    if not TIME_RANGE[0] <= ts <= TIME_RANGE[1]:
+        raise DataFileError(path, line, f"{column}: not between 1970 and 9999 (UTC): {_shown(value)}")
+    return ts
 
 
 def _parse_money(value: str, currency: str, *, path: Path, line: int, column: str) -> int:
     try:
         amount = Decimal(value.strip())
     except InvalidOperation as exc:
-        raise DataFileError(path, line, f"{column}: not an amount: {value!r}") from exc
+        raise DataFileError(path, line, f"{column}: not an amount: {_shown(value)}") from exc
     if not amount.is_finite() or amount < 0:
-        raise DataFileError(path, line, f"{column}: must be a non-negative amount: {value!r}")
+        raise DataFileError(path, line, f"{column}: must be a non-negative amount: {_shown(value)}")
+    if amount >= MAX_AMOUNT:
+        raise DataFileError(path, line, f"{column}: must be less than {MAX_AMOUNT:,}: {_shown(value)}")
     return int((amount * minor_units(currency)).to_integral_value())
 
 
@@ -1096,8 +1156,9 @@ def _parse_id(value: str, *, path: Path, line: int, column: str) -> int:
     text = value.strip().lstrip("#")
     if text.startswith("gid://"):
         text = text.rsplit("/", 1)[-1]
-    if not text.isdigit() or int(text) <= 0 or int(text) >= 2**63:
-        raise DataFileError(path, line, f"{column}: not a positive integer id: {value!r}")
+    # ASCII digits only (int() refuses "²", which isdigit() accepts) and at most 19 of them (2**63 has 19).
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or not 0 < int(text) < 2**63:
+        raise DataFileError(path, line, f"{column}: not a positive integer id: {_shown(value)}")
     return int(text)
 
 
@@ -1188,20 +1249,20 @@ def _load_transactions(path: Path, currency: str | None) -> _LoadedRows:
     file_currency: str | None = None
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
-        fields = [f.strip().lower() for f in reader.fieldnames or []]
+        fields = [f.strip().lower() for f in _csv_fieldnames(reader, path)]
         missing = [c for c in required if c not in fields]
         if missing:
             raise DataFileError(path, 1, f"missing column(s): {', '.join(missing)}")
         reader.fieldnames = fields
-        for row in reader:
+        for row in _csv_rows(reader, path):
             line = reader.line_num  # physical line: blank lines and quoted newlines count
             if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
                 continue
             if None in row:
                 raise DataFileError(path, line, "more fields than the header has")
             row_currency = (row.get("currency") or "").strip().upper()
-            if row_currency and (len(row_currency) != 3 or not row_currency.isalpha()):
-                raise DataFileError(path, line, f"currency: not an ISO 4217 code: {row_currency!r}")
+            if row_currency and (len(row_currency) != 3 or not (row_currency.isascii() and row_currency.isalpha())):
+                raise DataFileError(path, line, f"currency: not an ISO 4217 code: {_shown(row_currency)}")
             if row_currency and file_currency is None:
                 file_currency = row_currency
             shop_currency = (currency or file_currency or "USD").upper()
@@ -1355,11 +1416,11 @@ def _load_shopify_export(path: Path, currency: str | None) -> _LoadedRows:
     file_currency: str | None = None
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
-        fields = reader.fieldnames or []
+        fields = _csv_fieldnames(reader, path)
         missing = [c for c in required if c not in fields]
         if missing:
             raise DataFileError(path, 1, f"missing column(s): {', '.join(missing)}")
-        for row in reader:
+        for row in _csv_rows(reader, path):
             line = reader.line_num  # physical line: blank lines and quoted newlines count
             name = (row.get("Name") or "").strip()
             if not name:
@@ -1367,20 +1428,20 @@ def _load_shopify_export(path: Path, currency: str | None) -> _LoadedRows:
             if name in by_name:
                 continue  # further line items of an order already read
             if not (row.get("Created at") or "").strip():
-                raise DataFileError(path, line, f"first row of order {name} has no 'Created at'")
+                raise DataFileError(path, line, f"first row of order {_shown(name)} has no 'Created at'")
             cur = (row.get("Currency") or "").strip().upper()
-            if len(cur) != 3 or not cur.isalpha():
-                raise DataFileError(path, line, f"Currency: not an ISO 4217 code: {cur!r}")
+            if len(cur) != 3 or not (cur.isascii() and cur.isalpha()):
+                raise DataFileError(path, line, f"Currency: not an ISO 4217 code: {_shown(cur)}")
             file_currency = file_currency or cur
             shop_currency = (currency or file_currency).upper()
             id_text = (row.get("Id") or "").strip()
-            digits = "".join(ch for ch in name if ch.isdigit())
+            digits = "".join(ch for ch in name if ch in "0123456789")
             if id_text:
                 oid = _parse_id(id_text, path=path, line=line, column="Id")
             elif digits:
-                oid = int(digits)
+                oid = _parse_id(digits, path=path, line=line, column="Name")
             else:
-                raise DataFileError(path, line, f"order {name} has neither an Id nor a number")
+                raise DataFileError(path, line, f"order {_shown(name)} has neither an Id nor a number")
             created = _parse_time(row["Created at"], path=path, line=line, column="Created at")
             paid_text = (row.get("Paid at") or "").strip()
             processed = _parse_time(paid_text, path=path, line=line, column="Paid at") if paid_text else created
@@ -1421,7 +1482,8 @@ def _load_shopify_export(path: Path, currency: str | None) -> _LoadedRows:
             financial = (row.get("Financial Status") or "").strip().lower()
             order = {
                 "id": oid,
-                "number": int(digits) if digits else None,
+                # An order number as long as an id or longer is not one Shopify would give.
+                "number": int(digits) if 0 < len(digits) < 19 else None,
                 "customer_id": cid,
                 "email": email or None,
                 "created_at": created,

@@ -8,6 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devstore.store import CUSTOMER_ID_BASE, SHOPIFY_EXPORT_COLUMNS, DataFileError, ShopStore
 
@@ -174,3 +176,110 @@ def test_file_shops_default_to_utc_and_the_files_currency(tmp_path: Path) -> Non
     assert chosen.iana_timezone == "Asia/Tokyo"
     generated = ShopSpec(name="made", customers=5, months=1, now=1_790_000_000).build()
     assert generated.iana_timezone == "America/New_York"  # generated shops never sit in UTC
+
+
+# Issue 14: every encoding and size case names the file, the line and the problem (no traceback).
+TX_HEAD = "customer_id,order_id,processed_at,amount,currency,note\n"
+TX_GOOD = "1,2,2026-01-01,10,EUR,plain\n"
+
+
+def export_text(*rows: dict[str, str]) -> str:
+    base = {"Name": "#1", "Currency": "USD", "Subtotal": "1", "Total": "1", "Created at": "2026-01-01 00:00:00 +0000",
+            "Id": "11"}
+    lines = [",".join(SHOPIFY_EXPORT_COLUMNS)]
+    for i, row in enumerate(rows):
+        lines.append(export_row(**{**base, "Name": f"#{i + 1}", "Id": str(11 + i), **row}))
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "line", "fragment"),
+    [
+        ((TX_HEAD + TX_GOOD + "1,3,2026-01-02,5,EUR,Café\n").encode("latin-1"), 3,
+         "byte 0xe9 at column 25 is not UTF-8"),
+        ((TX_HEAD + TX_GOOD).encode("utf-16"), 1, "UTF-16"),
+        ((TX_HEAD + TX_GOOD).encode("utf-16-be"), 1, "NUL byte (is the file UTF-16?)"),
+        ((TX_HEAD + TX_GOOD).encode("utf-16-le"), 1, "NUL byte (is the file UTF-16?)"),
+        ((TX_HEAD + TX_GOOD + "1,3,2026-01-02,1e30,EUR,x\n").encode(), 3,
+         "amount: must be less than 1,000,000,000,000"),
+        ((TX_HEAD + TX_GOOD + "1,3,2026-01-02,5,EUR," + "x" * 1_000_000 + "\n").encode(), 3,
+         "a field is longer than 131,072 characters"),
+        ((TX_HEAD + "1,3,2026-01-02," + "9" * 1_000_000 + ",EUR,x\n").encode(), 2,
+         "a field is longer than 131,072 characters"),
+        (("customer_id,order_id,processed_at," + "a" * 1_000_000 + "\n").encode(), 1,
+         "a field is longer than 131,072 characters"),
+        ((TX_HEAD + "1,²,2026-01-02,5,EUR,x\n").encode(), 2, "order_id: not a positive integer id: '²'"),
+        ((TX_HEAD + "1," + "7" * 5000 + ",2026-01-02,5,EUR,x\n").encode(), 2, "(5,000 characters)"),
+        ((TX_HEAD + "1,3,0001-01-01T00:00:00+14:00,5,EUR,x\n").encode(), 2, "processed_at: not between 1970 and 9999"),
+        ((TX_HEAD + "1,3,2026-01-02,1e999999999,EUR,x\n").encode(), 2, "amount: must be less than"),
+        (export_text({}, {"Total": "1e30"}).encode(), 3, "Total: must be less than 1,000,000,000,000"),
+        (export_text({}, {"Name": "#" + "1" * 30, "Id": ""}).encode(), 3, "Name: not a positive integer id"),
+        (export_text({}, {"Tags": "t" * 1_000_000}).encode(), 3, "a field is longer than 131,072 characters"),
+        (export_text({"Billing Name": "Zoë"}).encode("cp1252"), 2, "byte 0xeb"),
+    ],
+    ids=["latin-1", "utf-16-bom", "utf-16-be-no-bom", "utf-16-le-no-bom", "amount-1e30", "million-char-field",
+         "million-digit-amount", "million-char-header", "superscript-id", "5000-digit-id", "year-1-with-offset",
+         "amount-exponent-overflow", "export-total-1e30", "export-30-digit-name", "export-million-char-tags",
+         "export-cp1252"],
+)
+def test_junk_files_name_the_file_line_and_problem(tmp_path: Path, data: bytes, line: int, fragment: str) -> None:
+    path = tmp_path / "junk.csv"
+    path.write_bytes(data)
+    with pytest.raises(DataFileError) as exc:
+        ShopStore.from_file(path, name="junk")
+    assert exc.value.line == line
+    assert fragment in exc.value.reason
+    assert str(exc.value).startswith(f"{path}, line {line}: ")
+    assert len(str(exc.value)) < 400  # a huge field is not copied into the message
+
+
+# --- fuzzing: whatever the file holds, the loader builds a shop or raises DataFileError -----------------------
+
+TX_COLUMNS = ["customer_id", "order_id", "processed_at", "amount", "currency", "test", "cancelled_at",
+              "refunded_amount", "refunded_at"]
+CELLS = st.one_of(
+    st.sampled_from(["", "1", "9001", "0", "-5", "12.50", "1e30", "1e999999999", "NaN", "Infinity", "EUR", "usd",
+                     "ÄÖÜ", "true", "2026-01-05T10:00:00Z", "2026-03-01 09:30:00", "2026-03-01 09:30:00 +0200",
+                     "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2026-02-30", "#1001", "²",
+                     "gid://shopify/Order/5", "9" * 25]),
+    st.text(max_size=12),
+    st.integers().map(str),
+    st.decimals(allow_nan=True, allow_infinity=True).map(str),
+    st.datetimes().map(lambda d: d.isoformat()),
+)
+
+
+@st.composite
+def csv_files(draw: st.DrawFn) -> bytes:
+    """A transactions file or an orders export, its cells junk or near-valid, in a random encoding."""
+    if draw(st.booleans()):
+        header = draw(st.lists(st.sampled_from(TX_COLUMNS), min_size=3, max_size=9, unique=True))
+    else:
+        header = list(SHOPIFY_EXPORT_COLUMNS)
+    rows = draw(st.lists(st.fixed_dictionaries({c: CELLS for c in header[:12]}), max_size=6))
+    quote = draw(st.sampled_from(['"', ""]))
+    lines = [",".join(header)] + [",".join(f"{quote}{row.get(c, '')}{quote}" for c in header) for row in rows]
+    text = draw(st.sampled_from(["\n", "\r\n"])).join(lines)
+    encoding = draw(st.sampled_from(["utf-8", "utf-8-sig", "latin-1", "utf-16", "utf-16-le"]))
+    return text.encode(encoding, errors="replace")
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.one_of(csv_files(), st.binary(max_size=400)))
+def test_fuzz_the_file_loader_raises_only_data_file_errors(tmp_path_factory: pytest.TempPathFactory,
+                                                          data: bytes) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "shop.csv"
+    path.write_bytes(data)
+    try:
+        store = ShopStore.from_file(path, name="fuzz", now=1_790_000_000)
+    except DataFileError as exc:
+        problem: DataFileError | None = exc
+    else:
+        problem = None
+        try:
+            assert store.order_count() >= 1
+        finally:
+            store.close()
+    if problem is not None:
+        assert problem.path == str(path)
+        assert problem.line >= 1
