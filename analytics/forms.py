@@ -11,6 +11,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from django import forms
+from django.core.validators import MinValueValidator
 from django.forms.utils import ErrorDict
 
 from analytics.models import PERIOD_PRESETS, AnalyticsSettings
@@ -19,6 +20,9 @@ PERIOD_CHOICES = [(str(d), label) for d, label in zip(
     PERIOD_PRESETS, ("Last 90 days", "Last 180 days", "Last 365 days", "Last 730 days"), strict=True)]
 CUSTOM = "custom"
 MIN_PERIOD_DAYS, MAX_PERIOD_DAYS = 7, 3660
+# Shopify opened in 2006, so no shop has an order before this; and a report's look-back (two
+# periods and the activity window, up to ten years each) from it stays far inside datetime's range.
+MIN_AS_OF = date(2000, 1, 1)
 
 
 class PeriodForm(forms.Form):
@@ -28,13 +32,14 @@ class PeriodForm(forms.Form):
     days = forms.IntegerField(label="Days", min_value=MIN_PERIOD_DAYS, max_value=MAX_PERIOD_DAYS, required=False,
                               help_text="Only for a custom period.")
     as_of = forms.DateField(label="As of", required=False, widget=forms.DateInput(attrs={"type": "date"}),
+                            validators=[MinValueValidator(MIN_AS_OF)],
                             help_text="The period ends at the start of this day (shop time zone).")
 
     def __init__(self, *args: Any, today: date, default_days: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.today = today
         self.default_days = default_days
-        self.fields["as_of"].widget.attrs["max"] = (today + timedelta(days=1)).isoformat()
+        self.fields["as_of"].widget.attrs.update(min=MIN_AS_OF.isoformat(), max=(today + timedelta(days=1)).isoformat())
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

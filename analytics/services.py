@@ -15,6 +15,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.exceptions import ValidationError
+from django.core.validators import ProhibitNullCharactersValidator
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -73,8 +75,12 @@ def _choice(data: dict[str, Any], key: str, choices: list[str], errors: Errors) 
 
 
 def _decimal(data: dict[str, Any], key: str, errors: Errors, *, lo: Decimal, hi: Decimal | None,
-             places: int, lo_inclusive: bool = True) -> Decimal | None:
-    """A Decimal from form text; blank means 'not set' (None)."""
+             places: int, lo_inclusive: bool = True, max_digits: int | None = None) -> Decimal | None:
+    """A Decimal from form text; blank means 'not set' (None).
+
+    ``max_digits``: the column's precision, for a value with no upper bound of its own: a
+    number the column cannot hold is a field error here instead of a failed save.
+    """
     raw = data.get(key)
     if raw is None or str(raw).strip() == "":
         return None
@@ -89,6 +95,10 @@ def _decimal(data: dict[str, Any], key: str, errors: Errors, *, lo: Decimal, hi:
     if value < lo or (not lo_inclusive and value == lo) or (hi is not None and value > hi):
         bound = f"more than {lo}" if not lo_inclusive else f"at least {lo}"
         errors.setdefault(key, []).append(f"Enter a number {bound}" + (f" and at most {hi}." if hi else "."))
+        return None
+    # adjusted() is the exponent of the leading digit; unlike normalize() below it cannot overflow.
+    if max_digits is not None and value.adjusted() >= max_digits - places:
+        errors.setdefault(key, []).append(f"Enter a number less than {10 ** (max_digits - places):,}.")
         return None
     exponent = value.normalize().as_tuple().exponent
     if isinstance(exponent, int) and -exponent > places:
@@ -106,6 +116,11 @@ def _tags(raw: Any, errors: Errors) -> list[str] | None:
             continue
         if len(tag) > 255:
             errors.setdefault("excluded_order_tags", []).append("A tag has at most 255 characters.")
+            return None
+        try:
+            ProhibitNullCharactersValidator()(tag)  # PostgreSQL text cannot hold one: the save would fail
+        except ValidationError as exc:
+            errors.setdefault("excluded_order_tags", []).extend(exc.messages)
             return None
         if tag.lower() not in {t.lower() for t in tags}:
             tags.append(tag)
@@ -193,8 +208,9 @@ def marketing_inputs_update(*, shop: Shop, data: dict[str, Any]) -> tuple[Market
     end = _date(data, "period_end", errors)
     if start and end and end <= start:
         errors.setdefault("period_end", []).append("The period must end after it starts.")
-    acq = _decimal(data, "acquisition_spend", errors, lo=Decimal(0), hi=None, places=4)
-    ret = _decimal(data, "retention_spend", errors, lo=Decimal(0), hi=None, places=4)
+    spend_digits = MarketingInput._meta.get_field("acquisition_spend").max_digits
+    acq = _decimal(data, "acquisition_spend", errors, lo=Decimal(0), hi=None, places=4, max_digits=spend_digits)
+    ret = _decimal(data, "retention_spend", errors, lo=Decimal(0), hi=None, places=4, max_digits=spend_digits)
     conv = _decimal(data, "conversion_rate", errors, lo=Decimal(0), hi=Decimal(100), places=4, lo_inclusive=False)
     if errors or start is None or end is None:
         return None, errors

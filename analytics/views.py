@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import F
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
@@ -226,6 +227,7 @@ def _picker(form: PeriodForm | None, doc: dict[str, Any] | None) -> dict[str, An
     period = chosen if chosen in {v for v, _ in PERIOD_FORM_CHOICES} else (
         str(days) if days in PERIOD_PRESETS else "custom")
     return {"choices": PERIOD_FORM_CHOICES, "period": period, "days": days, "as_of": doc["as_of"],
+            "min_as_of": form.fields["as_of"].widget.attrs.get("min", ""),
             "max_as_of": form.fields["as_of"].widget.attrs.get("max", ""),
             "errors": form.errors if form.is_bound else {},
             "min_days": MIN_PERIOD_DAYS, "max_days": MAX_PERIOD_DAYS}
@@ -582,13 +584,12 @@ def _rfm(request: HttpRequest, form: PeriodForm, doc: dict[str, Any]) -> HttpRes
     sort_key = request.GET.get("sort", "total")
     sort_key = sort_key if sort_key in CUSTOMER_SORTS else "total"
     direction = "asc" if request.GET.get("dir") == "asc" else "desc"
-    try:
-        page = max(1, int(request.GET.get("page", "1")))
-    except ValueError:
-        page = 1
     snapshot = _snapshot_for(shop, doc)
     rows: list[Any] = []
     total_rows = doc["rfm"]["groups"][group]["customers"] if group else int(doc["clv"]["customers"] or 0)
+    # Django's paging over the document's count: junk is page 1, a number past either end the last page.
+    paginator = Paginator(range(total_rows), CUSTOMERS_PER_PAGE)
+    page = paginator.get_page(request.GET.get("page")).number
     if snapshot is not None:
         column = CUSTOMER_SORTS[sort_key][0]
         # Customers without a prediction sort last either way.
@@ -604,7 +605,7 @@ def _rfm(request: HttpRequest, form: PeriodForm, doc: dict[str, Any]) -> HttpRes
         )[start:start + CUSTOMERS_PER_PAGE])
     for row in rows:
         row["admin_url"] = customer_admin_url(shop, row["customer_shopify_id"])
-    pages = max(1, -(-total_rows // CUSTOMERS_PER_PAGE))
+    pages = paginator.num_pages
     list_params: dict[str, Any] = {"group": group, "sort": sort_key, "dir": direction}
     sort_links = []
     for key, (_, label) in CUSTOMER_SORTS.items():
