@@ -205,13 +205,9 @@ def webhook_apply(*, shop: Shop, topic: str, payload: dict[str, Any]) -> None:
         elif topic in CUSTOMER_TOPICS:
             rows_write(shop_id=shop.pk, currency=shop.currency, customers=[nz.customer_from_rest(payload)])
         elif topic == "orders/delete":
-            shopify_id = nz.gid_id(payload.get("id"))
-            if shopify_id is not None:
-                order_delete(shop=shop, shopify_id=shopify_id)
+            order_delete(shop=shop, shopify_id=nz.id_checked(payload.get("id"), "id"))
         elif topic == "customers/delete":
-            shopify_id = nz.gid_id(payload.get("id"))
-            if shopify_id is not None:
-                customer_delete(shop=shop, shopify_id=shopify_id)
+            customer_delete(shop=shop, shopify_id=nz.id_checked(payload.get("id"), "id"))
         elif topic == "bulk_operations/finish":
             # The backfill polls its operation; this only shortens nothing we rely on.
             logger.info("bulk operation finished: %s", payload.get("admin_graphql_api_id"))

@@ -82,3 +82,10 @@ def test_an_order_whose_inline_refund_exceeds_it_or_is_negative_is_rejected(shop
         assert reason in event.outcome
     assert not Order.objects.filter(shop=shop, shopify_id=ORDER["id"]).exists()
     assert not Refund.objects.filter(shop=shop).exists()
+
+
+@pytest.mark.parametrize("topic", ["orders/delete", "customers/delete"])
+def test_a_delete_with_a_junk_id_is_rejected_not_retried(shop: Shop, topic: str) -> None:
+    event = _deliver(shop, topic, {"id": "gid://shopify/Order/NaN"})
+    assert event.status == WebhookEvent.Status.REJECTED
+    assert event.outcome == "rejected: id: 'gid://shopify/Order/NaN' is not a Shopify id"
