@@ -4,7 +4,9 @@ Both shapes end as the same tuples (the staging tables' column order below, afte
 so a GID and a numeric id land on one row and a webhook and a sync write the same values. Bulk
 files skip the tuples: a chunk of lines goes straight to COPY text (`bulk_orders_parse`).
 Money is the shop-money amount as a decimal string; times are ISO strings (PostgreSQL
-parses them in COPY); nothing here touches the database.
+parses them in COPY); nothing here touches the database. Every money, count, id and time is
+checked here against what Shopify can send: a record holding anything else is refused with the
+reason (`Refused`, or left out of a bulk chunk and counted in its `rejected`).
 """
 
 from __future__ import annotations
@@ -87,13 +89,13 @@ REJECTED_EXAMPLES = 5
 
 
 def money_checked(value: Any, name: str, *, signed: bool = False) -> str:
-    """A Shopify amount as a decimal string, or Refused. JSON numbers are taken as their text."""
-    text = value if isinstance(value, str) else str(value) if isinstance(value, int) and not isinstance(
-        value, bool) else None
-    if text is None or not (_SIGNED_MONEY_RE if signed else _MONEY_RE).match(text):
+    """A Shopify amount as a decimal string, or Refused. A JSON integer is taken as its text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not (_SIGNED_MONEY_RE if signed else _MONEY_RE).match(value):
         raise Refused(f"{name}: {_shown(value)} is not {'an' if signed else 'a non-negative'} amount "
                       "Shopify can send")
-    return text
+    return value
 
 
 def count_checked(value: Any, name: str) -> int:
