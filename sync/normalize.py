@@ -578,6 +578,8 @@ def bulk_orders_parse(data: bytes, *, shop_id: int) -> BulkChunk:
     refunded: list[BulkOrderLine] = []
     for o in decoded:
         if o.parent_id is not None or o.id is None:
+            if o.parent_id is None:
+                out.rejected.add("an order line", "id: None is not a Shopify id")
             continue
         oid = _num(o.id)
         ids.append(oid)
@@ -637,7 +639,7 @@ def _orders_checked(decoded: list[BulkOrderLine], shop: str, rejected: Rejected)
     """bulk_orders_parse for a chunk holding a bad value: each order checked with its refunds and customer."""
     out = BulkChunk(rejected=rejected)
     for o in decoded:
-        if o.parent_id is not None or o.id is None:
+        if o.parent_id is not None or o.id is None:  # the id-less line is in `rejected` already
             continue
         oid = _num(o.id)
         customer = o.customer
