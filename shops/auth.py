@@ -55,9 +55,11 @@ def frame_ancestors(shop_domain: str | None) -> str:
 
 def frame_headers_set(response: HttpResponse, shop_domain: str | None) -> HttpResponse:
     response["Content-Security-Policy"] = frame_ancestors(shop_domain)
-    # Framing is what an embedded app is for; the CSP above is the control.
+    # Framing is what an embedded app is for; the CSP above is the control, and the clickjacking
+    # middleware's DENY (for every other page) stays off this answer.
     if response.has_header("X-Frame-Options"):
         del response["X-Frame-Options"]
+    response.xframe_options_exempt = True  # type: ignore[attr-defined]
     return response
 
 

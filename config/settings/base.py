@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from celery.schedules import crontab
+from django.utils.csp import CSP
 from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -48,8 +49,14 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Pages that are not embedded (the staff admin, /healthz, error pages) must not be framed.
+    # Embedded pages set their own per-shop frame-ancestors and opt out (shops.auth.frame_headers_set).
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "config.logging.RequestContextMiddleware",
 ]
+X_FRAME_OPTIONS = "DENY"
+SECURE_CSP = {"frame-ancestors": [CSP.NONE], "base-uri": [CSP.NONE], "object-src": [CSP.NONE]}
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

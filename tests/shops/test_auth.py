@@ -132,6 +132,14 @@ def test_admin_origin_setting_is_added(client, orders, shop_a, settings) -> None
         "frame-ancestors https://acme.myshopify.com https://admin.shopify.com http://127.0.0.1:5555")
 
 
-def test_clickjacking_middleware_stays_out(settings) -> None:
-    # X-Frame-Options: DENY would break the admin iframe; per-shop frame-ancestors is the control.
-    assert "django.middleware.clickjacking.XFrameOptionsMiddleware" not in settings.MIDDLEWARE
+def test_clickjacking_middleware_spares_embedded_answers(client, orders, shop_a, settings) -> None:
+    # The middleware denies framing everywhere else; here DENY would break the admin iframe, and
+    # the per-shop frame-ancestors is the control, on answers and refusals alike.
+    assert "django.middleware.clickjacking.XFrameOptionsMiddleware" in settings.MIDDLEWARE
+    ok = client.get("/t/orders", {"shop": shop_a.domain, "id_token": session_token(shop_a.domain)})
+    refused = client.get("/t/orders", HTTP_AUTHORIZATION="Bearer junk")
+    assert (ok.status_code, refused.status_code) == (200, 401)
+    for response in (ok, refused):
+        assert not response.has_header("X-Frame-Options")
+        assert response["Content-Security-Policy"].startswith("frame-ancestors ")
+        assert "'none'" not in response["Content-Security-Policy"]
