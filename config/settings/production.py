@@ -1,8 +1,11 @@
 """Production settings: every secret and URL from the environment, no defaults."""
 
+import os
+
 import dj_database_url
 
 from config.errors import StartupError
+from config.secret_checks import production_secrets_check
 from config.settings.base import *  # noqa: F403
 from config.settings.base import env
 
@@ -12,6 +15,7 @@ _missing = [name for name in REQUIRED if not env(name)]
 if _missing:
     raise StartupError(f"missing required setting {_missing[0]}: set it in the environment "
                        f"(all required: {', '.join(REQUIRED)}; see .env.example)")
+production_secrets_check(os.environ)
 
 SECRET_KEY = env("DJANGO_SECRET_KEY")
 DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL") or "", conn_max_age=60, conn_health_checks=True)}
