@@ -149,10 +149,12 @@ def database_config(*, prefer_system: bool) -> dict[str, Any]:
     prefer_system = prefer_system and os.environ.get("TENURE_SERVICES") != "embedded"
     if not url and prefer_system:
         url = system_postgres_url()
+    # Connections live 60 s; each request first checks its connection is still alive, so the first
+    # request after a PostgreSQL restart reconnects instead of failing on the stale one.
     if url:
-        return dict(dj_database_url.parse(url, conn_max_age=60))
+        return dict(dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True))
     cfg = embedded_postgres_settings()
-    return {"ENGINE": "django.db.backends.postgresql", "CONN_MAX_AGE": 60, **cfg}
+    return {"ENGINE": "django.db.backends.postgresql", "CONN_MAX_AGE": 60, "CONN_HEALTH_CHECKS": True, **cfg}
 
 
 def redis_url(*, prefer_system: bool) -> str:

@@ -1,3 +1,6 @@
+import json
+import time
+
 import pytest
 from django.test import Client
 
@@ -56,3 +59,37 @@ def test_healthz_503_when_the_database_is_down(client: Client) -> None:
     assert body["status"] == "degraded"
     assert body["database"] == "error: OperationalError"
     assert body["redis"] == "ok"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_request_after_the_server_dropped_the_connection_gets_200() -> None:
+    """What a PostgreSQL restart does to the connections web workers keep open (CONN_MAX_AGE 60)."""
+    import psycopg
+    from django.db import connection
+
+    from tests.conftest import test_database_url
+    from tests.shops.conftest import WsgiClient
+
+    # Through the callable gunicorn serves, with Django's request signals (Django's test client
+    # turns off the per-request connection check this is about).
+    client = WsgiClient(recycle_connections=True)
+    saved = dict(connection.settings_dict)
+    connection.close()
+    # The tests close connections after each request; keep them as local and production settings do.
+    connection.settings_dict["CONN_MAX_AGE"] = 60
+    try:
+        assert client.get("/healthz").status_code == 200
+        backend = connection.connection.info.backend_pid  # kept open for the next request
+        with psycopg.connect(test_database_url(), autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", [backend]).fetchone() == (True,)
+            for _ in range(100):  # termination is asynchronous: wait until the backend is gone
+                if not admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [backend]).fetchone():
+                    break
+                time.sleep(0.05)
+        response = client.get("/healthz")
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+    assert json.loads(response.content) == {"status": "ok", "database": "ok", "redis": "ok"}
+    assert response.status_code == 200
