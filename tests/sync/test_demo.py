@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -150,11 +151,17 @@ def demo_runner() -> Iterator[list[Demo]]:
         demo.close()
 
 
+# A credential as it would show in a log: a session token in a URL, a Shopify access token, an HMAC.
+LOGGED_SECRET = re.compile(r"id_token=eyJ|\bshp(?:at|ua|ca|pa|ss|rt)_[A-Za-z0-9]|hmac=(?!\[redacted\])[^&\s'\"]")
+
+
 def test_demo_with_no_arguments_installs_the_generated_shop_and_prints_the_admin_url(
-        transactional_db: None, redis_client, demo_runner: list[Demo]) -> None:
+        transactional_db: None, redis_client, demo_runner: list[Demo], tmp_path: Path) -> None:
     redis_client.flushdb()
     port = _free_port()
-    demo = Demo(["--port", str(port)], _test_env())
+    # Its own var/ directory: the logs read at the end are this run's only.
+    var = tmp_path / "var"
+    demo = Demo(["--port", str(port)], {**_test_env(), "TENURE_VAR_DIR": str(var)})
     demo_runner.append(demo)
     # The defaults: the shop `demo`, generated with a few years of history, trading live.
     demo.wait_for(r"starting devstore with demo\.myshopify\.com \(generated: 8,000 customers, 36 months, "
@@ -187,6 +194,9 @@ def test_demo_with_no_arguments_installs_the_generated_shop_and_prints_the_admin
     snapshot = AnalyticsSnapshot.objects.filter(shop=shop).order_by("-as_of", "-computed_at").first()  # today's
     assert snapshot is not None
     assert int(shown["clv.orders"]) == snapshot.document["clv"]["orders"] > 1000
+    # A page that does not exist, opened with the frame's session token: django.request logs the 404.
+    missing = httpx.get(urlsplit(frame_src)._replace(path="/app/no-such-page").geturl(), timeout=30)
+    assert missing.status_code == 404
 
     # Live mode: devstore keeps trading and its webhooks reach the app's webhook worker.
     deadline = time.monotonic() + 60
@@ -200,6 +210,11 @@ def test_demo_with_no_arguments_installs_the_generated_shop_and_prints_the_admin
     # Every process the demo started is gone, and the web port is free again.
     assert [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE] == []
     assert not _port_open(port)
+    # No credential in any log the run wrote (web, workers, beat), the 404 above included.
+    logs = {path.name: path.read_text(errors="replace") for path in var.glob("*.log")}
+    assert {"web.log", "worker-webhooks.log", "worker-sync.log", "beat.log"} <= set(logs)
+    assert "/app/no-such-page" in logs["web.log"]
+    assert {name: LOGGED_SECRET.findall(text)[:3] for name, text in logs.items() if LOGGED_SECRET.search(text)} == {}
 
 
 def test_demo_data_alone_loads_the_csv_into_the_demo_shop(transactional_db: None, tmp_path: Path,
