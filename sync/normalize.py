@@ -137,10 +137,18 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def refund_within_order(refund: Row, order_total: Any) -> None:
-    """A refund cannot exceed its order's total (Shopify refunds at most what was paid)."""
-    if order_total is not None and Decimal(refund[4]) > Decimal(str(order_total)):
-        raise Refused(f"refund {refund[0]}: amount {refund[4]} exceeds its order's total {order_total}")
+def refund_cap(total: Any, current_total: Any, total_refunded: Any) -> Decimal:
+    """The most one refund of an order can be: what was paid. `total` may be the order's total before
+    an edit that added to it, and `current_total` is after its refunds, so the larger of `total` and
+    `current_total + total_refunded` (an edited-up order fully refunded refunds more than `total`)."""
+    return max(Decimal(str(total or 0)), Decimal(str(current_total or 0)) + Decimal(str(total_refunded or 0)))
+
+
+def refund_within_order(refund: Row, cap: Decimal | None) -> None:
+    """A refund cannot exceed what its order was paid (`refund_cap`; None: the order is not known)."""
+    if cap is not None and Decimal(refund[4]) > cap:
+        raise Refused(f"refund {refund[0]}: amount {refund[4]} exceeds what its order was paid "
+                      f"({cap.normalize():f})")
 
 _MONEY = "shopMoney { amount currencyCode }"
 ORDER_FIELDS = f"""
@@ -626,12 +634,12 @@ def _refund_line(shop: str, refund_id: int, order_id: int, r: BulkRefund) -> str
 
 
 def _refund_over_total(o: BulkOrderLine) -> str | None:
-    """Why a refund of `o` exceeds the order's total, if one does (amounts already well formed)."""
-    total = Decimal(_amount(o.total_price_set))
+    """Why a refund of `o` exceeds what the order was paid, if one does (amounts already well formed)."""
+    cap = refund_cap(_amount(o.total_price_set), _amount(o.current_total_price_set), _amount(o.total_refunded_set))
     for r in o.refunds or ():
         amount = _amount(r.total_refunded_set)
-        if Decimal(amount) > total:
-            return f"refund {r.id}: amount {amount} exceeds its order's total {total}"
+        if Decimal(amount) > cap:
+            return f"refund {r.id}: amount {amount} exceeds what its order was paid ({cap.normalize():f})"
     return None
 
 

@@ -190,17 +190,19 @@ def webhook_apply(*, shop: Shop, topic: str, payload: dict[str, Any]) -> None:
             if "order_edit" in payload or "id" not in payload:
                 return  # orders/edited carries the edit, not the order; orders/updated follows it
             order = nz.order_from_rest(payload)
+            # No refund-within-order check here: a REST order's only refunded total is the sum of these
+            # refunds, and an edit that added to the order leaves `total_price` at its first value, so
+            # what was paid cannot be told apart from the refunds themselves (each is range-checked).
             refunds = [nz.refund_from_rest(r, shop.currency or str(payload.get("currency") or ""))
                        for r in payload.get("refunds") or []]
-            for refund in refunds:
-                nz.refund_within_order(refund, order[13])
             rows_write(shop_id=shop.pk, currency=shop.currency, orders=[order], refunds=refunds)
         elif topic == "refunds/create":
             refund = nz.refund_from_rest(payload, shop.currency)
             # The order came first (Shopify sends orders/create before its refunds): compare with
             # the total we hold; an order we do not hold yet is checked when a sync brings both.
-            nz.refund_within_order(refund, Order.objects.filter(shop=shop, shopify_id=refund[1])
-                                   .values_list("total", flat=True).first())
+            held = (Order.objects.filter(shop=shop, shopify_id=refund[1])
+                    .values_list("total", "current_total", "total_refunded").first())
+            nz.refund_within_order(refund, None if held is None else nz.refund_cap(*held))
             rows_write(shop_id=shop.pk, currency=shop.currency, refunds=[refund])
         elif topic in CUSTOMER_TOPICS:
             rows_write(shop_id=shop.pk, currency=shop.currency, customers=[nz.customer_from_rest(payload)])
@@ -852,7 +854,7 @@ def _order_rows_from_nodes(
             its_refunds = []
             for refund in node.get("refunds") or []:
                 r = nz.refund_from_graphql(refund, row[0])
-                nz.refund_within_order(r, row[13])
+                nz.refund_within_order(r, nz.refund_cap(row[13], row[14], row[15]))
                 items = refund.get("refundLineItems") or {}
                 if (items.get("pageInfo") or {}).get("hasNextPage"):
                     r = (*r[:5], None, r[6])  # not all lines seen: keep the subtotal we have

@@ -41,7 +41,7 @@ def _money(amount: Any) -> dict[str, Any]:
     (_bad(updatedAt="1970-01-01T00:00:00Z"), "updated_at: '1970-01-01T00:00:00Z' is not"),
     (_bad(cancelledAt="soon"), "cancelled_at: 'soon' is not"),
     (_bad(refunds=[{**REFUND, "totalRefundedSet": _money("1600.01")}]),
-     "refund gid://shopify/Refund/930000000015: amount 1600.01 exceeds its order's total 1600"),
+     "refund gid://shopify/Refund/930000000015: amount 1600.01 exceeds what its order was paid (1600)"),
     (_bad(refunds=[{**REFUND, "totalRefundedSet": _money("-5")}]), "amount: '-5' is not a value"),
     (_bad(customer={**CUSTOMER, "numberOfOrders": "-3"}), "number_of_orders: '-3' is not a value"),
     (_bad(totalPriceSet=_money(12)), "Expected `str | null`, got `int` - at `$.totalPriceSet.shopMoney.amount`"),
@@ -85,8 +85,8 @@ def test_a_graphql_page_with_a_bad_node_writes_the_others_and_records_it(db: Non
     assert run.state["rejected"] == {"count": 3, "examples": [
         {"record": "order gid://shopify/Order/1", "reason": "totalPriceSet: 'NaN' is not a non-negative amount "
                                                             "Shopify can send"},
-        {"record": "order gid://shopify/Order/2", "reason": "refund 930000000015: amount 9999 exceeds its order's "
-                                                            "total 1600"},
+        {"record": "order gid://shopify/Order/2", "reason": "refund 930000000015: amount 9999 exceeds what its "
+                                                            "order was paid (1600)"},
         {"record": "customer gid://shopify/Customer/5", "reason": "amountSpent: 'NaN' is not an amount Shopify "
                                                                   "can send"}]}
 
