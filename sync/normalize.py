@@ -53,8 +53,12 @@ ID = r"[1-9]\d{0,17}"
 # ISO-8601 as Shopify writes it, years 1990..2100. The day of the month is checked against its month
 # on the dict paths (fromisoformat); on the bulk path only a Feb 29-31 or Apr 31 would reach COPY,
 # which refuses it (the chunk fails and is retried, as any COPY error).
-TIME = (r"(?:199\d|20\d\d|2100)-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
-        r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?(?:Z|[+-](?:[01]\d|2[0-3]):?[0-5]\d)")
+# A date that exists, in 1990..2100: each month's length, and 29 February in leap years only (2000
+# is one, 2100 is not), so a bulk line's time never reaches COPY to fail its whole chunk there.
+_DATE = (r"(?:(?:199\d|20\d\d|2100)-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])"
+         r"|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)|02-(?:0[1-9]|1\d|2[0-8]))"
+         r"|(?:199[26]|20(?:[02468][048]|[13579][26]))-02-29)")
+TIME = (_DATE + r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?(?:Z|[+-](?:[01]\d|2[0-3]):?[0-5]\d)")
 BIGINT_MAX = 2**63 - 1
 _MONEY_RE, _SIGNED_MONEY_RE, _COUNT_RE, _TIME_RE = (re.compile(p + r"\Z", re.ASCII)
                                                     for p in (MONEY, SIGNED_MONEY, COUNT, TIME))

@@ -38,6 +38,10 @@ def _money(amount: Any) -> dict[str, Any]:
     (_bad(id="gid://shopify/Order/12abc"), "shopify_id: '0' is not a value Shopify can send"),
     (_bad(id="gid://shopify/Order/99999999999999999999"), "shopify_id: '99999999999999999999' is not"),
     (_bad(createdAt="2026-13-01T00:00:00Z"), "created_at: '2026-13-01T00:00:00Z' is not"),
+    # Days that do not exist would reach COPY, which would refuse the whole chunk.
+    (_bad(createdAt="2026-02-30T00:00:00Z"), "created_at: '2026-02-30T00:00:00Z' is not"),
+    (_bad(processedAt="2026-04-31T00:00:00Z"), "processed_at: '2026-04-31T00:00:00Z' is not"),
+    (_bad(updatedAt="2023-02-29T00:00:00Z"), "updated_at: '2023-02-29T00:00:00Z' is not"),
     (_bad(updatedAt="1970-01-01T00:00:00Z"), "updated_at: '1970-01-01T00:00:00Z' is not"),
     (_bad(cancelledAt="soon"), "cancelled_at: 'soon' is not"),
     (_bad(refunds=[{**REFUND, "totalRefundedSet": _money("1600.01")}]),
