@@ -44,6 +44,8 @@ def run_progress(*, run: SyncRun) -> dict[str, Any]:
         "eta_s": eta_s,
         "history_limited": run.history_limited,
         "error": run.error,
+        # Records left out for holding a value Shopify cannot send: {"count", "examples"}.
+        "rejected": state.get("rejected") or None,
         "started_at": run.started_at,
         "finished_at": run.finished_at,
     }
@@ -76,6 +78,7 @@ def sync_status(*, shop: Shop) -> dict[str, Any]:
         received=Count("id"),
         processed=Count("id", filter=Q(status=WebhookEvent.Status.PROCESSED)),
         failed=Count("id", filter=Q(status=WebhookEvent.Status.FAILED)),
+        rejected=Count("id", filter=Q(status=WebhookEvent.Status.REJECTED)),
         pending=Count("id", filter=Q(status=WebhookEvent.Status.RECEIVED)),
     )
     last_hook = WebhookEvent.objects.filter(shop=shop).order_by("-received_at").values_list(

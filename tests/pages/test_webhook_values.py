@@ -36,6 +36,8 @@ def test_a_nan_order_is_rejected_and_the_overview_still_renders(pages: Pages) ->
     doc = services.report_document(shop=pages.shop, as_of=AS_OF, period_days=365)
     assert doc["clv"]["orders"] > 0
     assert pages.get("/app/overview", as_of=AS_OF.isoformat()).status_code == 200
+    # The Data page counts the refused delivery among the day's webhooks.
+    assert '<dd data-hook="rejected">1</dd>' in pages.get("/app/data").content.decode()
 
 
 @pytest.mark.parametrize(("field", "value", "reason"), [

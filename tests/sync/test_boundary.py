@@ -108,7 +108,8 @@ def _negative_total_once(chunks: Iterable[bytes], hit: list[int]) -> Iterator[by
 
 
 def test_a_backfill_leaves_out_a_bad_bulk_line_writes_the_rest_and_succeeds(devshop: Any, transactional_db: None,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        client: Any) -> None:
     served = devshop.store.bulk_result
     hit: list[int] = []
 
@@ -128,3 +129,9 @@ def test_a_backfill_leaves_out_a_bad_bulk_line_writes_the_rest_and_succeeds(devs
     assert not Order.objects.filter(shop=devshop.shop, shopify_id=bad).exists()
     assert not Refund.objects.filter(shop=devshop.shop, order_shopify_id=bad).exists()
     assert Order.objects.filter(shop=devshop.shop).count() == devshop.store.order_count() - 1
+    # The Data page says what was left out, and why.
+    from tests.pages.conftest import Pages
+
+    page = Pages(client, devshop.shop).get("/app/data").content.decode()
+    assert "The last sync left out 1 record holding a value Shopify cannot send" in page
+    assert f"order gid://shopify/Order/{bad} (total: &#x27;-" in page
